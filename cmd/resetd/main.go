@@ -1,0 +1,100 @@
+// Command resetd is the password-reset service: the server and the
+// operator's commands (SPEC §1).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// Globals are the flags every command takes.
+type Globals struct {
+	DB        string `name:"db" env:"RESETD_DB" default:"sqlite:resetd.db" help:"Database: sqlite:PATH or postgres://…"`
+	SecretKey string `name:"secret-key" env:"RESETD_SECRET_KEY" help:"32-byte key (hex or base64) that keys OTP hashing and seals stored secrets; generated and kept in the database when unset (fine for a trial)."`
+	JSON      bool   `name:"json" help:"Print machine-readable JSON."`
+
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// CLI is the whole command line.
+type CLI struct {
+	Globals
+
+	Serve       ServeCmd       `cmd:"" help:"Run the server."`
+	Migrate     MigrateCmd     `cmd:"" help:"Apply schema migrations (idempotent; safe while replicas run)."`
+	Institution InstitutionCmd `cmd:"" help:"Manage institutions."`
+	User        UserCmd        `cmd:"" help:"Manage users."`
+	Client      ClientCmd      `cmd:"" help:"Manage OAuth2 clients."`
+	Outbox      OutboxCmd      `cmd:"" help:"Inspect outgoing messages."`
+	Audit       AuditCmd       `cmd:"" help:"Read the audit log."`
+	Version     VersionCmd     `cmd:"" help:"Print the version."`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: tests call it.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var cli CLI
+	cli.stdin, cli.stdout, cli.stderr = stdin, stdout, stderr
+	exit := -1
+	parser, err := kong.New(&cli,
+		kong.Name("resetd"),
+		kong.Description("resetd: self-hosted password resets for digital banking."),
+		kong.UsageOnError(),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exit = code; panic(exitPanic{}) }),
+		kong.BindTo(ctx, (*context.Context)(nil)),
+	)
+	if err != nil {
+		fmt.Fprintln(stderr, "resetd:", err)
+		return 2
+	}
+	code, done := parseAndRun(parser, &cli, args, &exit)
+	if done {
+		return code
+	}
+	return 0
+}
+
+type exitPanic struct{}
+
+func parseAndRun(parser *kong.Kong, cli *CLI, args []string, exit *int) (code int, done bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(exitPanic); !ok {
+				panic(r)
+			}
+			code, done = *exit, true
+		}
+	}()
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintln(cli.stderr, "resetd:", err)
+		return 2, true
+	}
+	if err := kctx.Run(&cli.Globals); err != nil {
+		var ec interface{ ExitCode() int }
+		if asExit(err, &ec) {
+			return ec.ExitCode(), true
+		}
+		fmt.Fprintln(cli.stderr, "resetd:", err)
+		return 1, true
+	}
+	return 0, true
+}

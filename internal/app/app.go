@@ -1,0 +1,263 @@
+// Package app wires resetd together from its configuration: the store, the
+// secret key, the auth and reset services, the delivery workers and the
+// HTTP server. The CLI and the integration tests use it alike, so tests
+// run the same wiring as production.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/resetd/resetd/internal/auth"
+	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/reset"
+	"github.com/resetd/resetd/internal/seal"
+	"github.com/resetd/resetd/internal/server"
+	"github.com/resetd/resetd/internal/store"
+	"github.com/resetd/resetd/internal/store/sqlite"
+)
+
+// Config is everything SPEC §1 lets an operator set, plus test hooks.
+type Config struct {
+	Addr           string
+	DB             string
+	PublicURL      string
+	SMTP           string
+	SMS            string
+	SecretKey      string
+	TrustedProxies []string
+	NoMigrate      bool
+
+	Logger *slog.Logger
+	// Now is the clock; nil is time.Now. Tests inject one.
+	Now func() time.Time
+	// HTTPClient carries SMS API calls; nil is a client with a timeout.
+	HTTPClient *http.Client
+	// QueueWorkers bounds concurrent deliveries; 0 is 100.
+	QueueWorkers int
+	// Argon2 overrides the password-hash parameters (tests use cheap ones).
+	Argon2 *password.Params
+}
+
+// App is a wired resetd.
+type App struct {
+	cfg     Config
+	Store   store.Store
+	Key     *seal.Key
+	Auth    *auth.Service
+	Reset   *reset.Service
+	Server  *server.Server
+	Metrics *server.Metrics
+	email   delivery.Sender
+}
+
+// DefaultAddr is where resetd listens unless told otherwise.
+const DefaultAddr = "127.0.0.1:8080"
+
+// Open builds an App: opens and (unless NoMigrate) migrates the store and
+// loads the secret key. The queue is not worked until Serve.
+func Open(ctx context.Context, cfg Config) (*App, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://" + cfg.Addr
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	proxies, err := parseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, Metrics: server.NewMetrics()}
+
+	// Senders first: a bad URL should fail before anything is opened.
+	var sms delivery.Sender = delivery.LogSender{Logger: cfg.Logger}
+	a.email = delivery.LogSender{Logger: cfg.Logger}
+	defaultFrom := "noreply@localhost"
+	if cfg.SMTP != "" {
+		s, err := delivery.NewSMTPSender(cfg.SMTP)
+		if err != nil {
+			return nil, err
+		}
+		a.email = s
+		if s.From() != "" {
+			defaultFrom = s.From()
+		}
+	}
+	if cfg.SMS != "" {
+		if sms, err = delivery.NewSMSSender(cfg.SMS, cfg.HTTPClient); err != nil {
+			return nil, err
+		}
+	}
+
+	workers := river.NewWorkers()
+	st, err := openStore(ctx, cfg, workers)
+	if err != nil {
+		return nil, err
+	}
+	a.Store = st
+	if a.Key, err = loadKey(ctx, st, cfg.SecretKey); err != nil {
+		st.Close()
+		return nil, err
+	}
+	river.AddWorker(workers, &delivery.Worker{
+		Key: a.Key, Email: a.email, SMS: sms, Recorder: st, Logger: cfg.Logger, Now: cfg.Now,
+		Observe: a.Metrics.ObserveMessage,
+	})
+	if a.Auth, err = auth.New(ctx, st, a.Key, cfg.PublicURL, cfg.Now); err != nil {
+		st.Close()
+		return nil, err
+	}
+	params := password.DefaultParams
+	if cfg.Argon2 != nil {
+		params = *cfg.Argon2
+	}
+	a.Reset = reset.New(reset.Config{
+		Store: st, Hasher: password.NewHasher(params, 0, 0), Key: a.Key, Templates: delivery.DefaultTemplates(),
+		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger,
+	})
+	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Store: st, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies})
+	return a, nil
+}
+
+func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.Store, error) {
+	q := store.QueueOptions{Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts}
+	dsn := cfg.DB
+	if dsn == "" {
+		dsn = "sqlite:resetd.db"
+	}
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path, opts, _ := strings.Cut(strings.TrimPrefix(dsn, "sqlite:"), "?")
+		o := sqlite.Options{Queue: q, Logger: cfg.Logger}
+		for _, kv := range strings.Split(opts, "&") {
+			if k, v, _ := strings.Cut(kv, "="); k == "synchronous" {
+				o.Synchronous = v
+			} else if kv != "" {
+				return nil, fmt.Errorf("app: unknown sqlite option %q", kv)
+			}
+		}
+		s, err := sqlite.Open(ctx, path, o)
+		if err != nil {
+			return nil, err
+		}
+		if !cfg.NoMigrate {
+			if err := s.Migrate(ctx); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
+		return s, nil
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return nil, errors.New("app: the PostgreSQL backend is not built yet; use sqlite:PATH")
+	default:
+		return nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
+	}
+}
+
+// Migrate opens the store, applies migrations and closes it.
+func Migrate(ctx context.Context, db string, logger *slog.Logger) error {
+	s, err := openStore(ctx, Config{DB: db, Logger: logger}, nil)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// loadKey uses the configured secret key, or the one stored in the
+// database (made on first start: fine for a trial, not for production).
+func loadKey(ctx context.Context, st store.Store, configured string) (*seal.Key, error) {
+	if configured != "" {
+		return seal.Parse(configured)
+	}
+	raw, err := st.MetaSetIfAbsent(ctx, "secret_key", seal.Generate())
+	if err != nil {
+		return nil, err
+	}
+	return seal.New(raw)
+}
+
+func parseProxies(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, item := range list {
+		for _, s := range strings.Split(item, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				a, aerr := netip.ParseAddr(s)
+				if aerr != nil {
+					return nil, fmt.Errorf("app: trusted proxy %q is not a CIDR", s)
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			out = append(out, p.Masked())
+		}
+	}
+	return out, nil
+}
+
+// PublicURL is the base of links resetd serves.
+func (a *App) PublicURL() string { return a.cfg.PublicURL }
+
+// Serve works the delivery queue and serves HTTP on ln until ctx ends,
+// then shuts down in order: stop accepting, finish in-flight requests,
+// finish running deliveries (bounded).
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	if err := a.Store.StartQueue(ctx); err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           a.Server,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	err := hs.Shutdown(shutdown)
+	if qerr := a.Store.StopQueue(shutdown); qerr != nil {
+		err = errors.Join(err, qerr)
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return err
+}
+
+// Close releases the store and the senders.
+func (a *App) Close() error {
+	var err error
+	if c, ok := a.email.(interface{ Close() error }); ok {
+		err = c.Close()
+	}
+	return errors.Join(err, a.Store.Close())
+}

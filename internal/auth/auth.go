@@ -1,0 +1,328 @@
+// Package auth owns OAuth2 client credentials: clients and their secret
+// hashes, the signing keys, issuing access tokens (signed JWTs) and
+// verifying them without a database read, and the scope vocabulary.
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/resetd/resetd/internal/seal"
+	"github.com/resetd/resetd/internal/store"
+)
+
+// Scopes, exactly as clients spell them.
+const (
+	ScopeResetWrite    = "https://jackhenry.com/password-reset/password-reset.write"
+	ScopeSettingsRead  = "https://jackhenry.com/institutions/settings.read"
+	ScopeSettingsWrite = "https://jackhenry.com/institutions/settings.write"
+	ScopeUsersRead     = "institution-users:read"
+	ScopeUsersWrite    = "institution-users:write"
+	ScopeUsersManage   = "institution-users:manage"
+	ScopeVerify        = "passwords:verify"
+	ScopeApprove       = "password-reset.approve"
+)
+
+// AllScopes lists every scope resetd knows.
+var AllScopes = []string{ScopeResetWrite, ScopeSettingsRead, ScopeSettingsWrite, ScopeUsersRead, ScopeUsersWrite, ScopeUsersManage, ScopeVerify, ScopeApprove}
+
+// AllInstitutions is the institution binding of a client that may act on every institution.
+const AllInstitutions = "*"
+
+// Errors.
+var (
+	ErrInvalidClient = errors.New("auth: invalid client")
+	ErrInvalidScope  = errors.New("auth: invalid scope")
+	ErrInvalidToken  = errors.New("auth: invalid token")
+	ErrThrottled     = errors.New("auth: too many failed attempts")
+)
+
+// TokenTTL is the lifetime of an access token.
+const TokenTTL = time.Hour
+
+// Failed client authentications allowed per client id in failWindow.
+const (
+	maxFailures = 10
+	failWindow  = 15 * time.Minute
+)
+
+// Claims is what a verified access token says.
+type Claims struct {
+	ClientID      string
+	InstitutionID string
+	Scopes        []string
+	Expiry        time.Time
+}
+
+// Has reports whether the token carries scope.
+func (c Claims) Has(scope string) bool { return slices.Contains(c.Scopes, scope) }
+
+// Allows reports whether the token may act on institution id.
+func (c Claims) Allows(institutionID string) bool {
+	return c.InstitutionID == AllInstitutions || c.InstitutionID == institutionID
+}
+
+type customClaims struct {
+	Scope       string `json:"scope"`
+	Institution string `json:"inst"`
+}
+
+type verifyKey struct {
+	pub     ed25519.PublicKey
+	retired time.Time
+}
+
+// Service issues and verifies tokens.
+type Service struct {
+	store    store.Store
+	key      *seal.Key
+	issuer   string
+	audience string
+	now      func() time.Time
+
+	mu      sync.RWMutex
+	signer  jose.Signer
+	signKID string
+	verify  map[string]verifyKey
+	// lastReload bounds how often an unknown kid makes us reread the keys
+	// (another replica may have rotated).
+	lastReload time.Time
+}
+
+// New loads (or on first start creates) the signing key.
+func New(ctx context.Context, st store.Store, key *seal.Key, issuer string, now func() time.Time) (*Service, error) {
+	s := &Service{store: st, key: key, issuer: issuer, audience: issuer + "/a/password-reset", now: now}
+	if err := s.reload(ctx); err != nil {
+		return nil, err
+	}
+	if s.signer == nil {
+		if err := s.Rotate(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Issuer is the iss claim and the base of the server metadata.
+func (s *Service) Issuer() string { return s.issuer }
+
+// Rotate makes a new signing key; older keys keep verifying until the
+// tokens they signed have expired.
+func (s *Service) Rotate(ctx context.Context) error {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return fmt.Errorf("auth: generate key: %w", err)
+	}
+	kid := randomHex(8)
+	k := store.SigningKey{ID: kid, Alg: string(jose.EdDSA), Private: s.key.Seal(priv.Seed(), "signing-key:"+kid), Public: pub, CreatedAt: s.now()}
+	if err := s.store.InsertSigningKey(ctx, k); err != nil {
+		return err
+	}
+	return s.reload(ctx)
+}
+
+func (s *Service) reload(ctx context.Context) error {
+	keys, err := s.store.SigningKeys(ctx)
+	if err != nil {
+		return err
+	}
+	verify := map[string]verifyKey{}
+	var signer jose.Signer
+	var signKID string
+	for _, k := range keys { // newest first
+		if k.Alg != string(jose.EdDSA) || len(k.Public) != ed25519.PublicKeySize {
+			continue
+		}
+		verify[k.ID] = verifyKey{pub: ed25519.PublicKey(k.Public), retired: k.RetiredAt}
+		if signer != nil {
+			continue
+		}
+		seed, err := s.key.Open(k.Private, "signing-key:"+k.ID)
+		if err != nil {
+			// Sealed under another secret key: it can verify, not sign.
+			continue
+		}
+		priv := ed25519.NewKeyFromSeed(seed)
+		signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: priv, KeyID: k.ID}},
+			(&jose.SignerOptions{}).WithType("JWT"))
+		if err != nil {
+			return fmt.Errorf("auth: signer: %w", err)
+		}
+		signKID = k.ID
+	}
+	s.mu.Lock()
+	s.signer, s.signKID, s.verify, s.lastReload = signer, signKID, verify, s.now()
+	s.mu.Unlock()
+	return nil
+}
+
+// CreateClient makes a client and returns its id and secret; the secret
+// exists only in this return value.
+func (s *Service) CreateClient(ctx context.Context, institutionID, name string, scopes []string) (id, secret string, err error) {
+	for _, sc := range scopes {
+		if !slices.Contains(AllScopes, sc) {
+			return "", "", fmt.Errorf("%w: unknown scope %q", ErrInvalidScope, sc)
+		}
+	}
+	if len(scopes) == 0 {
+		return "", "", fmt.Errorf("%w: at least one scope", ErrInvalidScope)
+	}
+	id = "rc_" + randomHex(12)
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	secret = base64.RawURLEncoding.EncodeToString(raw)
+	c := store.Client{ID: id, InstitutionID: institutionID, Name: name, SecretHash: hashSecret(secret), Scopes: slices.Compact(slices.Sorted(slices.Values(scopes))), CreatedAt: s.now()}
+	if err := s.store.InsertClient(ctx, c); err != nil {
+		return "", "", err
+	}
+	return id, secret, nil
+}
+
+// hashSecret is a fast keyed hash: client secrets are 256-bit random
+// values, so a slow password hash would add no safety and would make the
+// token endpoint a denial-of-service lever.
+func hashSecret(secret string) []byte {
+	m := hmac.New(sha256.New, []byte("resetd/client-secret/v1"))
+	m.Write([]byte(secret))
+	return m.Sum(nil)
+}
+
+// Authenticate checks a client's secret. Repeated failures for one client
+// id are throttled (ErrThrottled) through the shared store, so every
+// replica counts them.
+func (s *Service) Authenticate(ctx context.Context, id, secret string) (store.Client, error) {
+	now := s.now()
+	key := "authfail:" + id
+	var failures int
+	if err := s.store.View(ctx, func(tx store.Tx) (err error) {
+		failures, err = tx.Count(ctx, key, failWindow, now)
+		return err
+	}); err != nil {
+		return store.Client{}, err
+	}
+	if failures >= maxFailures {
+		return store.Client{}, ErrThrottled
+	}
+	c, err := s.store.Client(ctx, id)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.Client{}, err
+	}
+	want := c.SecretHash
+	if len(want) == 0 {
+		want = make([]byte, sha256.Size) // compare anyway: same work for unknown ids
+	}
+	if err != nil || !hmac.Equal(hashSecret(secret), want) {
+		if uerr := s.store.Update(ctx, func(tx store.Tx) error {
+			_, err := tx.Hit(ctx, key, failWindow, now)
+			return err
+		}); uerr != nil {
+			return store.Client{}, uerr
+		}
+		return store.Client{}, ErrInvalidClient
+	}
+	return c, nil
+}
+
+// Issue signs an access token for c with the requested scopes (all of the
+// client's when none are asked for).
+func (s *Service) Issue(c store.Client, requested []string) (token string, scopes []string, err error) {
+	scopes = c.Scopes
+	if len(requested) > 0 {
+		for _, r := range requested {
+			if !slices.Contains(c.Scopes, r) {
+				return "", nil, fmt.Errorf("%w: %q", ErrInvalidScope, r)
+			}
+		}
+		scopes = slices.Compact(slices.Sorted(slices.Values(requested)))
+	}
+	now := s.now()
+	std := jwt.Claims{
+		Issuer:    s.issuer,
+		Subject:   c.ID,
+		Audience:  jwt.Audience{s.audience},
+		IssuedAt:  jwt.NewNumericDate(now),
+		NotBefore: jwt.NewNumericDate(now),
+		Expiry:    jwt.NewNumericDate(now.Add(TokenTTL)),
+		ID:        randomHex(12),
+	}
+	s.mu.RLock()
+	signer := s.signer
+	s.mu.RUnlock()
+	if signer == nil {
+		return "", nil, errors.New("auth: no signing key")
+	}
+	token, err = jwt.Signed(signer).Claims(std).Claims(customClaims{Scope: strings.Join(scopes, " "), Institution: c.InstitutionID}).Serialize()
+	if err != nil {
+		return "", nil, fmt.Errorf("auth: sign: %w", err)
+	}
+	return token, scopes, nil
+}
+
+// Verify checks an access token's signature (alg pinned to EdDSA), issuer,
+// audience and times. Only an unknown key id reads the database, at most
+// once every few seconds, to pick up a key another replica made.
+func (s *Service) Verify(ctx context.Context, token string) (Claims, error) {
+	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil || len(tok.Headers) != 1 {
+		return Claims{}, ErrInvalidToken
+	}
+	kid := tok.Headers[0].KeyID
+	s.mu.RLock()
+	vk, ok := s.verify[kid]
+	stale := s.now().Sub(s.lastReload) > 5*time.Second
+	s.mu.RUnlock()
+	if !ok && stale {
+		if err := s.reload(ctx); err == nil {
+			s.mu.RLock()
+			vk, ok = s.verify[kid]
+			s.mu.RUnlock()
+		}
+	}
+	if !ok {
+		return Claims{}, ErrInvalidToken
+	}
+	var std jwt.Claims
+	var cc customClaims
+	if err := tok.Claims(vk.pub, &std, &cc); err != nil {
+		return Claims{}, ErrInvalidToken
+	}
+	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: s.issuer, AnyAudience: jwt.Audience{s.audience}, Time: s.now()}, 30*time.Second); err != nil {
+		return Claims{}, ErrInvalidToken
+	}
+	if std.Expiry == nil || std.Subject == "" || cc.Institution == "" {
+		return Claims{}, ErrInvalidToken
+	}
+	return Claims{ClientID: std.Subject, InstitutionID: cc.Institution, Scopes: strings.Fields(cc.Scope), Expiry: std.Expiry.Time()}, nil
+}
+
+// JWKS returns the public keys as a JSON Web Key Set.
+func (s *Service) JWKS() jose.JSONWebKeySet {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
+	for kid, k := range s.verify {
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.pub, KeyID: kid, Algorithm: string(jose.EdDSA), Use: "sig"})
+	}
+	slices.SortFunc(set.Keys, func(a, b jose.JSONWebKey) int { return strings.Compare(a.KeyID, b.KeyID) })
+	return set
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

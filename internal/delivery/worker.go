@@ -1,0 +1,155 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/resetd/resetd/internal/seal"
+)
+
+// SendArgs is the durable send job. The message itself carries a secret
+// (a link or a code), so the job holds it sealed under the server's key:
+// the queue table never has it in clear.
+type SendArgs struct {
+	DeliveryID int64  `json:"delivery_id"`
+	Sealed     []byte `json:"sealed"`
+}
+
+// Kind names the job for River.
+func (SendArgs) Kind() string { return "resetd_send" }
+
+// sealContext binds sealed messages to this use.
+const sealContext = "delivery/message/v1"
+
+// Seal packs a message into job arguments.
+func Seal(key *seal.Key, deliveryID int64, m Message) (SendArgs, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return SendArgs{}, fmt.Errorf("delivery: seal: %w", err)
+	}
+	return SendArgs{DeliveryID: deliveryID, Sealed: key.Seal(b, fmt.Sprintf("%s/%d", sealContext, deliveryID))}, nil
+}
+
+// Open unpacks job arguments.
+func Open(key *seal.Key, a SendArgs) (Message, error) {
+	b, err := key.Open(a.Sealed, fmt.Sprintf("%s/%d", sealContext, a.DeliveryID))
+	if err != nil {
+		return Message{}, fmt.Errorf("delivery: open: %w", err)
+	}
+	var m Message
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Message{}, fmt.Errorf("delivery: open: %w", err)
+	}
+	return m, nil
+}
+
+// Recorder keeps the support-staff view of a delivery up to date.
+type Recorder interface {
+	MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time) error
+}
+
+// Delivery states, as the Recorder stores them.
+const (
+	StateQueued = "queued"
+	StateSent   = "sent"
+	StateFailed = "failed"
+)
+
+// Observer hears the outcome of every attempt (metrics); may be nil.
+type Observer func(channel, kind, state string)
+
+// Worker sends SendArgs jobs.
+type Worker struct {
+	river.WorkerDefaults[SendArgs]
+	Key      *seal.Key
+	Email    Sender
+	SMS      Sender
+	Recorder Recorder
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Observe  Observer
+}
+
+// Work sends one message. A permanent failure cancels the job (no retry);
+// a temporary one returns the error so River retries with backoff.
+func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
+	m, err := Open(w.Key, job.Args)
+	if err != nil {
+		// Sealed under a key this server no longer has: it can never be sent.
+		w.record(ctx, job, Message{}, StateFailed, "undecryptable")
+		return river.JobCancel(err)
+	}
+	sender := w.Email
+	if m.Channel == ChannelSMS {
+		sender = w.SMS
+	}
+	if sender == nil {
+		w.record(ctx, job, m, StateFailed, "no_sender")
+		return river.JobCancel(fmt.Errorf("delivery: no sender for channel %q", m.Channel))
+	}
+	err = sender.Send(ctx, m)
+	switch {
+	case err == nil:
+		w.record(ctx, job, m, StateSent, "")
+		return nil
+	case IsPermanent(err):
+		w.Logger.WarnContext(ctx, "delivery refused by carrier", "delivery_id", job.Args.DeliveryID, "channel", m.Channel, "attempt", job.Attempt, "class", "rejected")
+		w.record(ctx, job, m, StateFailed, "rejected")
+		return river.JobCancel(err)
+	default:
+		last := job.Attempt >= job.MaxAttempts
+		state := StateQueued
+		if last {
+			state = StateFailed
+		}
+		w.Logger.WarnContext(ctx, "delivery attempt failed", "delivery_id", job.Args.DeliveryID, "channel", m.Channel, "attempt", job.Attempt, "class", "unavailable", "final", last)
+		w.record(ctx, job, m, state, "unavailable")
+		return err
+	}
+}
+
+func (w *Worker) record(ctx context.Context, job *river.Job[SendArgs], m Message, state, lastErr string) {
+	if w.Observe != nil {
+		st := state
+		if state == StateQueued {
+			st = "retried"
+		}
+		w.Observe(m.Channel, m.Kind, st)
+	}
+	if err := w.Recorder.MarkDelivery(ctx, job.Args.DeliveryID, state, job.Attempt, lastErr, w.Now()); err != nil {
+		w.Logger.ErrorContext(ctx, "recording delivery state", "delivery_id", job.Args.DeliveryID, "err", err)
+	}
+}
+
+// MaxAttempts spreads retries over about a day with RetryPolicy.
+const MaxAttempts = 13
+
+// RetryPolicy backs off exponentially: attempt^4 seconds (1 s, 16 s, 81 s,
+// …), so 13 attempts span about 24 hours, plus up to 10% jitter.
+type RetryPolicy struct{}
+
+// NextRetry implements river.ClientRetryPolicy.
+func (RetryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
+	a := float64(max(job.Attempt, 1))
+	d := time.Duration(math.Pow(a, 4)) * time.Second
+	jitter := time.Duration(float64(d) * 0.1 * pseudoRandom(job.ID, job.Attempt))
+	return time.Now().Add(d + jitter)
+}
+
+// pseudoRandom gives a stable fraction in [0,1) from the job; jitter needs
+// spread, not secrecy.
+func pseudoRandom(id int64, attempt int) float64 {
+	x := uint64(id)*0x9E3779B97F4A7C15 + uint64(attempt)*0xBF58476D1CE4E5B9
+	x ^= x >> 31
+	return float64(x%1000) / 1000
+}
+
+var _ river.ClientRetryPolicy = RetryPolicy{}

@@ -1,0 +1,47 @@
+package reset
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/resetd/resetd/internal/password"
+)
+
+// Errors the server maps to HTTP statuses, once, in one place.
+var (
+	ErrNotFound      = errors.New("reset: not found")                      // 404
+	ErrNoContact     = errors.New("reset: no contact method")              // 409
+	ErrUserDisabled  = errors.New("reset: user is disabled")               // 409
+	ErrConflict      = errors.New("reset: conflict")                       // 409
+	ErrGone          = errors.New("reset: token used, expired or unknown") // 410
+	ErrWrongPassword = errors.New("reset: password does not match")        // 401
+	ErrBusy          = password.ErrBusy                                    // 503
+)
+
+// InvalidError is bad input (400); Field names what was wrong.
+type InvalidError struct {
+	Field  string
+	Detail string
+}
+
+func (e *InvalidError) Error() string { return "reset: invalid " + e.Field + ": " + e.Detail }
+
+func invalid(field, detail string) error { return &InvalidError{Field: field, Detail: detail} }
+
+// PolicyError lists why a new password was refused (422).
+type PolicyError struct {
+	Violations []password.Violation
+}
+
+func (e *PolicyError) Error() string {
+	return fmt.Sprintf("reset: password refused by policy (%d reasons)", len(e.Violations))
+}
+
+// LimitError means a rate limit was hit (429).
+type LimitError struct {
+	Limit      string
+	RetryAfter time.Duration
+}
+
+func (e *LimitError) Error() string { return "reset: rate limit " + e.Limit + " reached" }

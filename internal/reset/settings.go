@@ -1,0 +1,252 @@
+package reset
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Settings are an institution's password-reset settings (seed 000's
+// `expiration` plus resetd's own). Stored as JSON so a new setting needs
+// no migration.
+type Settings struct {
+	Expiration            int      `json:"expiration"`
+	OTPLength             int      `json:"otpLength"`
+	OTPExpiration         int      `json:"otpExpiration"`
+	OTPMaxAttempts        int      `json:"otpMaxAttempts"`
+	LinkBases             []string `json:"linkBases"`
+	Senders               []string `json:"senders"`
+	PasswordMinLength     int      `json:"passwordMinLength"`
+	PasswordHistory       int      `json:"passwordHistory"`
+	WebhookURL            string   `json:"webhookUrl"`
+	DisplayName           string   `json:"displayName"`
+	RevealRecipient       bool     `json:"revealRecipient"`
+	SMSCountries          []string `json:"smsCountries"`
+	SendsPerUserHour      int      `json:"sendsPerUserHour"`
+	PublicPerIPMinute     int      `json:"publicPerIPMinute"`
+	PublicPerUsernameHour int      `json:"publicPerUsernameHour"`
+}
+
+// SettingsPatch is a partial update: nil fields keep their value.
+type SettingsPatch struct {
+	Expiration            *int      `json:"expiration"`
+	OTPLength             *int      `json:"otpLength"`
+	OTPExpiration         *int      `json:"otpExpiration"`
+	OTPMaxAttempts        *int      `json:"otpMaxAttempts"`
+	LinkBases             *[]string `json:"linkBases"`
+	Senders               *[]string `json:"senders"`
+	PasswordMinLength     *int      `json:"passwordMinLength"`
+	PasswordHistory       *int      `json:"passwordHistory"`
+	WebhookURL            *string   `json:"webhookUrl"`
+	DisplayName           *string   `json:"displayName"`
+	RevealRecipient       *bool     `json:"revealRecipient"`
+	SMSCountries          *[]string `json:"smsCountries"`
+	SendsPerUserHour      *int      `json:"sendsPerUserHour"`
+	PublicPerIPMinute     *int      `json:"publicPerIPMinute"`
+	PublicPerUsernameHour *int      `json:"publicPerUsernameHour"`
+}
+
+// MaxPasswordHistory is the most history a setting may ask for; the store
+// keeps no more than this.
+const MaxPasswordHistory = 24
+
+// DefaultSettings returns the defaults of SPEC §3 for a server whose reset
+// page lives at publicURL/reset.
+func DefaultSettings(publicURL string) Settings {
+	return Settings{
+		Expiration:            3600,
+		OTPLength:             6,
+		OTPExpiration:         600,
+		OTPMaxAttempts:        5,
+		LinkBases:             []string{strings.TrimRight(publicURL, "/") + "/reset"},
+		Senders:               []string{},
+		PasswordMinLength:     12,
+		PasswordHistory:       4,
+		SMSCountries:          []string{},
+		SendsPerUserHour:      5,
+		PublicPerIPMinute:     20,
+		PublicPerUsernameHour: 10,
+	}
+}
+
+// decodeSettings reads stored settings over the defaults, so settings
+// written before a field existed get its default.
+func decodeSettings(raw []byte, publicURL string) (Settings, error) {
+	s := DefaultSettings(publicURL)
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return s, fmt.Errorf("reset: stored settings: %w", err)
+		}
+	}
+	if len(s.LinkBases) == 0 {
+		s.LinkBases = DefaultSettings(publicURL).LinkBases
+	}
+	if s.Senders == nil {
+		s.Senders = []string{}
+	}
+	if s.SMSCountries == nil {
+		s.SMSCountries = []string{}
+	}
+	return s, nil
+}
+
+// Apply returns s with the patch's fields set.
+func (p SettingsPatch) Apply(s Settings) Settings {
+	setInt := func(dst *int, v *int) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	setInt(&s.Expiration, p.Expiration)
+	setInt(&s.OTPLength, p.OTPLength)
+	setInt(&s.OTPExpiration, p.OTPExpiration)
+	setInt(&s.OTPMaxAttempts, p.OTPMaxAttempts)
+	setInt(&s.PasswordMinLength, p.PasswordMinLength)
+	setInt(&s.PasswordHistory, p.PasswordHistory)
+	setInt(&s.SendsPerUserHour, p.SendsPerUserHour)
+	setInt(&s.PublicPerIPMinute, p.PublicPerIPMinute)
+	setInt(&s.PublicPerUsernameHour, p.PublicPerUsernameHour)
+	if p.LinkBases != nil {
+		s.LinkBases = slices.Clone(*p.LinkBases)
+	}
+	if p.Senders != nil {
+		s.Senders = slices.Clone(*p.Senders)
+	}
+	if p.SMSCountries != nil {
+		s.SMSCountries = slices.Clone(*p.SMSCountries)
+		for i, c := range s.SMSCountries {
+			s.SMSCountries[i] = strings.ToUpper(c)
+		}
+	}
+	if p.WebhookURL != nil {
+		s.WebhookURL = *p.WebhookURL
+	}
+	if p.DisplayName != nil {
+		s.DisplayName = *p.DisplayName
+	}
+	if p.RevealRecipient != nil {
+		s.RevealRecipient = *p.RevealRecipient
+	}
+	return s
+}
+
+var countryCode = regexp.MustCompile(`^[A-Z]{2}$`)
+
+// Validate checks every bound; the error names the first field out of range.
+func (s Settings) Validate() error {
+	ranges := []struct {
+		name     string
+		v        int
+		min, max int
+	}{
+		{"expiration", s.Expiration, 300, 604800},
+		{"otpLength", s.OTPLength, 6, 10},
+		{"otpExpiration", s.OTPExpiration, 60, 3600},
+		{"otpMaxAttempts", s.OTPMaxAttempts, 1, 10},
+		{"passwordMinLength", s.PasswordMinLength, 8, 64},
+		{"passwordHistory", s.PasswordHistory, 0, MaxPasswordHistory},
+		{"sendsPerUserHour", s.SendsPerUserHour, 0, 1000},
+		{"publicPerIPMinute", s.PublicPerIPMinute, 0, 100000},
+		{"publicPerUsernameHour", s.PublicPerUsernameHour, 0, 1000},
+	}
+	for _, r := range ranges {
+		if r.v < r.min || r.v > r.max {
+			return invalid(r.name, fmt.Sprintf("%s must be between %d and %d", r.name, r.min, r.max))
+		}
+	}
+	if len(s.LinkBases) == 0 || len(s.LinkBases) > 20 {
+		return invalid("linkBases", "linkBases must hold between 1 and 20 URLs")
+	}
+	for _, b := range s.LinkBases {
+		if err := ValidateLinkBase(b); err != nil {
+			return invalid("linkBases", err.Error())
+		}
+	}
+	if len(s.Senders) > 20 {
+		return invalid("senders", "senders may hold at most 20 addresses")
+	}
+	for _, a := range s.Senders {
+		if !validEmail(a) {
+			return invalid("senders", fmt.Sprintf("%q is not an email address", a))
+		}
+	}
+	if s.WebhookURL != "" {
+		if err := validateServiceURL(s.WebhookURL); err != nil {
+			return invalid("webhookUrl", "webhookUrl: "+err.Error())
+		}
+	}
+	if len(s.DisplayName) > 100 || !printable(s.DisplayName) {
+		return invalid("displayName", "displayName must be at most 100 printable characters")
+	}
+	for _, c := range s.SMSCountries {
+		if !countryCode.MatchString(c) {
+			return invalid("smsCountries", fmt.Sprintf("%q is not an ISO 3166 alpha-2 country code", c))
+		}
+	}
+	return nil
+}
+
+// ValidateLinkBase accepts an absolute https URL (http only on a loopback
+// host) without query or fragment, since the link is BASE?token=….
+func ValidateLinkBase(raw string) error {
+	if err := validateServiceURL(raw); err != nil {
+		return err
+	}
+	u, _ := url.Parse(raw)
+	if u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(raw, "?#") {
+		return fmt.Errorf("link base %q must not have a query or fragment", raw)
+	}
+	return nil
+}
+
+func validateServiceURL(raw string) error {
+	if len(raw) > 2000 || !printable(raw) {
+		return fmt.Errorf("%q is not a valid URL", raw)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil {
+		return fmt.Errorf("%q is not an absolute URL", raw)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return fmt.Errorf("%q must use https (http only for loopback hosts)", raw)
+		}
+	default:
+		return fmt.Errorf("%q must use https", raw)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func validEmail(s string) bool {
+	if len(s) > 254 || !printable(s) {
+		return false
+	}
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s && a.Name == "" && strings.Contains(s, "@")
+}
+
+// printable rejects control characters (CR, LF, NUL, …) and invalid UTF-8,
+// which have no place in names, addresses or URLs.
+func printable(s string) bool {
+	for _, r := range s {
+		if r == 0xFFFD || r < 0x20 || r == 0x7F || (r >= 0x80 && r < 0xA0) {
+			return false
+		}
+	}
+	return true
+}

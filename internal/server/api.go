@@ -1,0 +1,209 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/resetd/resetd/internal/auth"
+	"github.com/resetd/resetd/internal/reset"
+	"github.com/resetd/resetd/internal/store"
+)
+
+func (s *Server) sendResetLink(w http.ResponseWriter, r *http.Request, c auth.Claims) {
+	var body struct {
+		Method string `json:"method"`
+	}
+	if err := decode(r, &body, false); err != nil {
+		s.bad(w, r, err)
+		return
+	}
+	err := s.reset.SendResetLink(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId"), body.Method)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) getSettings(w http.ResponseWriter, r *http.Request, c auth.Claims) {
+	st, err := s.reset.Settings(r.Context(), r.PathValue("institutionId"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) putSettings(w http.ResponseWriter, r *http.Request, c auth.Claims) {
+	var p reset.SettingsPatch
+	if err := decode(r, &p, false); err != nil {
+		s.bad(w, r, err)
+		return
+	}
+	if _, err := s.reset.UpdateSettings(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), p); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type userJSON struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+	Status   string `json:"status"`
+}
+
+func (s *Server) findUsers(w http.ResponseWriter, r *http.Request, c auth.Claims) {
+	q := r.URL.Query()
+	if len(q["username"]) != 1 {
+		s.fail(w, r, &reset.InvalidError{Field: "username", Detail: "give exactly one username query parameter"})
+		return
+	}
+	users, err := s.reset.FindUsers(r.Context(), r.PathValue("institutionId"), q.Get("username"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := struct {
+		Users []userJSON `json:"users"`
+	}{Users: []userJSON{}}
+	for _, u := range users {
+		out.Users = append(out.Users, userJSON{ID: u.ID, Username: u.Username, Status: u.Status})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) putUser(w http.ResponseWriter, r *http.Request, c auth.Claims) {
+	var body struct {
+		Username string  `json:"username"`
+		Email    string  `json:"email"`
+		Phone    string  `json:"phone"`
+		Status   string  `json:"status"`
+		Password *string `json:"password"`
+	}
+	if err := decode(r, &body, false); err != nil {
+		s.bad(w, r, err)
+		return
+	}
+	created, err := s.reset.PutUser(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId"), reset.UserInput{
+		Username: body.Username, Email: body.Email, Phone: body.Phone, Status: body.Status, Password: body.Password,
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, struct{}{})
+}
+
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, c auth.Claims) {
+	if err := s.reset.DeleteUser(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type deliveryJSON struct {
+	ID          int64     `json:"id"`
+	Kind        string    `json:"kind"`
+	Channel     string    `json:"channel"`
+	Destination string    `json:"destination"`
+	State       string    `json:"state"`
+	Attempts    int       `json:"attempts"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+	LastError   string    `json:"lastError"`
+}
+
+func deliveriesJSON(ds []store.Delivery) []deliveryJSON {
+	out := make([]deliveryJSON, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, deliveryJSON{ID: d.ID, Kind: d.Kind, Channel: d.Channel, Destination: d.Destination, State: d.State,
+			Attempts: d.Attempts, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, LastError: d.LastError})
+	}
+	return out
+}
+
+func (s *Server) deliveries(w http.ResponseWriter, r *http.Request, c auth.Claims) {
+	ds, err := s.reset.Deliveries(r.Context(), r.PathValue("institutionId"), r.PathValue("userId"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"deliveries": deliveriesJSON(ds)})
+}
+
+func (s *Server) verifyPassword(w http.ResponseWriter, r *http.Request, c auth.Claims) {
+	var body struct {
+		Password string `json:"password"`
+	}
+	if err := decode(r, &body, false); err != nil {
+		s.bad(w, r, err)
+		return
+	}
+	if err := s.reset.VerifyPassword(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId"), body.Password); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type auditJSON struct {
+	Time          time.Time `json:"time"`
+	Action        string    `json:"action"`
+	InstitutionID string    `json:"institutionId"`
+	UserID        string    `json:"userId"`
+	ClientID      string    `json:"clientId"`
+	IP            string    `json:"ip"`
+	TransactionID string    `json:"transactionId"`
+	Outcome       string    `json:"outcome"`
+}
+
+// AuditJSON is the wire form of audit records (shared with the CLI).
+func AuditJSON(rs []store.AuditRecord) []auditJSON {
+	out := make([]auditJSON, 0, len(rs))
+	for _, a := range rs {
+		out = append(out, auditJSON{Time: a.Time, Action: a.Action, InstitutionID: a.InstitutionID, UserID: a.UserID,
+			ClientID: a.ClientID, IP: a.IP, TransactionID: a.TransactionID, Outcome: a.Outcome})
+	}
+	return out
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request, c auth.Claims) {
+	var since time.Time
+	if v := r.URL.Query().Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			s.fail(w, r, &reset.InvalidError{Field: "since", Detail: "since must be an RFC 3339 time"})
+			return
+		}
+		since = t
+	}
+	rs, err := s.reset.Audit(r.Context(), r.PathValue("institutionId"), since)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"records": AuditJSON(rs)})
+}
+
+func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	var body struct {
+		Token       string `json:"token"`
+		NewPassword string `json:"newPassword"`
+	}
+	if err := decode(r, &body, false); err != nil {
+		s.bad(w, r, err)
+		return
+	}
+	if err := s.reset.ChangePassword(r.Context(), actor(r, ""), body.Token, body.NewPassword); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

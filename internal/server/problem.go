@@ -1,0 +1,94 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/reset"
+)
+
+// problemBase prefixes problem types (RFC 9457 `type`).
+const problemBase = "https://resetd.dev/problems/"
+
+// Problem is an RFC 9457 problem document.
+type Problem struct {
+	Type          string               `json:"type"`
+	Title         string               `json:"title"`
+	Status        int                  `json:"status"`
+	Detail        string               `json:"detail,omitempty"`
+	TransactionID string               `json:"transactionId"`
+	Field         string               `json:"field,omitempty"`
+	Violations    []password.Violation `json:"violations,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) problem(w http.ResponseWriter, r *http.Request, status int, typ, detail string) {
+	s.writeProblem(w, r, Problem{Type: problemBase + typ, Title: http.StatusText(status), Status: status, Detail: detail})
+}
+
+func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p Problem) {
+	p.TransactionID = transactionID(r.Context())
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+func retryAfter(w http.ResponseWriter, d time.Duration) {
+	secs := int((d + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+}
+
+// fail is the one place domain errors become HTTP statuses. The client
+// gets a stable type and message; unexpected errors are logged, never shown.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var inv *reset.InvalidError
+	var pol *reset.PolicyError
+	var lim *reset.LimitError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &inv):
+		s.writeProblem(w, r, Problem{Type: problemBase + "invalid-request", Status: http.StatusBadRequest, Detail: inv.Detail, Field: inv.Field})
+	case errors.As(err, &pol):
+		s.writeProblem(w, r, Problem{Type: problemBase + "password-policy", Status: http.StatusUnprocessableEntity,
+			Detail: "the new password does not meet the policy", Violations: pol.Violations})
+	case errors.As(err, &lim):
+		retryAfter(w, lim.RetryAfter)
+		s.problem(w, r, http.StatusTooManyRequests, "rate-limited", "too many requests; retry later")
+	case errors.As(err, &tooBig):
+		s.problem(w, r, http.StatusRequestEntityTooLarge, "body-too-large", "request body exceeds 64 KiB")
+	case errors.Is(err, reset.ErrNotFound):
+		s.problem(w, r, http.StatusNotFound, "not-found", "no such resource")
+	case errors.Is(err, reset.ErrNoContact):
+		s.problem(w, r, http.StatusConflict, "no-contact-method", "the user has no contact method of that kind")
+	case errors.Is(err, reset.ErrUserDisabled):
+		s.problem(w, r, http.StatusConflict, "user-disabled", "the user is disabled")
+	case errors.Is(err, reset.ErrConflict):
+		s.problem(w, r, http.StatusConflict, "conflict", "the username belongs to another user")
+	case errors.Is(err, reset.ErrGone):
+		s.problem(w, r, http.StatusGone, "token-gone", "the reset token is used, expired or unknown")
+	case errors.Is(err, reset.ErrWrongPassword):
+		s.problem(w, r, http.StatusUnauthorized, "password-mismatch", "the password does not match")
+	case errors.Is(err, reset.ErrBusy):
+		retryAfter(w, 2*time.Second)
+		s.problem(w, r, http.StatusServiceUnavailable, "busy", "the server is at capacity; retry shortly")
+	case errors.Is(err, r.Context().Err()) && r.Context().Err() != nil:
+		// The client went away; nobody reads this answer.
+		s.problem(w, r, http.StatusServiceUnavailable, "cancelled", "request cancelled")
+	default:
+		s.logger.ErrorContext(r.Context(), "request failed", "err", err, "transaction_id", transactionID(r.Context()))
+		s.problem(w, r, http.StatusInternalServerError, "internal", "internal error; quote the transaction id to support")
+	}
+}

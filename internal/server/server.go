@@ -1,0 +1,228 @@
+// Package server is resetd's HTTP face: routes, JSON handlers, the OAuth2
+// token endpoint, middleware, and the one place errors become statuses.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/resetd/resetd/internal/auth"
+	"github.com/resetd/resetd/internal/reset"
+	"github.com/resetd/resetd/internal/store"
+)
+
+// P is the prefix of the password-reset API.
+const P = "/a/password-reset/api/v0"
+
+// TokenPath is the OAuth2 token endpoint (the seed's tokenUrl path).
+const TokenPath = "/a/oidc-provider/api/v0/token"
+
+// Config wires a Server.
+type Config struct {
+	Reset          *reset.Service
+	Auth           *auth.Service
+	Store          store.Store
+	Metrics        *Metrics
+	Logger         *slog.Logger
+	TrustedProxies []netip.Prefix
+}
+
+// Server serves resetd's HTTP API.
+type Server struct {
+	reset          *reset.Service
+	auth           *auth.Service
+	store          store.Store
+	metrics        *Metrics
+	logger         *slog.Logger
+	trustedProxies []netip.Prefix
+	mux            *http.ServeMux
+}
+
+// New builds the server and its routes.
+func New(c Config) *Server {
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{reset: c.Reset, auth: c.Auth, store: c.Store, metrics: c.Metrics, logger: c.Logger, trustedProxies: c.TrustedProxies, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.wrap(s.mux).ServeHTTP(w, r)
+}
+
+// Handle lets other packages (the reset page) add routes.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Routes lists the registered patterns (for the OpenAPI round trip).
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("POST "+TokenPath, s.token)
+	m.HandleFunc("GET /.well-known/jwks.json", s.jwks)
+	m.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.HandleFunc("GET /readyz", s.readyz)
+	m.Handle("GET /metrics", s.metrics.handler())
+
+	inst := P + "/institutions/{institutionId}"
+	m.HandleFunc("POST "+inst+"/users/{userId}/password/reset", s.authorize(auth.ScopeResetWrite, s.sendResetLink))
+	m.HandleFunc("GET "+inst+"/settings", s.authorize(auth.ScopeSettingsRead, s.getSettings))
+	m.HandleFunc("PUT "+inst+"/settings", s.authorize(auth.ScopeSettingsWrite, s.putSettings))
+	m.HandleFunc("GET "+inst+"/users", s.authorize(auth.ScopeUsersRead, s.findUsers))
+	m.HandleFunc("PUT "+inst+"/users/{userId}", s.authorize(auth.ScopeUsersManage, s.putUser))
+	m.HandleFunc("DELETE "+inst+"/users/{userId}", s.authorize(auth.ScopeUsersManage, s.deleteUser))
+	m.HandleFunc("GET "+inst+"/users/{userId}/password/deliveries", s.authorize(auth.ScopeUsersRead, s.deliveries))
+	m.HandleFunc("POST "+inst+"/users/{userId}/password/verify", s.authorize(auth.ScopeVerify, s.verifyPassword))
+	m.HandleFunc("GET "+inst+"/audit", s.authorize(auth.ScopeSettingsRead, s.audit))
+	m.HandleFunc("POST "+P+"/password/change", s.changePassword)
+
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.problem(w, r, http.StatusNotFound, "not-found", "no such endpoint")
+	})
+}
+
+func actor(r *http.Request, clientID string) reset.Actor {
+	return reset.Actor{ClientID: clientID, IP: clientIP(r.Context()), TransactionID: transactionID(r.Context())}
+}
+
+// apiHandler is an authorized API handler: it knows the caller.
+type apiHandler func(w http.ResponseWriter, r *http.Request, c auth.Claims)
+
+// authorize checks the bearer token (header only), the scope, and the
+// institution binding. A token for another institution gets 404, so a
+// caller never learns that an institution exists.
+func (s *Server) authorize(scope string, next apiHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		if r.URL.Query().Has("access_token") {
+			s.unauthorized(w, r, "invalid_request", "access tokens are accepted only in the Authorization header")
+			return
+		}
+		h := r.Header.Get("Authorization")
+		scheme, tok, ok := strings.Cut(h, " ")
+		if h == "" {
+			s.unauthorized(w, r, "", "missing bearer token")
+			return
+		}
+		if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+			s.unauthorized(w, r, "invalid_request", "malformed Authorization header")
+			return
+		}
+		claims, err := s.auth.Verify(r.Context(), strings.TrimSpace(tok))
+		if err != nil {
+			s.reset.AuditFailure(r.Context(), actor(r, ""), "auth.bearer", r.PathValue("institutionId"), "", "invalid_token")
+			s.unauthorized(w, r, "invalid_token", "the access token is invalid or expired")
+			return
+		}
+		setClientID(r.Context(), claims.ClientID)
+		if i := r.PathValue("institutionId"); i != "" && !claims.Allows(i) {
+			s.problem(w, r, http.StatusNotFound, "not-found", "no such resource")
+			return
+		}
+		if !claims.Has(scope) {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope=%q`, scope))
+			s.problem(w, r, http.StatusForbidden, "insufficient-scope", "the access token lacks the scope "+scope)
+			return
+		}
+		next(w, r, claims)
+	}
+}
+
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, code, detail string) {
+	v := `Bearer realm="resetd"`
+	if code != "" {
+		v += fmt.Sprintf(`, error=%q, error_description=%q`, code, detail)
+	}
+	w.Header().Set("WWW-Authenticate", v)
+	s.problem(w, r, http.StatusUnauthorized, "unauthorized", detail)
+}
+
+// decode reads one JSON object: right content type, at most 64 KiB, no
+// unknown fields, nothing after it.
+func decode(r *http.Request, v any, allowEmpty bool) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" && allowEmpty && r.ContentLength == 0 {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return errUnsupportedMedia
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		if errors.Is(err, io.EOF) && allowEmpty {
+			return nil
+		}
+		return &reset.InvalidError{Field: "body", Detail: "malformed JSON: " + jsonDetail(err)}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return &reset.InvalidError{Field: "body", Detail: "malformed JSON: trailing data after the object"}
+	}
+	return nil
+}
+
+// jsonDetail keeps decoder messages useful without echoing input values.
+func jsonDetail(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q must be %s", typ.Field, typ.Type)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return strings.TrimPrefix(err.Error(), "json: ")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "empty or truncated body"
+	default:
+		return "not a JSON object"
+	}
+}
+
+var errUnsupportedMedia = errors.New("server: unsupported media type")
+
+func (s *Server) bad(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errUnsupportedMedia) {
+		s.problem(w, r, http.StatusUnsupportedMediaType, "unsupported-media-type", "send Content-Type: application/json")
+		return
+	}
+	s.fail(w, r, err)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.logger.WarnContext(ctx, "readiness check failed", "err", err)
+		s.problem(w, r, http.StatusServiceUnavailable, "not-ready", "database unreachable")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,454 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/resetd/resetd/internal/store"
+)
+
+func subFS(f fs.FS, dir string) (fs.FS, error) {
+	sub, err := fs.Sub(f, dir)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	return sub, nil
+}
+
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// txn implements store.Tx; tx is nil in a View.
+type txn struct {
+	q  querier
+	tx *sql.Tx
+	s  *Store
+}
+
+const institutionCols = `id, is_default, settings, created_at, updated_at`
+
+func scanInstitution(row *sql.Row) (store.Institution, error) {
+	var in store.Institution
+	var def int
+	var c, u int64
+	err := row.Scan(&in.ID, &def, &in.Settings, &c, &u)
+	in.IsDefault, in.CreatedAt, in.UpdatedAt = def == 1, fromMS(c), fromMS(u)
+	return in, err
+}
+
+func (t *txn) Institution(ctx context.Context, id string) (store.Institution, error) {
+	in, err := scanInstitution(t.q.QueryRowContext(ctx, `SELECT `+institutionCols+` FROM institutions WHERE id = ?`, id))
+	if err != nil {
+		return in, notFound(err, "institution")
+	}
+	return in, nil
+}
+
+// LockInstitution needs no row lock: an IMMEDIATE transaction already
+// holds SQLite's one write lock.
+func (t *txn) LockInstitution(ctx context.Context, id string) (store.Institution, error) {
+	return t.Institution(ctx, id)
+}
+
+func (t *txn) DefaultInstitution(ctx context.Context) (store.Institution, error) {
+	in, err := scanInstitution(t.q.QueryRowContext(ctx, `SELECT `+institutionCols+` FROM institutions WHERE is_default = 1 ORDER BY id LIMIT 1`))
+	if err != nil {
+		return in, notFound(err, "default institution")
+	}
+	return in, nil
+}
+
+func (t *txn) PutInstitution(ctx context.Context, in store.Institution) error {
+	if in.IsDefault {
+		if _, err := t.q.ExecContext(ctx, `UPDATE institutions SET is_default = 0 WHERE is_default = 1 AND id <> ?`, in.ID); err != nil {
+			return fmt.Errorf("sqlite: put institution: %w", err)
+		}
+	}
+	def := 0
+	if in.IsDefault {
+		def = 1
+	}
+	_, err := t.q.ExecContext(ctx, `INSERT INTO institutions (id, is_default, settings, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET is_default = excluded.is_default, settings = excluded.settings, updated_at = excluded.updated_at`,
+		in.ID, def, in.Settings, ms(in.CreatedAt), ms(in.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("sqlite: put institution: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) SetSettings(ctx context.Context, id string, settings []byte, now time.Time) error {
+	res, err := t.q.ExecContext(ctx, `UPDATE institutions SET settings = ?, updated_at = ? WHERE id = ?`, settings, ms(now), id)
+	if err != nil {
+		return fmt.Errorf("sqlite: set settings: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("sqlite: set settings: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+const userCols = `institution_id, id, username, email, phone, status, password_hash, created_at, updated_at`
+
+func scanUser(row *sql.Row) (store.User, error) {
+	var u store.User
+	var c, up int64
+	err := row.Scan(&u.InstitutionID, &u.ID, &u.Username, &u.Email, &u.Phone, &u.Status, &u.PasswordHash, &c, &up)
+	u.CreatedAt, u.UpdatedAt = fromMS(c), fromMS(up)
+	return u, err
+}
+
+func (t *txn) User(ctx context.Context, institutionID, userID string) (store.User, error) {
+	u, err := scanUser(t.q.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE institution_id = ? AND id = ?`, institutionID, userID))
+	if err != nil {
+		return u, notFound(err, "user")
+	}
+	return u, nil
+}
+
+func (t *txn) UserByUsername(ctx context.Context, institutionID, username string) (store.User, error) {
+	u, err := scanUser(t.q.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE institution_id = ? AND username_key = ?`, institutionID, store.UsernameKey(username)))
+	if err != nil {
+		return u, notFound(err, "user by username")
+	}
+	return u, nil
+}
+
+func (t *txn) PutUser(ctx context.Context, u store.User) (bool, error) {
+	var exists int
+	err := t.q.QueryRowContext(ctx, `SELECT 1 FROM users WHERE institution_id = ? AND id = ?`, u.InstitutionID, u.ID).Scan(&exists)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("sqlite: put user: %w", err)
+	}
+	_, err = t.q.ExecContext(ctx, `INSERT INTO users (`+userCols+`, username_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (institution_id, id) DO UPDATE SET username = excluded.username, username_key = excluded.username_key,
+		email = excluded.email, phone = excluded.phone, status = excluded.status, password_hash = excluded.password_hash,
+		updated_at = excluded.updated_at`,
+		u.InstitutionID, u.ID, u.Username, u.Email, u.Phone, u.Status, u.PasswordHash, ms(u.CreatedAt), ms(u.UpdatedAt), store.UsernameKey(u.Username))
+	if isUnique(err) {
+		return false, fmt.Errorf("sqlite: put user: username taken: %w", store.ErrConflict)
+	}
+	if err != nil {
+		return false, fmt.Errorf("sqlite: put user: %w", err)
+	}
+	return exists == 0, nil
+}
+
+func (t *txn) DeleteUser(ctx context.Context, institutionID, userID string) error {
+	res, err := t.q.ExecContext(ctx, `DELETE FROM users WHERE institution_id = ? AND id = ?`, institutionID, userID)
+	if err != nil {
+		return fmt.Errorf("sqlite: delete user: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("sqlite: delete user: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *txn) SetPassword(ctx context.Context, institutionID, userID, hash string, now time.Time) error {
+	res, err := t.q.ExecContext(ctx, `UPDATE users SET password_hash = ?, updated_at = ? WHERE institution_id = ? AND id = ?`, hash, ms(now), institutionID, userID)
+	if err != nil {
+		return fmt.Errorf("sqlite: set password: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("sqlite: set password: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *txn) PasswordHistory(ctx context.Context, institutionID, userID string, n int) ([]string, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	rows, err := t.q.QueryContext(ctx, `SELECT hash FROM password_history WHERE institution_id = ? AND user_id = ? ORDER BY id DESC LIMIT ?`, institutionID, userID, n)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: password history: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, fmt.Errorf("sqlite: password history: %w", err)
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+func (t *txn) AddPasswordHistory(ctx context.Context, institutionID, userID, hash string, now time.Time, keep int) error {
+	if _, err := t.q.ExecContext(ctx, `INSERT INTO password_history (institution_id, user_id, hash, created_at) VALUES (?, ?, ?, ?)`, institutionID, userID, hash, ms(now)); err != nil {
+		return fmt.Errorf("sqlite: add password history: %w", err)
+	}
+	// Keep the history bounded: the policy never looks further back than
+	// its maximum, and old hashes are liabilities.
+	_, err := t.q.ExecContext(ctx, `DELETE FROM password_history WHERE institution_id = ? AND user_id = ? AND id NOT IN
+		(SELECT id FROM password_history WHERE institution_id = ? AND user_id = ? ORDER BY id DESC LIMIT ?)`,
+		institutionID, userID, institutionID, userID, keep)
+	if err != nil {
+		return fmt.Errorf("sqlite: trim password history: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) InsertToken(ctx context.Context, tk store.Token) error {
+	_, err := t.q.ExecContext(ctx, `INSERT INTO tokens (hash, institution_id, user_id, purpose, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		tk.Hash, tk.InstitutionID, tk.UserID, tk.Purpose, ms(tk.CreatedAt), ms(tk.ExpiresAt))
+	if isUnique(err) {
+		return fmt.Errorf("sqlite: insert token: %w", store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: insert token: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) LookupToken(ctx context.Context, hash []byte, now time.Time) (store.Token, error) {
+	tk := store.Token{Hash: hash}
+	var c, e int64
+	err := t.q.QueryRowContext(ctx, `SELECT institution_id, user_id, purpose, created_at, expires_at FROM tokens WHERE hash = ? AND used_at = 0 AND expires_at > ?`,
+		hash, ms(now)).Scan(&tk.InstitutionID, &tk.UserID, &tk.Purpose, &c, &e)
+	if err != nil {
+		return tk, notFound(err, "token")
+	}
+	tk.CreatedAt, tk.ExpiresAt = fromMS(c), fromMS(e)
+	return tk, nil
+}
+
+func (t *txn) ConsumeToken(ctx context.Context, hash []byte, now time.Time) (store.Token, error) {
+	tk := store.Token{Hash: hash, UsedAt: now}
+	var c, e int64
+	err := t.q.QueryRowContext(ctx, `UPDATE tokens SET used_at = ? WHERE hash = ? AND used_at = 0 AND expires_at > ?
+		RETURNING institution_id, user_id, purpose, created_at, expires_at`,
+		ms(now), hash, ms(now)).Scan(&tk.InstitutionID, &tk.UserID, &tk.Purpose, &c, &e)
+	if err != nil {
+		return tk, notFound(err, "consume token")
+	}
+	tk.CreatedAt, tk.ExpiresAt = fromMS(c), fromMS(e)
+	return tk, nil
+}
+
+func (t *txn) KillTokens(ctx context.Context, institutionID, userID string, now time.Time, purposes ...string) error {
+	q := `UPDATE tokens SET used_at = ? WHERE institution_id = ? AND user_id = ? AND used_at = 0`
+	args := []any{ms(now), institutionID, userID}
+	if len(purposes) > 0 {
+		q += ` AND purpose IN (?` + strings.Repeat(`, ?`, len(purposes)-1) + `)`
+		for _, p := range purposes {
+			args = append(args, p)
+		}
+	}
+	if _, err := t.q.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("sqlite: kill tokens: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) InsertDelivery(ctx context.Context, d store.Delivery) (int64, error) {
+	var id int64
+	err := t.q.QueryRowContext(ctx, `INSERT INTO deliveries (institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, 0, '', ?, ?) RETURNING id`,
+		d.InstitutionID, d.UserID, d.Kind, d.Channel, d.Destination, d.State, ms(d.CreatedAt), ms(d.CreatedAt)).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: insert delivery: %w", err)
+	}
+	return id, nil
+}
+
+func (t *txn) Enqueue(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) error {
+	if t.tx == nil {
+		return errors.New("sqlite: enqueue outside a write transaction")
+	}
+	if _, err := t.s.river.InsertTx(ctx, t.tx, args, opts); err != nil {
+		return fmt.Errorf("sqlite: enqueue: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) InsertAudit(ctx context.Context, r store.AuditRecord) error {
+	_, err := t.q.ExecContext(ctx, `INSERT INTO audit (time, action, institution_id, user_id, client_id, ip, transaction_id, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		ms(r.Time), r.Action, r.InstitutionID, r.UserID, r.ClientID, r.IP, r.TransactionID, r.Outcome)
+	if err != nil {
+		return fmt.Errorf("sqlite: insert audit: %w", err)
+	}
+	return nil
+}
+
+func windowStart(now time.Time, window time.Duration) int64 {
+	return now.Truncate(window).UnixMilli()
+}
+
+func (t *txn) Hit(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
+	var n int
+	err := t.q.QueryRowContext(ctx, `INSERT INTO rate_counters (key, window_start, count) VALUES (?, ?, 1)
+		ON CONFLICT (key) DO UPDATE SET count = CASE WHEN window_start = excluded.window_start THEN count + 1 ELSE 1 END,
+		window_start = excluded.window_start RETURNING count`, key, windowStart(now, window)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: hit: %w", err)
+	}
+	return n, nil
+}
+
+func (t *txn) Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
+	var n int
+	err := t.q.QueryRowContext(ctx, `SELECT count FROM rate_counters WHERE key = ? AND window_start = ?`, key, windowStart(now, window)).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: count: %w", err)
+	}
+	return n, nil
+}
+
+// Store-level operations.
+
+func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
+	c := store.Client{ID: id}
+	var scopes string
+	var created int64
+	err := s.read.QueryRowContext(ctx, `SELECT institution_id, name, secret_hash, scopes, created_at FROM clients WHERE id = ?`, id).
+		Scan(&c.InstitutionID, &c.Name, &c.SecretHash, &scopes, &created)
+	if err != nil {
+		return c, notFound(err, "client")
+	}
+	c.Scopes, c.CreatedAt = strings.Fields(scopes), fromMS(created)
+	return c, nil
+}
+
+func (s *Store) InsertClient(ctx context.Context, c store.Client) error {
+	_, err := s.write.ExecContext(ctx, `INSERT INTO clients (id, institution_id, name, secret_hash, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		c.ID, c.InstitutionID, c.Name, c.SecretHash, strings.Join(c.Scopes, " "), ms(c.CreatedAt))
+	if isUnique(err) {
+		return fmt.Errorf("sqlite: insert client: %w", store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: insert client: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) SigningKeys(ctx context.Context) ([]store.SigningKey, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT id, alg, private_key, public_key, created_at, retired_at FROM signing_keys ORDER BY created_at DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: signing keys: %w", err)
+	}
+	defer rows.Close()
+	var out []store.SigningKey
+	for rows.Next() {
+		var k store.SigningKey
+		var c, r int64
+		if err := rows.Scan(&k.ID, &k.Alg, &k.Private, &k.Public, &c, &r); err != nil {
+			return nil, fmt.Errorf("sqlite: signing keys: %w", err)
+		}
+		k.CreatedAt, k.RetiredAt = fromMS(c), fromMS(r)
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) InsertSigningKey(ctx context.Context, k store.SigningKey) error {
+	_, err := s.write.ExecContext(ctx, `INSERT INTO signing_keys (id, alg, private_key, public_key, created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Alg, k.Private, k.Public, ms(k.CreatedAt), ms(k.RetiredAt))
+	if err != nil {
+		return fmt.Errorf("sqlite: insert signing key: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) MetaSetIfAbsent(ctx context.Context, key string, value []byte) ([]byte, error) {
+	var out []byte
+	err := s.write.QueryRowContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value RETURNING value`, key, value).Scan(&out)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: meta: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time) error {
+	_, err := s.write.ExecContext(ctx, `UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, updated_at = ? WHERE id = ?`, state, attempts, lastError, ms(now), id)
+	if err != nil {
+		return fmt.Errorf("sqlite: mark delivery: %w", err)
+	}
+	return nil
+}
+
+const deliveryCols = `id, institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at`
+
+func scanDeliveries(rows *sql.Rows) ([]store.Delivery, error) {
+	defer rows.Close()
+	out := []store.Delivery{}
+	for rows.Next() {
+		var d store.Delivery
+		var c, u int64
+		if err := rows.Scan(&d.ID, &d.InstitutionID, &d.UserID, &d.Kind, &d.Channel, &d.Destination, &d.State, &d.Attempts, &d.LastError, &c, &u); err != nil {
+			return nil, fmt.Errorf("sqlite: deliveries: %w", err)
+		}
+		d.CreatedAt, d.UpdatedAt = fromMS(c), fromMS(u)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) Deliveries(ctx context.Context, institutionID, userID string, limit int) ([]store.Delivery, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+deliveryCols+` FROM deliveries WHERE institution_id = ? AND user_id = ? ORDER BY id DESC LIMIT ?`, institutionID, userID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: deliveries: %w", err)
+	}
+	return scanDeliveries(rows)
+}
+
+func (s *Store) AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]store.Delivery, error) {
+	q := `SELECT ` + deliveryCols + ` FROM deliveries`
+	args := []any{}
+	if failedOnly {
+		q += ` WHERE state = ?`
+		args = append(args, store.DeliveryFailed)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	rows, err := s.read.QueryContext(ctx, q, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: deliveries: %w", err)
+	}
+	return scanDeliveries(rows)
+}
+
+func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error) {
+	q := `SELECT id, time, action, institution_id, user_id, client_id, ip, transaction_id, outcome FROM audit WHERE time >= ?`
+	args := []any{ms(f.Since)}
+	if f.InstitutionID != "" {
+		q += ` AND institution_id = ?`
+		args = append(args, f.InstitutionID)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	// Newest last, but the limit keeps the newest records.
+	q = `SELECT * FROM (` + q + ` ORDER BY time DESC, id DESC LIMIT ?) ORDER BY time, id`
+	rows, err := s.read.QueryContext(ctx, q, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: audit: %w", err)
+	}
+	defer rows.Close()
+	out := []store.AuditRecord{}
+	for rows.Next() {
+		var r store.AuditRecord
+		var tm int64
+		if err := rows.Scan(&r.ID, &tm, &r.Action, &r.InstitutionID, &r.UserID, &r.ClientID, &r.IP, &r.TransactionID, &r.Outcome); err != nil {
+			return nil, fmt.Errorf("sqlite: audit: %w", err)
+		}
+		r.Time = fromMS(tm)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

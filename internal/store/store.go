@@ -1,0 +1,209 @@
+// Package store owns persistence: the row types, the errors every backend
+// returns, and the small interfaces the domain uses. Backends live in
+// subpackages (sqlite, postgres) and are checked by one conformance suite
+// (storetest), so they cannot drift.
+package store
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+)
+
+// Sentinel errors. Backends wrap driver errors into these so the domain
+// never sees a driver type.
+var (
+	ErrNotFound = errors.New("store: not found")
+	ErrConflict = errors.New("store: conflict")
+)
+
+// Institution is a tenant. Settings are kept as the JSON document the
+// domain owns (reset.Settings), so adding a setting needs no migration.
+type Institution struct {
+	ID        string
+	IsDefault bool
+	Settings  []byte
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// User is one customer in an institution's directory.
+type User struct {
+	InstitutionID string
+	ID            string
+	Username      string
+	Email         string
+	Phone         string
+	Status        string
+	PasswordHash  string
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// Client is an OAuth2 client. InstitutionID "*" means every institution.
+type Client struct {
+	ID            string
+	InstitutionID string
+	Name          string
+	SecretHash    []byte
+	Scopes        []string
+	CreatedAt     time.Time
+}
+
+// SigningKey is a JWT signing key; Private is sealed with the server's
+// secret key, never stored in clear.
+type SigningKey struct {
+	ID        string
+	Alg       string
+	Private   []byte
+	Public    []byte
+	CreatedAt time.Time
+	// RetiredAt is set when a newer key took over signing; a retired key
+	// still verifies until the tokens it signed have expired.
+	RetiredAt time.Time
+}
+
+// Token is a single-use secret's record: only its hash is kept.
+type Token struct {
+	Hash          []byte
+	InstitutionID string
+	UserID        string
+	Purpose       string
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	UsedAt        time.Time
+}
+
+// Delivery is the support-staff view of one outgoing message.
+type Delivery struct {
+	ID            int64
+	InstitutionID string
+	UserID        string
+	Kind          string
+	Channel       string
+	Destination   string // masked
+	State         string // queued, sent, failed
+	Attempts      int
+	LastError     string
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// Delivery states.
+const (
+	DeliveryQueued = "queued"
+	DeliverySent   = "sent"
+	DeliveryFailed = "failed"
+)
+
+// AuditRecord is one audited action; it never holds a secret.
+type AuditRecord struct {
+	ID            int64
+	Time          time.Time
+	Action        string
+	InstitutionID string
+	UserID        string
+	ClientID      string
+	IP            string
+	TransactionID string
+	Outcome       string
+}
+
+// AuditFilter selects audit records; empty fields match everything.
+type AuditFilter struct {
+	InstitutionID string
+	Since         time.Time
+	Limit         int
+}
+
+// Tx is what the domain can do inside one transaction. Every write that
+// must happen together (a token, its delivery row, its send job, its audit
+// record) goes through one Tx, so they commit or vanish together.
+type Tx interface {
+	Institution(ctx context.Context, id string) (Institution, error)
+	DefaultInstitution(ctx context.Context) (Institution, error)
+	PutInstitution(ctx context.Context, in Institution) error
+	// LockInstitution reads an institution for update: no other writer
+	// changes it before this transaction ends.
+	LockInstitution(ctx context.Context, id string) (Institution, error)
+	SetSettings(ctx context.Context, id string, settings []byte, now time.Time) error
+
+	User(ctx context.Context, institutionID, userID string) (User, error)
+	UserByUsername(ctx context.Context, institutionID, username string) (User, error)
+	// PutUser inserts or replaces a user and reports whether it was new.
+	// ErrConflict: the username belongs to another user.
+	PutUser(ctx context.Context, u User) (created bool, err error)
+	DeleteUser(ctx context.Context, institutionID, userID string) error
+	SetPassword(ctx context.Context, institutionID, userID, hash string, now time.Time) error
+	// PasswordHistory returns up to n earlier hashes, newest first.
+	PasswordHistory(ctx context.Context, institutionID, userID string, n int) ([]string, error)
+	AddPasswordHistory(ctx context.Context, institutionID, userID, hash string, now time.Time, keep int) error
+
+	InsertToken(ctx context.Context, t Token) error
+	// LookupToken returns a token that is unused and unexpired at now.
+	LookupToken(ctx context.Context, hash []byte, now time.Time) (Token, error)
+	// ConsumeToken marks a live token used; of concurrent callers exactly
+	// one gets it, the others ErrNotFound.
+	ConsumeToken(ctx context.Context, hash []byte, now time.Time) (Token, error)
+	// KillTokens ends the user's live tokens of the given purposes (all
+	// purposes when none are given).
+	KillTokens(ctx context.Context, institutionID, userID string, now time.Time, purposes ...string) error
+
+	InsertDelivery(ctx context.Context, d Delivery) (int64, error)
+	// Enqueue inserts a River job in this transaction.
+	Enqueue(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) error
+
+	InsertAudit(ctx context.Context, r AuditRecord) error
+
+	// Hit counts one event against key in the fixed window containing now
+	// and returns the count so far in that window.
+	Hit(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
+	// Count returns the events counted against key in the window
+	// containing now, without adding one.
+	Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
+}
+
+// Store is a backend: transactions plus the few operations that stand alone.
+type Store interface {
+	// Update runs fn in a write transaction; an error from fn rolls back.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// View runs fn against a consistent read-only view.
+	View(ctx context.Context, fn func(Tx) error) error
+
+	Client(ctx context.Context, id string) (Client, error)
+	InsertClient(ctx context.Context, c Client) error
+	SigningKeys(ctx context.Context) ([]SigningKey, error)
+	InsertSigningKey(ctx context.Context, k SigningKey) error
+	// MetaSetIfAbsent stores value under key unless a value is there, and
+	// returns the value that is stored (so replicas agree on one).
+	MetaSetIfAbsent(ctx context.Context, key string, value []byte) ([]byte, error)
+
+	MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time) error
+	Deliveries(ctx context.Context, institutionID, userID string, limit int) ([]Delivery, error)
+	AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]Delivery, error)
+	Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
+
+	// StartQueue starts working River jobs with the workers given at Open.
+	StartQueue(ctx context.Context) error
+	StopQueue(ctx context.Context) error
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// QueueOptions configure the River client a backend runs.
+type QueueOptions struct {
+	Workers    *river.Workers
+	MaxWorkers int
+	// RetryPolicy decides when a failed job runs again; nil is River's.
+	RetryPolicy river.ClientRetryPolicy
+	MaxAttempts int
+}
+
+// UsernameKey is the form usernames are unique and looked up in:
+// case-insensitive, surrounding space ignored.
+func UsernameKey(username string) string {
+	return strings.ToLower(strings.TrimSpace(username))
+}
