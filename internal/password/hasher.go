@@ -153,15 +153,24 @@ func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
 	default:
 	}
 
-	if h.waiting.Add(1) > h.maxWaiters {
-		h.waiting.Add(-1)
-		return nil, ErrBusy
+	// Compare-and-swap rather than add-then-undo, so Waiting never reports
+	// more than the bound, not even for a moment.
+	for {
+		n := h.waiting.Load()
+		if n >= h.maxWaiters {
+			return nil, ErrBusy
+		}
+		if h.waiting.CompareAndSwap(n, n+1) {
+			break
+		}
 	}
 	defer h.waiting.Add(-1)
 	if h.waitHook != nil {
 		h.waitHook()
 	}
 
+	// Blocked senders on a channel are served in order, so a waiter is not
+	// overtaken by a newcomer taking the fast path above.
 	timer := time.NewTimer(h.maxWait)
 	defer timer.Stop()
 	select {

@@ -182,6 +182,7 @@ func TestVerifyMalformed(t *testing.T) {
 		{"key too short", "$argon2id$v=19$m=64,t=1,p=1$" + salt + "$a2V5"},
 		{"non-zero trailing bits", "$argon2id$v=19$m=64,t=1,p=1$" + salt + "$" + key[:len(key)-1] + "f"},
 		{"url alphabet", "$argon2id$v=19$m=64,t=1,p=1$" + salt + "$" + strings.Repeat("_", 43)},
+		{"line break in key", "$argon2id$v=19$m=64,t=1,p=1$" + salt + "$" + key[:20] + "\r\n" + key[20:]},
 		{"trailing dollar", "$argon2id$v=19$m=64,t=1,p=1$" + salt + "$" + key + "$"},
 		{"huge", "$argon2id$v=19$m=64,t=1,p=1$" + strings.Repeat("A", 1<<20) + "$" + key},
 	}
@@ -359,6 +360,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add("$argon2id$v=19$m=4294967295,t=4294967295,p=255$$", "x")
 	f.Add("$argon2id$v=19$m=64,t=1,p=1$$$$", "\xff")
 	f.Add("$$$$$", "pw")
+	f.Add("$argon2id$v=19$m=10,t=1,p=1$00000000000$00000000000000000000\r000", "0")
 	f.Add("", "")
 	h := setup(f)
 	f.Fuzz(func(t *testing.T, encoded, pw string) {

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/resetd/resetd/internal/auth"
 	"github.com/resetd/resetd/internal/reset"
@@ -62,8 +64,39 @@ func New(c Config) *Server {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.wrap(s.mux).ServeHTTP(w, r)
+	s.wrap(http.HandlerFunc(s.route)).ServeHTTP(w, r)
 }
+
+// route dispatches through the mux, turning its plain-text 404 and 405
+// answers into problem documents (keeping the Allow header).
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	probe := &headerProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if allow := probe.header.Get("Allow"); allow != "" {
+		w.Header().Set("Allow", allow)
+	}
+	switch probe.status {
+	case http.StatusMethodNotAllowed:
+		s.problem(w, r, http.StatusMethodNotAllowed, "method-not-allowed", "this endpoint does not answer "+r.Method)
+	default:
+		s.problem(w, r, http.StatusNotFound, "not-found", "no such endpoint")
+	}
+}
+
+// headerProbe records what the mux's fallback handler would answer.
+type headerProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *headerProbe) Header() http.Header         { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *headerProbe) WriteHeader(code int)        { p.status = code }
 
 // Handle lets other packages (the reset page) add routes.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
@@ -90,9 +123,6 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+inst+"/audit", s.authorize(auth.ScopeSettingsRead, s.audit))
 	m.HandleFunc("POST "+P+"/password/change", s.changePassword)
 
-	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.problem(w, r, http.StatusNotFound, "not-found", "no such endpoint")
-	})
 }
 
 func actor(r *http.Request, clientID string) reset.Actor {
@@ -162,7 +192,21 @@ func decode(r *http.Request, v any, allowEmpty bool) error {
 	if err != nil || mt != "application/json" {
 		return errUnsupportedMedia
 	}
-	dec := json.NewDecoder(r.Body)
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 && allowEmpty {
+		return nil
+	}
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return &reset.InvalidError{Field: "body", Detail: "the body must be a JSON object"}
+	}
+	if !utf8.Valid(trimmed) {
+		return &reset.InvalidError{Field: "body", Detail: "the body is not valid UTF-8"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
