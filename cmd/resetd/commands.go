@@ -72,21 +72,22 @@ type ServeCmd struct {
 // Run serves until the context ends (SIGINT/SIGTERM).
 func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	logger := g.logger(c.Dev)
+	// Listen first so that --addr 127.0.0.1:0 yields links with the real port.
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
 	a, err := app.Open(ctx, app.Config{
-		Addr: c.Addr, DB: g.DB, PublicURL: c.PublicURL, SMTP: c.SMTP, SMS: c.SMS, SecretKey: g.SecretKey,
+		Addr: ln.Addr().String(), DB: g.DB, PublicURL: c.PublicURL, SMTP: c.SMTP, SMS: c.SMS, SecretKey: g.SecretKey,
 		TrustedProxies: c.TrustedProxies, NoMigrate: c.NoMigrate, Logger: logger, QueueWorkers: c.QueueWorkers,
 	})
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	ln, err := net.Listen("tcp", c.Addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	if c.Dev {
 		if err := seedDemo(ctx, a, g.stdout); err != nil {
-			ln.Close()
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/mail"
 	"net/textproto"
 	"net/url"
@@ -26,6 +27,10 @@ const (
 	// loopback relay handles 1,000 messages/s comfortably on a handful of
 	// connections, and relays often cap connections per client.
 	smtpMaxIdle = 8
+	// smtpMaxOpen bounds concurrent sessions: relays limit connections per
+	// client (Postfix allows 50 by default) and answer 421 beyond that, and
+	// a burst of jobs should queue here rather than there.
+	smtpMaxOpen = 16
 	// smtpIdleTimeout is shorter than smtpTimeout on purpose: go-mail sets
 	// the connection deadline to smtpTimeout after each command, so a session
 	// idle for longer would fail its next command anyway.
@@ -42,8 +47,10 @@ type SMTPSender struct {
 	// DialToSMTPClientWithContext and are used with SendWithSMTPClient,
 	// which only read the Client, so one Client serves all sessions.
 	client *gomail.Client
+	addr   string // host:port, IPv6-safe
 	from   string
 	idle   chan idleSession
+	slots  chan struct{} // one per session in use, at most smtpMaxOpen
 
 	mu     sync.Mutex // guards closed and sending into idle
 	closed bool
@@ -64,8 +71,8 @@ type idleSession struct {
 // from is the default sender; it may be omitted when every message carries
 // its own From. A '+' in the query is a literal plus.
 //
-// With tls=none, credentials are only sent to a loopback server: go-mail's
-// PLAIN auth refuses to send a password in clear text anywhere else.
+// With tls=none, credentials are accepted only for localhost, 127.0.0.1 or
+// ::1: a password must not cross a network in clear text.
 func NewSMTPSender(rawURL string) (*SMTPSender, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -119,10 +126,29 @@ func NewSMTPSender(rawURL string) (*SMTPSender, error) {
 		}
 	}
 	opts = append(opts, gomail.WithPort(port))
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	if tlsMode == "implicit" {
+		// go-mail joins host and port with a plain ':'; only its own dialer
+		// knows the connection is TLS from the start, so we cannot
+		// substitute ours here.
+		if strings.Contains(host, ":") {
+			return nil, errors.New("delivery: smtp url: implicit TLS needs a host name, not an IPv6 address")
+		}
+	} else {
+		// Our own dialer, because go-mail builds "::1:587" for IPv6 hosts.
+		var dialer net.Dialer
+		opts = append(opts, gomail.WithDialContextFunc(func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, addr)
+		}))
+	}
 
 	if user := u.User.Username(); user != "" {
 		pass, _ := u.User.Password()
 		authType := gomail.SMTPAuthAutoDiscover
+		if tlsMode == "none" && host != "localhost" && host != "127.0.0.1" && host != "::1" {
+			// go-mail would refuse at send time; say so at startup instead.
+			return nil, errors.New("delivery: smtp url: credentials with tls=none are only sent to localhost; use tls=starttls or tls=implicit")
+		}
 		if tlsMode == "none" {
 			// Auto-discovery never picks PLAIN on a clear-text connection,
 			// which is exactly the loopback relay case tls=none is for.
@@ -144,8 +170,10 @@ func NewSMTPSender(rawURL string) (*SMTPSender, error) {
 	}
 	return &SMTPSender{
 		client: client,
+		addr:   addr,
 		from:   from,
 		idle:   make(chan idleSession, smtpMaxIdle),
+		slots:  make(chan struct{}, smtpMaxOpen),
 	}, nil
 }
 
@@ -156,9 +184,18 @@ func (s *SMTPSender) From() string { return s.from }
 // content) come back marked Permanent; 4xx replies, refused connections and
 // timeouts come back as plain errors for the job to retry.
 func (s *SMTPSender) Send(ctx context.Context, m Message) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("delivery: smtp send: %w", err)
+	}
 	msg, err := s.buildMsg(m)
 	if err != nil {
 		return Permanent(err)
+	}
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	case <-ctx.Done():
+		return fmt.Errorf("delivery: smtp send: %w", ctx.Err())
 	}
 
 	// A pooled session may have been dropped by the server while idle. That
@@ -176,12 +213,17 @@ func (s *SMTPSender) Send(ctx context.Context, m Message) error {
 		// blocked command holds.
 		stop := context.AfterFunc(ctx, func() { _ = c.Text.Close() })
 		err = s.client.SendWithSMTPClient(c, msg)
-		if !stop() {
-			return fmt.Errorf("delivery: smtp send: %w", errors.Join(ctx.Err(), err))
-		}
+		stopped := stop()
 		if err == nil {
-			s.release(c)
+			// Delivered, even if ctx ended just now: reporting an error
+			// would make the job send the email twice.
+			if stopped {
+				s.release(c)
+			}
 			return nil
+		}
+		if !stopped {
+			return fmt.Errorf("delivery: smtp send: %w", errors.Join(ctx.Err(), err))
 		}
 		// After a failure the session's state is uncertain (go-mail does not
 		// RSET after every failure path); a new one is cheap.
@@ -204,6 +246,11 @@ func (s *SMTPSender) Close() error {
 	for {
 		select {
 		case is := <-s.idle:
+			// A session idle past its deadline cannot say QUIT any more.
+			if time.Since(is.since) > smtpIdleTimeout {
+				_ = is.c.Close()
+				continue
+			}
 			if err := s.client.CloseWithSMTPClient(is.c); err != nil {
 				errs = append(errs, err)
 			}
@@ -376,3 +423,5 @@ func parseRawQuery(raw string, allowed ...string) (map[string]string, error) {
 	}
 	return out, nil
 }
+
+var _ Sender = (*SMTPSender)(nil)

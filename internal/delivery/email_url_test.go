@@ -8,24 +8,25 @@ import (
 func TestNewSMTPSenderURL(t *testing.T) {
 	t.Parallel()
 	good := []struct {
-		url       string
-		wantAddr  string
-		wantTLS   string
-		wantFrom  string
-		wantLogin bool
+		url      string
+		wantAddr string
+		wantTLS  string
+		wantFrom string
 	}{
-		{"smtp://mail.example.com", "mail.example.com:587", "TLSMandatory", "", false},
-		{"smtp://mail.example.com?tls=starttls&from=noreply@bank.example", "mail.example.com:587", "TLSMandatory", "noreply@bank.example", false},
-		{"smtp://mail.example.com?tls=none", "mail.example.com:587", "NoTLS", "", false},
-		{"smtp://127.0.0.1:2525?tls=none&from=noreply@bank.example", "127.0.0.1:2525", "NoTLS", "noreply@bank.example", false},
-		{"smtp://mail.example.com?tls=implicit", "mail.example.com:465", "TLSMandatory", "", false},
-		{"smtps://mail.example.com", "mail.example.com:465", "TLSMandatory", "", false},
-		{"smtps://mail.example.com:2465?tls=implicit", "mail.example.com:2465", "TLSMandatory", "", false},
-		{"smtp://user:p%40ss@mail.example.com:25?from=noreply@bank.example", "mail.example.com:25", "TLSMandatory", "noreply@bank.example", true},
+		{"smtp://mail.example.com", "mail.example.com:587", "TLSMandatory", ""},
+		{"smtp://mail.example.com?tls=starttls&from=noreply@bank.example", "mail.example.com:587", "TLSMandatory", "noreply@bank.example"},
+		{"smtp://mail.example.com?tls=none", "mail.example.com:587", "NoTLS", ""},
+		{"smtp://127.0.0.1:2525?tls=none&from=noreply@bank.example", "127.0.0.1:2525", "NoTLS", "noreply@bank.example"},
+		{"smtp://mail.example.com?tls=implicit", "mail.example.com:465", "TLSMandatory", ""},
+		{"smtps://mail.example.com", "mail.example.com:465", "TLSMandatory", ""},
+		{"smtps://mail.example.com:2465?tls=implicit", "mail.example.com:2465", "TLSMandatory", ""},
+		{"smtp://user:p%40ss@mail.example.com:25?from=noreply@bank.example", "mail.example.com:25", "TLSMandatory", "noreply@bank.example"},
 		// '+' is a literal plus, as in plus-addressing.
-		{"smtp://mail.example.com?from=noreply+reset@bank.example", "mail.example.com:587", "TLSMandatory", "noreply+reset@bank.example", false},
-		{"smtp://mail.example.com?from=Demo%20Bank%20%3Cnoreply@bank.example%3E", "mail.example.com:587", "TLSMandatory", "Demo Bank <noreply@bank.example>", false},
-		{"smtp://mail.example.com/", "mail.example.com:587", "TLSMandatory", "", false},
+		{"smtp://mail.example.com?from=noreply+reset@bank.example", "mail.example.com:587", "TLSMandatory", "noreply+reset@bank.example"},
+		{"smtp://mail.example.com?from=Demo%20Bank%20%3Cnoreply@bank.example%3E", "mail.example.com:587", "TLSMandatory", "Demo Bank <noreply@bank.example>"},
+		{"smtp://mail.example.com/", "mail.example.com:587", "TLSMandatory", ""},
+		{"smtp://user:pass@127.0.0.1:2525?tls=none", "127.0.0.1:2525", "NoTLS", ""},
+		{"smtp://user:pass@[::1]:2525?tls=none", "[::1]:2525", "NoTLS", ""},
 	}
 	for _, tc := range good {
 		t.Run(tc.url, func(t *testing.T) {
@@ -34,7 +35,7 @@ func TestNewSMTPSenderURL(t *testing.T) {
 			if err != nil {
 				t.Fatalf("NewSMTPSender: %v", err)
 			}
-			if got := s.client.ServerAddr(); got != tc.wantAddr {
+			if got := s.addr; got != tc.wantAddr {
 				t.Errorf("addr = %q, want %q", got, tc.wantAddr)
 			}
 			if got := s.client.TLSPolicy(); got != tc.wantTLS {
@@ -64,6 +65,8 @@ func TestNewSMTPSenderURL(t *testing.T) {
 		"smtp://mail.example.com/some/path",
 		"smtp://user:s3cr3t%zz@mail.example.com",
 		"smtp://user:s3cr3t@mail example.com",
+		"smtp://user:s3cr3t@mail.example.com?tls=none",
+		"smtps://[2001:db8::25]",
 	}
 	for _, raw := range bad {
 		t.Run("bad/"+raw, func(t *testing.T) {

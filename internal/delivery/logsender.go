@@ -24,9 +24,12 @@ func (s LogSender) Send(ctx context.Context, m Message) error {
 	}
 	logger.InfoContext(ctx, "message (no carrier configured; dev mode)",
 		slog.String("channel", m.Channel),
+		slog.String("kind", m.Kind),
 		slog.String("to", m.To),
 		slog.String("subject", m.Subject),
 		slog.String("text", m.Text),
 	)
 	return nil
 }
+
+var _ Sender = LogSender{}

@@ -368,3 +368,8 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "..."
 }
+
+var (
+	_ Sender = (*TwilioSender)(nil)
+	_ Sender = (*WebhookSMSSender)(nil)
+)

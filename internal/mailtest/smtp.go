@@ -40,8 +40,9 @@ type Server struct {
 	addr string
 	rec  *recorder[Mail]
 
-	mu   sync.Mutex // guards srv and done
+	mu   sync.Mutex // guards srv, ln and done
 	srv  *smtp.Server
+	ln   net.Listener
 	done chan struct{} // closed when the running Serve returns
 }
 
@@ -92,8 +93,11 @@ func (s *Server) Stop() {
 		return
 	}
 	_ = s.srv.Close()
+	// srv.Close only closes listeners Serve has registered, which it may
+	// not have done yet if Stop follows Start closely.
+	_ = s.ln.Close()
 	<-s.done
-	s.srv, s.done = nil, nil
+	s.srv, s.ln, s.done = nil, nil, nil
 }
 
 // Start restarts a stopped Server on the same address. Call it from the
@@ -127,7 +131,7 @@ func (s *Server) serve(l net.Listener) {
 
 	done := make(chan struct{})
 	s.mu.Lock()
-	s.srv, s.done = srv, done
+	s.srv, s.ln, s.done = srv, l, done
 	s.mu.Unlock()
 	// The goroutine ends when Stop closes srv, and Stop waits for it.
 	go func() {
