@@ -79,17 +79,20 @@ type harness struct {
 	done   chan error
 	// admin holds every scope on the "acme" institution.
 	adminID, adminSecret string
+	// configure adjusts the configuration of every start.
+	configure []func(*app.Config)
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, configure ...func(*app.Config)) *harness {
 	t.Helper()
 	h := &harness{
-		t:      t,
-		dbPath: filepath.Join(t.TempDir(), "resetd.db"),
-		clock:  &clock{t: time.Now().UTC()},
-		mail:   mailtest.NewServer(t),
-		sms:    mailtest.NewTwilio(t, "ACtest", "sekrit"),
-		logs:   &logBuffer{},
+		t:         t,
+		dbPath:    filepath.Join(t.TempDir(), "resetd.db"),
+		clock:     &clock{t: time.Now().UTC()},
+		mail:      mailtest.NewServer(t),
+		sms:       mailtest.NewTwilio(t, "ACtest", "sekrit"),
+		logs:      &logBuffer{},
+		configure: configure,
 	}
 	h.start()
 	t.Cleanup(h.stop)
@@ -115,7 +118,7 @@ func (h *harness) start() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	a, err := app.Open(ctx, app.Config{
+	cfg := app.Config{
 		Addr:   ln.Addr().String(),
 		DB:     "sqlite:" + h.dbPath,
 		SMTP:   h.mail.URL("noreply@resetd.example"),
@@ -123,7 +126,11 @@ func (h *harness) start() {
 		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:    h.clock.Now,
 		Argon2: &cheapArgon2,
-	})
+	}
+	for _, c := range h.configure {
+		c(&cfg)
+	}
+	a, err := app.Open(ctx, cfg)
 	if err != nil {
 		cancel()
 		ln.Close()

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -59,6 +60,28 @@ type Config struct {
 // Service runs the flows.
 type Service struct {
 	Config
+	// overrides caches parsed per-institution templates by their source.
+	overrides sync.Map // string → *delivery.Templates
+}
+
+// templatesFor returns the institution's templates, parsing overrides once.
+func (s *Service) templatesFor(st Settings) (*delivery.Templates, error) {
+	if len(st.Templates) == 0 {
+		return s.Templates, nil
+	}
+	key, err := jsonMarshal(st.Templates) // map keys marshal sorted: a stable key
+	if err != nil {
+		return nil, err
+	}
+	if t, ok := s.overrides.Load(string(key)); ok {
+		return t.(*delivery.Templates), nil
+	}
+	t, err := s.Templates.WithOverrides(st.Templates)
+	if err != nil {
+		return nil, err
+	}
+	s.overrides.Store(string(key), t)
+	return t, nil
 }
 
 // New returns a Service.
@@ -220,6 +243,12 @@ func (s *Service) UpdateSettings(ctx context.Context, a Actor, institutionID str
 		if err := st.Validate(); err != nil {
 			return err
 		}
+		if p.Templates != nil {
+			// A template that does not parse is refused now, not at send time.
+			if _, err := s.templatesFor(st); err != nil {
+				return invalid("templates", err.Error())
+			}
+		}
 		raw, err := jsonMarshal(st)
 		if err != nil {
 			return err
@@ -352,6 +381,9 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 			if err := tx.KillTokens(ctx, institutionID, userID, now); err != nil {
 				return err
 			}
+			if err := tx.KillOTP(ctx, institutionID, userID, now); err != nil {
+				return err
+			}
 		}
 		return s.audit(ctx, tx, a, "user.put", institutionID, userID, "ok")
 	})
@@ -368,6 +400,9 @@ func (s *Service) DeleteUser(ctx context.Context, a Actor, institutionID, userID
 			return err
 		}
 		if err := tx.KillTokens(ctx, institutionID, userID, s.Now()); err != nil {
+			return err
+		}
+		if err := tx.KillOTP(ctx, institutionID, userID, s.Now()); err != nil {
 			return err
 		}
 		if err := tx.DeleteUser(ctx, institutionID, userID); err != nil {
@@ -470,7 +505,11 @@ func (s *Service) queue(ctx context.Context, tx store.Tx, institutionID, userID,
 
 func (s *Service) render(st Settings, kind, channel, to string, d delivery.TemplateData) (delivery.Message, error) {
 	d.DisplayName = st.DisplayName
-	r, err := s.Templates.Render(kind, channel, d)
+	tmpl, err := s.templatesFor(st)
+	if err != nil {
+		return delivery.Message{}, err
+	}
+	r, err := tmpl.Render(kind, channel, d)
 	if err != nil {
 		return delivery.Message{}, fmt.Errorf("reset: render %s/%s: %w", kind, channel, err)
 	}
@@ -702,6 +741,9 @@ func (s *Service) ChangePassword(ctx context.Context, a Actor, tok, newPassword 
 			return err
 		}
 		if err := tx.KillTokens(ctx, t.InstitutionID, t.UserID, now); err != nil {
+			return err
+		}
+		if err := tx.KillOTP(ctx, t.InstitutionID, t.UserID, now); err != nil {
 			return err
 		}
 		if notice.To != "" {

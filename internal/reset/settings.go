@@ -3,6 +3,7 @@ package reset
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/mail"
 	"net/url"
@@ -30,6 +31,9 @@ type Settings struct {
 	SendsPerUserHour      int      `json:"sendsPerUserHour"`
 	PublicPerIPMinute     int      `json:"publicPerIPMinute"`
 	PublicPerUsernameHour int      `json:"publicPerUsernameHour"`
+	// Templates override message templates per institution, keyed like
+	// "reset_link.email.subject" (see delivery.Templates.WithOverrides).
+	Templates map[string]string `json:"templates"`
 }
 
 // SettingsPatch is a partial update: nil fields keep their value.
@@ -49,6 +53,8 @@ type SettingsPatch struct {
 	SendsPerUserHour      *int      `json:"sendsPerUserHour"`
 	PublicPerIPMinute     *int      `json:"publicPerIPMinute"`
 	PublicPerUsernameHour *int      `json:"publicPerUsernameHour"`
+	// Templates, when given, replaces the whole override map ({} clears it).
+	Templates *map[string]string `json:"templates"`
 }
 
 // MaxPasswordHistory is the most history a setting may ask for; the store
@@ -68,6 +74,7 @@ func DefaultSettings(publicURL string) Settings {
 		PasswordMinLength:     12,
 		PasswordHistory:       4,
 		SMSCountries:          []string{},
+		Templates:             map[string]string{},
 		SendsPerUserHour:      5,
 		PublicPerIPMinute:     20,
 		PublicPerUsernameHour: 10,
@@ -91,6 +98,9 @@ func decodeSettings(raw []byte, publicURL string) (Settings, error) {
 	}
 	if s.SMSCountries == nil {
 		s.SMSCountries = []string{}
+	}
+	if s.Templates == nil {
+		s.Templates = map[string]string{}
 	}
 	return s, nil
 }
@@ -122,6 +132,9 @@ func (p SettingsPatch) Apply(s Settings) Settings {
 		for i, c := range s.SMSCountries {
 			s.SMSCountries[i] = strings.ToUpper(c)
 		}
+	}
+	if p.Templates != nil {
+		s.Templates = maps.Clone(*p.Templates)
 	}
 	if p.WebhookURL != nil {
 		s.WebhookURL = *p.WebhookURL

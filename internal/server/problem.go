@@ -69,6 +69,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.problem(w, r, http.StatusTooManyRequests, "rate-limited", "too many requests; retry later")
 	case errors.As(err, &tooBig):
 		s.problem(w, r, http.StatusRequestEntityTooLarge, "body-too-large", "request body exceeds 64 KiB")
+	case errors.Is(err, reset.ErrOTPInvalid):
+		s.problem(w, r, http.StatusBadRequest, "invalid-otp", "the code is not valid")
+	case errors.Is(err, reset.ErrSMSNotAllowed):
+		s.problem(w, r, http.StatusBadRequest, "sms-not-allowed", "SMS cannot be sent to this number")
 	case errors.Is(err, reset.ErrNotFound):
 		s.problem(w, r, http.StatusNotFound, "not-found", "no such resource")
 	case errors.Is(err, reset.ErrNoContact):

@@ -77,6 +77,19 @@ type Token struct {
 	UsedAt        time.Time
 }
 
+// OTP is a user's live one-time passcode: only its keyed hash is kept.
+type OTP struct {
+	InstitutionID string
+	UserID        string
+	MAC           []byte
+	Channel       string
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	Attempts      int
+	MaxAttempts   int
+	UsedAt        time.Time
+}
+
 // Delivery is the support-staff view of one outgoing message.
 type Delivery struct {
 	ID            int64
@@ -151,6 +164,16 @@ type Tx interface {
 	// KillTokens ends the user's live tokens of the given purposes (all
 	// purposes when none are given).
 	KillTokens(ctx context.Context, institutionID, userID string, now time.Time, purposes ...string) error
+
+	// PutOTP stores a user's OTP, replacing (killing) any older one.
+	PutOTP(ctx context.Context, o OTP) error
+	// LockOTP reads a user's OTP for update: concurrent verifications of
+	// one OTP are serialised, so wrong tries are counted without loss.
+	LockOTP(ctx context.Context, institutionID, userID string) (OTP, error)
+	// UpdateOTP saves Attempts and UsedAt of an OTP read with LockOTP.
+	UpdateOTP(ctx context.Context, o OTP) error
+	// KillOTP ends a user's live OTP, if any.
+	KillOTP(ctx context.Context, institutionID, userID string, now time.Time) error
 
 	InsertDelivery(ctx context.Context, d Delivery) (int64, error)
 	// Enqueue inserts a River job in this transaction.

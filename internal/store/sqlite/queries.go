@@ -452,3 +452,46 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRe
 	}
 	return out, rows.Err()
 }
+
+func (t *txn) PutOTP(ctx context.Context, o store.OTP) error {
+	_, err := t.q.ExecContext(ctx, `INSERT INTO otps (institution_id, user_id, mac, channel, created_at, expires_at, attempts, max_attempts, used_at)
+		VALUES (?, ?, ?, ?, ?, ?, 0, ?, 0)
+		ON CONFLICT (institution_id, user_id) DO UPDATE SET mac = excluded.mac, channel = excluded.channel, created_at = excluded.created_at,
+		expires_at = excluded.expires_at, attempts = 0, max_attempts = excluded.max_attempts, used_at = 0`,
+		o.InstitutionID, o.UserID, o.MAC, o.Channel, ms(o.CreatedAt), ms(o.ExpiresAt), o.MaxAttempts)
+	if err != nil {
+		return fmt.Errorf("sqlite: put otp: %w", err)
+	}
+	return nil
+}
+
+// LockOTP needs no row lock: the IMMEDIATE transaction holds the one
+// write lock.
+func (t *txn) LockOTP(ctx context.Context, institutionID, userID string) (store.OTP, error) {
+	o := store.OTP{InstitutionID: institutionID, UserID: userID}
+	var c, e, u int64
+	err := t.q.QueryRowContext(ctx, `SELECT mac, channel, created_at, expires_at, attempts, max_attempts, used_at FROM otps WHERE institution_id = ? AND user_id = ?`,
+		institutionID, userID).Scan(&o.MAC, &o.Channel, &c, &e, &o.Attempts, &o.MaxAttempts, &u)
+	if err != nil {
+		return o, notFound(err, "otp")
+	}
+	o.CreatedAt, o.ExpiresAt, o.UsedAt = fromMS(c), fromMS(e), fromMS(u)
+	return o, nil
+}
+
+func (t *txn) UpdateOTP(ctx context.Context, o store.OTP) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE otps SET attempts = ?, used_at = ? WHERE institution_id = ? AND user_id = ? AND mac = ?`,
+		o.Attempts, ms(o.UsedAt), o.InstitutionID, o.UserID, o.MAC)
+	if err != nil {
+		return fmt.Errorf("sqlite: update otp: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) KillOTP(ctx context.Context, institutionID, userID string, now time.Time) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE otps SET used_at = ? WHERE institution_id = ? AND user_id = ? AND used_at = 0`, ms(now), institutionID, userID)
+	if err != nil {
+		return fmt.Errorf("sqlite: kill otp: %w", err)
+	}
+	return nil
+}

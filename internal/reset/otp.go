@@ -1,0 +1,314 @@
+package reset
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"time"
+
+	"github.com/nyaruka/phonenumbers"
+
+	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/store"
+)
+
+// More purposes and limits of the OTP flow (SPEC §4).
+const (
+	// PurposeOTP marks the reset token an OTP was traded for.
+	PurposeOTP = "otp"
+	// otpTokenLifetime is how long that token lives.
+	otpTokenLifetime = 10 * time.Minute
+	// Wrong OTP tries a user gets in otpFailWindow, across resends.
+	otpFailMax    = 10
+	otpFailWindow = 24 * time.Hour
+	// SMS to one destination number per hour (SMS-pumping defence).
+	smsPerDestinationHour = 3
+)
+
+// ErrOTPInvalid is every refusal of an OTP verification that must look
+// alike: wrong, expired or spent code, unknown user (400).
+var ErrOTPInvalid = errors.New("reset: the code is not valid")
+
+// ErrSMSNotAllowed means the destination may not get SMS (country not
+// allowed, premium rate) (400).
+var ErrSMSNotAllowed = errors.New("reset: SMS to this number is not allowed")
+
+// ContactMethod is one way to reach a user, with its destination masked.
+type ContactMethod struct {
+	ID          string `json:"id"`
+	Type        string `json:"type"`
+	Destination string `json:"destination"`
+}
+
+// contactMethodID is stable while the destination is unchanged, and
+// reveals nothing about it.
+func (s *Service) contactMethodID(u store.User, channel, dest string) string {
+	mac := s.Key.MAC("contact-method", []byte(u.InstitutionID+"\x00"+u.ID+"\x00"+channel+"\x00"+dest))
+	return channel + "-" + hex.EncodeToString(mac[:6])
+}
+
+func (s *Service) contactMethods(u store.User) []ContactMethod {
+	out := []ContactMethod{}
+	if u.Email != "" {
+		out = append(out, ContactMethod{ID: s.contactMethodID(u, delivery.ChannelEmail, u.Email), Type: delivery.ChannelEmail, Destination: MaskEmail(u.Email)})
+	}
+	if u.Phone != "" {
+		out = append(out, ContactMethod{ID: s.contactMethodID(u, delivery.ChannelSMS, u.Phone), Type: delivery.ChannelSMS, Destination: MaskPhone(u.Phone)})
+	}
+	return out
+}
+
+// ContactMethods lists a user's contact methods, masked.
+func (s *Service) ContactMethods(ctx context.Context, institutionID, userID string) ([]ContactMethod, error) {
+	if err := checkIDs(institutionID, userID); err != nil {
+		return nil, err
+	}
+	var u store.User
+	err := s.Store.View(ctx, func(tx store.Tx) (err error) {
+		if _, err = s.settingsIn(ctx, tx, institutionID); err != nil {
+			return err
+		}
+		u, err = tx.User(ctx, institutionID, userID)
+		return mapNotFound(err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.contactMethods(u), nil
+}
+
+// smsAllowed applies the SMS-pumping defences that depend on the number.
+func smsAllowed(st Settings, phone string) error {
+	num, err := phonenumbers.Parse(phone, "")
+	if err != nil || !phonenumbers.IsValidNumber(num) {
+		return ErrSMSNotAllowed
+	}
+	switch phonenumbers.GetNumberType(num) {
+	case phonenumbers.PREMIUM_RATE, phonenumbers.SHARED_COST:
+		return ErrSMSNotAllowed
+	}
+	if len(st.SMSCountries) > 0 && !slices.Contains(st.SMSCountries, phonenumbers.GetRegionCodeForNumber(num)) {
+		return ErrSMSNotAllowed
+	}
+	return nil
+}
+
+// smsLimit caps SMS per destination number, across institutions.
+func (s *Service) smsLimit(ctx context.Context, tx store.Tx, phone string) error {
+	return s.limit(ctx, tx, "smsPerDestinationHour", "smsdest:"+phone, smsPerDestinationHour, time.Hour)
+}
+
+func (s *Service) otpCode(n int) string {
+	b := make([]byte, n)
+	ten := big.NewInt(10)
+	for i := range b {
+		d, _ := rand.Int(rand.Reader, ten)
+		b[i] = byte('0' + d.Int64())
+	}
+	return string(b)
+}
+
+func (s *Service) otpMAC(institutionID, userID, code string) []byte {
+	return s.Key.MAC("otp", []byte(institutionID+"\x00"+userID+"\x00"+code))
+}
+
+// SendOTP sends a one-time passcode to the contact method the user chose
+// and returns its expiry and the masked destination.
+func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, contactMethodID string) (time.Time, string, error) {
+	if err := checkIDs(institutionID, userID); err != nil {
+		return time.Time{}, "", err
+	}
+	if contactMethodID == "" || len(contactMethodID) > 64 {
+		return time.Time{}, "", invalid("contactMethodId", "contactMethodId is required")
+	}
+	var expires time.Time
+	var masked string
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		st, err := s.settingsIn(ctx, tx, institutionID)
+		if err != nil {
+			return err
+		}
+		u, err := tx.User(ctx, institutionID, userID)
+		if err != nil {
+			return mapNotFound(err)
+		}
+		if u.Status != StatusActive {
+			return ErrUserDisabled
+		}
+		var cm ContactMethod
+		for _, c := range s.contactMethods(u) {
+			if hmac.Equal([]byte(c.ID), []byte(contactMethodID)) {
+				cm = c
+			}
+		}
+		if cm.ID == "" {
+			return fmt.Errorf("%w: no such contact method", ErrNotFound)
+		}
+		to := u.Email
+		if cm.Type == delivery.ChannelSMS {
+			to = u.Phone
+			if err := smsAllowed(st, to); err != nil {
+				return err
+			}
+		}
+		if err := s.limit(ctx, tx, "sendsPerUserHour", "send:"+institutionID+":"+userID, st.SendsPerUserHour, time.Hour); err != nil {
+			return err
+		}
+		if cm.Type == delivery.ChannelSMS {
+			if err := s.smsLimit(ctx, tx, to); err != nil {
+				return err
+			}
+		}
+		code := s.otpCode(st.OTPLength)
+		lifetime := time.Duration(st.OTPExpiration) * time.Second
+		m, err := s.render(st, delivery.KindOTP, cm.Type, to, delivery.TemplateData{UserName: u.Username, Code: code, ExpiresIn: lifetime})
+		if err != nil {
+			return err
+		}
+		now := s.Now()
+		expires = now.Add(lifetime)
+		if err := tx.PutOTP(ctx, store.OTP{InstitutionID: institutionID, UserID: userID, MAC: s.otpMAC(institutionID, userID, code),
+			Channel: cm.Type, CreatedAt: now, ExpiresAt: expires, MaxAttempts: st.OTPMaxAttempts}); err != nil {
+			return err
+		}
+		if err := s.queue(ctx, tx, institutionID, userID, delivery.KindOTP, m); err != nil {
+			return err
+		}
+		masked = cm.Destination
+		return s.audit(ctx, tx, a, "otp.send."+cm.Type, institutionID, userID, "ok")
+	})
+	return expires, masked, err
+}
+
+// OTPVerifyInput names the user (by username or id) and the code.
+type OTPVerifyInput struct {
+	Username string
+	UserID   string
+	OTP      string
+	Facts    map[string]string
+}
+
+
+// VerifyOTP trades a valid OTP for a reset token (10 minutes). Every
+// refusal is ErrOTPInvalid, whatever the cause, and costs the same: one
+// write transaction. A user gets at most otpMaxAttempts wrong tries per
+// OTP and otpFailMax per day across resends (then *LimitError).
+func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, in OTPVerifyInput) (string, time.Time, error) {
+	if err := checkIDs(institutionID); err != nil {
+		return "", time.Time{}, err
+	}
+	if (in.Username == "") == (in.UserID == "") {
+		return "", time.Time{}, invalid("username", "give exactly one of username and userId")
+	}
+	if in.UserID != "" && !ValidID(in.UserID) {
+		return "", time.Time{}, ErrOTPInvalid
+	}
+	if in.Username != "" && !validUsername(in.Username) {
+		return "", time.Time{}, ErrOTPInvalid
+	}
+	code := in.OTP
+	if len(code) < 6 || len(code) > 10 || !allDigits(code) {
+		// Malformed codes are wrong codes: same answer, same counting.
+		code = ""
+	}
+	tok, hash := newToken()
+	var expires time.Time
+	var outcome error
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		st, err := s.settingsIn(ctx, tx, institutionID)
+		if err != nil {
+			return err
+		}
+		if err := s.limit(ctx, tx, "publicPerIPMinute", "ip:"+institutionID+":"+a.IP, st.PublicPerIPMinute, time.Minute); err != nil {
+			return err
+		}
+		var u store.User
+		if in.UserID != "" {
+			u, err = tx.User(ctx, institutionID, in.UserID)
+		} else {
+			u, err = tx.UserByUsername(ctx, institutionID, in.Username)
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		known := err == nil
+		// The daily cap is counted per user when the user exists, else
+		// per name asked for, so an unknown user is capped alike.
+		failKey := "otpfail:" + institutionID + ":"
+		if known {
+			failKey += "id:" + u.ID
+		} else {
+			failKey += "name:" + store.UsernameKey(in.Username) + in.UserID
+		}
+		now := s.Now()
+		fails, err := tx.Count(ctx, failKey, otpFailWindow, now)
+		if err != nil {
+			return err
+		}
+		if fails >= otpFailMax {
+			return &LimitError{Limit: "otpFailuresPerDay", RetryAfter: now.Truncate(otpFailWindow).Add(otpFailWindow).Sub(now)}
+		}
+		ok := false
+		var o store.OTP
+		if known {
+			o, err = tx.LockOTP(ctx, institutionID, u.ID)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+			case err != nil:
+				return err
+			default:
+				live := o.UsedAt.IsZero() && now.Before(o.ExpiresAt) && o.Attempts < o.MaxAttempts && u.Status == StatusActive
+				ok = live && code != "" && hmac.Equal(o.MAC, s.otpMAC(institutionID, u.ID, code))
+				if live && !ok {
+					o.Attempts++
+					if err := tx.UpdateOTP(ctx, o); err != nil {
+						return err
+					}
+				}
+			}
+		} else {
+			// Same work as a comparison for a real user.
+			hmac.Equal(s.otpMAC(institutionID, in.UserID, code), s.otpMAC(institutionID, in.Username, code))
+		}
+		if !ok {
+			if _, err := tx.Hit(ctx, failKey, otpFailWindow, now); err != nil {
+				return err
+			}
+			outcome = ErrOTPInvalid
+			return s.audit(ctx, tx, a, "otp.verify", institutionID, u.ID, "invalid")
+		}
+		o.UsedAt = now
+		if err := tx.UpdateOTP(ctx, o); err != nil {
+			return err
+		}
+		expires = now.Add(otpTokenLifetime)
+		if err := tx.KillTokens(ctx, institutionID, u.ID, now, PurposeOTP); err != nil {
+			return err
+		}
+		if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: institutionID, UserID: u.ID, Purpose: PurposeOTP, CreatedAt: now, ExpiresAt: expires}); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, a, "otp.verify", institutionID, u.ID, "ok")
+	})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if outcome != nil {
+		return "", time.Time{}, outcome
+	}
+	return tok, expires, nil
+}
+
+func allDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,181 @@
+package reset
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/store"
+)
+
+// SelfServiceInput is seed 002's SendResetPassword request.
+type SelfServiceInput struct {
+	Username      string
+	LinkReset     string
+	SiteName      string
+	InstitutionID string
+}
+
+// SelfServiceEmail is seed 002's answer: the email as sent, with the token
+// and the user name masked.
+type SelfServiceEmail struct {
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Subject string `json:"subject"`
+	Body    string `json:"body"`
+}
+
+// Placeholders seed 002 shows in place of secrets.
+const (
+	placeholderToken = "{generatedToken}"
+	placeholderUser  = "{userName}"
+)
+
+// SendResetPassword is the self-service "forgot password" request. A
+// known and an unknown username get the same status, the same body shape
+// and about the same latency: both render the email and commit one write
+// transaction; only a known, active user with an email gets a token and a
+// queued message.
+func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfServiceInput) (SelfServiceEmail, error) {
+	if in.InstitutionID != "" && !ValidID(in.InstitutionID) {
+		return SelfServiceEmail{}, invalid("institutionId", "malformed institution id")
+	}
+	if !validUsername(in.Username) {
+		return SelfServiceEmail{}, invalid("username", "username is required")
+	}
+	tok, hash := newToken()
+	var out SelfServiceEmail
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		var inst store.Institution
+		var err error
+		if in.InstitutionID != "" {
+			inst, err = tx.Institution(ctx, in.InstitutionID)
+		} else {
+			inst, err = tx.DefaultInstitution(ctx)
+		}
+		if err != nil {
+			return mapNotFound(err)
+		}
+		st, err := s.decode(inst)
+		if err != nil {
+			return err
+		}
+		base, from, err := s.selfServiceTargets(st, in)
+		if err != nil {
+			return err
+		}
+		if err := s.limit(ctx, tx, "publicPerIPMinute", "ip:"+inst.ID+":"+a.IP, st.PublicPerIPMinute, time.Minute); err != nil {
+			return err
+		}
+		if err := s.limit(ctx, tx, "publicPerUsernameHour", "selfname:"+inst.ID+":"+store.UsernameKey(in.Username), st.PublicPerUsernameHour, time.Hour); err != nil {
+			return err
+		}
+		u, err := tx.UserByUsername(ctx, inst.ID, in.Username)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		send := err == nil && u.Status == StatusActive && u.Email != ""
+		lifetime := time.Duration(st.Expiration) * time.Second
+
+		// The masked copy for the answer: rendered with sentinels that
+		// survive escaping, then replaced by the literal placeholders.
+		sentinelTok, sentinelUser := sentinel(), sentinel()
+		masked, err := s.render(st, delivery.KindResetLink, delivery.ChannelEmail, "", delivery.TemplateData{
+			UserName: sentinelUser, Link: base + "?token=" + sentinelTok, ExpiresIn: lifetime,
+		})
+		if err != nil {
+			return err
+		}
+		out = SelfServiceEmail{
+			From:    from,
+			To:      "***",
+			Subject: masked.Subject,
+			Body:    strings.NewReplacer(sentinelTok, placeholderToken, sentinelUser, placeholderUser).Replace(masked.HTML),
+		}
+		// The real message is rendered either way, so both paths cost the same.
+		to := u.Email
+		if !send {
+			to = "nobody@invalid"
+		}
+		m, err := s.render(st, delivery.KindResetLink, delivery.ChannelEmail, to, delivery.TemplateData{
+			UserName: u.Username, Link: base + "?token=" + tok, ExpiresIn: lifetime,
+		})
+		if err != nil {
+			return err
+		}
+		m.From = from
+		if send && st.RevealRecipient {
+			out.To = MaskEmail(u.Email)
+		}
+		now := s.Now()
+		if send {
+			// The per-user send cap applies silently here: a 429 would
+			// tell the caller that the username exists.
+			if n, err := tx.Count(ctx, "send:"+inst.ID+":"+u.ID, time.Hour, now); err != nil {
+				return err
+			} else if st.SendsPerUserHour > 0 && n >= st.SendsPerUserHour {
+				send = false
+			}
+		}
+		if !send {
+			return s.audit(ctx, tx, a, "reset.selfservice", inst.ID, "", "not_sent")
+		}
+		if _, err := tx.Hit(ctx, "send:"+inst.ID+":"+u.ID, time.Hour, now); err != nil {
+			return err
+		}
+		if err := tx.KillTokens(ctx, inst.ID, u.ID, now, PurposeLink); err != nil {
+			return err
+		}
+		if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: inst.ID, UserID: u.ID, Purpose: PurposeLink, CreatedAt: now, ExpiresAt: now.Add(lifetime)}); err != nil {
+			return err
+		}
+		if err := s.queue(ctx, tx, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, a, "reset.selfservice", inst.ID, u.ID, "ok")
+	})
+	return out, err
+}
+
+// selfServiceTargets resolves the link base and the sender from the
+// request against the institution's allowlists: a caller can never point
+// a link at its own host or send as an address the bank did not list.
+func (s *Service) selfServiceTargets(st Settings, in SelfServiceInput) (base, from string, err error) {
+	base, from = st.LinkBases[0], s.sender(st)
+	onBases := func(u string) bool {
+		return slices.ContainsFunc(st.LinkBases, func(b string) bool { return strings.TrimRight(b, "/") == strings.TrimRight(u, "/") })
+	}
+	if in.SiteName != "" {
+		if !onBases(in.SiteName) {
+			return "", "", invalid("siteName", "siteName is not one of the institution's link bases")
+		}
+		base = in.SiteName
+	}
+	if in.LinkReset != "" {
+		switch {
+		case strings.Contains(in.LinkReset, "://"):
+			if !onBases(in.LinkReset) {
+				return "", "", invalid("linkReset", "linkReset is not one of the institution's link bases")
+			}
+			if in.SiteName == "" {
+				base = in.LinkReset
+			}
+		case slices.Contains(st.Senders, in.LinkReset):
+			from = in.LinkReset
+		default:
+			return "", "", invalid("linkReset", "linkReset is not one of the institution's senders")
+		}
+	}
+	return base, from, nil
+}
+
+func sentinel() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return "x" + hex.EncodeToString(b)
+}
