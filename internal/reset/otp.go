@@ -193,7 +193,6 @@ type OTPVerifyInput struct {
 	Facts    map[string]string
 }
 
-
 // VerifyOTP trades a valid OTP for a reset token (10 minutes). Every
 // refusal is ErrOTPInvalid, whatever the cause, and costs the same: one
 // write transaction. A user gets at most otpMaxAttempts wrong tries per
