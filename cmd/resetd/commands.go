@@ -16,6 +16,7 @@ import (
 
 	"github.com/resetd/resetd/internal/app"
 	"github.com/resetd/resetd/internal/auth"
+	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/server"
 	"github.com/resetd/resetd/internal/store"
@@ -149,7 +150,33 @@ func (c *MigrateCmd) Run(ctx context.Context, g *Globals) error {
 
 // InstitutionCmd groups institution commands.
 type InstitutionCmd struct {
-	Put InstitutionPutCmd `cmd:"" help:"Create or update an institution."`
+	Put           InstitutionPutCmd           `cmd:"" help:"Create or update an institution."`
+	WebhookSecret InstitutionWebhookSecretCmd `cmd:"" name:"webhook-secret" help:"Print the key an institution's webhook receiver verifies events with."`
+}
+
+// InstitutionWebhookSecretCmd prints an institution's webhook key. It is
+// derived from the server's secret key, so it is the same on every replica
+// and changes only when that key does.
+type InstitutionWebhookSecretCmd struct {
+	ID string `arg:"" name:"id" help:"Institution id."`
+}
+
+// Run prints the secret.
+func (c *InstitutionWebhookSecretCmd) Run(ctx context.Context, g *Globals) error {
+	a, err := g.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if _, err := a.Reset.Settings(ctx, c.ID); err != nil {
+		return describe(err)
+	}
+	secret := delivery.WebhookSecret(a.Key, c.ID)
+	if g.JSON {
+		return g.printJSON(map[string]string{"institutionId": c.ID, "webhook_secret": secret})
+	}
+	fmt.Fprintln(g.stdout, secret)
+	return nil
 }
 
 // InstitutionPutCmd creates or updates an institution.

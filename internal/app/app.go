@@ -116,10 +116,12 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	river.AddWorker(workers, &delivery.Worker{
+	sendWorker := &delivery.Worker{
 		Key: a.Key, Email: a.email, SMS: sms, Recorder: st, Logger: cfg.Logger, Now: cfg.Now,
 		Observe: a.Metrics.ObserveMessage,
-	})
+	}
+	river.AddWorker(workers, sendWorker)
+	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Client: cfg.HTTPClient, Now: cfg.Now, Logger: cfg.Logger})
 	if a.Auth, err = auth.New(ctx, st, a.Key, cfg.PublicURL, cfg.Now); err != nil {
 		st.Close()
 		return nil, err
@@ -132,6 +134,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Store: st, Hasher: password.NewHasher(params, 0, 0), Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger,
 	})
+	sendWorker.Failed = a.Reset.DeliveryFailed
 	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Store: st, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies})
 	return a, nil
 }

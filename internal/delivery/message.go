@@ -19,6 +19,9 @@ const (
 	KindResetLink       = "reset_link"
 	KindOTP             = "otp"
 	KindPasswordChanged = "password_changed"
+	// KindContactChanged tells the OLD address or number that it was
+	// replaced (SIM-swap and takeover defence, SPEC §7).
+	KindContactChanged = "contact_changed"
 )
 
 // Message is a rendered message, ready to hand to a Sender.

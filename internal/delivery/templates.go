@@ -44,6 +44,9 @@ type TemplateData struct {
 	Code        string        // OTP (otp kind)
 	ExpiresIn   time.Duration // how long Link or Code stays valid
 	DisputeLink string        // optional "This wasn't me" link, shown when set
+	// Changed names what was replaced in a contact_changed notice:
+	// "email address" or "phone number".
+	Changed string
 }
 
 // Rendered is a rendered message; SMS uses Text only.
@@ -148,6 +151,10 @@ func checkTemplateData(kind, channel string, d TemplateData) error {
 			return errors.New("delivery: render otp: empty Code")
 		}
 	case KindPasswordChanged:
+	case KindContactChanged:
+		if d.Changed == "" {
+			return errors.New("delivery: render contact_changed: empty Changed")
+		}
 	default:
 		return fmt.Errorf("delivery: render: unknown kind %q", kind)
 	}
@@ -160,7 +167,7 @@ func checkTemplateData(kind, channel string, d TemplateData) error {
 // templateKeys lists every part a Templates must have.
 func templateKeys() []string {
 	var keys []string
-	for _, kind := range []string{KindResetLink, KindOTP, KindPasswordChanged} {
+	for _, kind := range []string{KindResetLink, KindOTP, KindPasswordChanged, KindContactChanged} {
 		keys = append(keys,
 			kind+".email.subject",
 			kind+".email.text",

@@ -19,8 +19,10 @@ import (
 // (a link or a code), so the job holds it sealed under the server's key:
 // the queue table never has it in clear.
 type SendArgs struct {
-	DeliveryID int64  `json:"delivery_id"`
-	Sealed     []byte `json:"sealed"`
+	DeliveryID    int64  `json:"delivery_id"`
+	InstitutionID string `json:"institution_id,omitempty"`
+	UserID        string `json:"user_id,omitempty"`
+	Sealed        []byte `json:"sealed"`
 }
 
 // Kind names the job for River.
@@ -76,6 +78,8 @@ type Worker struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 	Observe  Observer
+	// Failed hears of a message that will never be delivered (may be nil).
+	Failed func(ctx context.Context, args SendArgs, m Message)
 }
 
 // Work sends one message. A permanent failure cancels the job (no retry);
@@ -103,6 +107,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	case IsPermanent(err):
 		w.Logger.WarnContext(ctx, "delivery refused by carrier", "delivery_id", job.Args.DeliveryID, "channel", m.Channel, "attempt", job.Attempt, "class", "rejected")
 		w.record(ctx, job, m, StateFailed, "rejected")
+		w.failed(ctx, job, m)
 		return river.JobCancel(err)
 	default:
 		last := job.Attempt >= job.MaxAttempts
@@ -112,7 +117,16 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 		}
 		w.Logger.WarnContext(ctx, "delivery attempt failed", "delivery_id", job.Args.DeliveryID, "channel", m.Channel, "attempt", job.Attempt, "class", "unavailable", "final", last)
 		w.record(ctx, job, m, state, "unavailable")
+		if last {
+			w.failed(ctx, job, m)
+		}
 		return err
+	}
+}
+
+func (w *Worker) failed(ctx context.Context, job *river.Job[SendArgs], m Message) {
+	if w.Failed != nil {
+		w.Failed(ctx, job.Args, m)
 	}
 }
 

@@ -45,3 +45,11 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string { return "reset: rate limit " + e.Limit + " reached" }
+
+// Refusals of the SPEC §7 defences.
+var (
+	ErrContactCooldown = errors.New("reset: contact changed recently")                // 409 …/contact-cooldown
+	ErrLocked          = errors.New("reset: sends are locked after a dispute")        // 423
+	ErrSelfApproval    = errors.New("reset: a client cannot approve its own request") // 403
+	ErrAlreadyApproved = errors.New("reset: already approved")                        // 409
+)

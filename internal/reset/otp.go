@@ -137,9 +137,6 @@ func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, c
 		if err != nil {
 			return mapNotFound(err)
 		}
-		if u.Status != StatusActive {
-			return ErrUserDisabled
-		}
 		var cm ContactMethod
 		for _, c := range s.contactMethods(u) {
 			if hmac.Equal([]byte(c.ID), []byte(contactMethodID)) {
@@ -149,12 +146,9 @@ func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, c
 		if cm.ID == "" {
 			return fmt.Errorf("%w: no such contact method", ErrNotFound)
 		}
-		to := u.Email
-		if cm.Type == delivery.ChannelSMS {
-			to = u.Phone
-			if err := smsAllowed(st, to); err != nil {
-				return err
-			}
+		to, err := s.linkTarget(st, u, cm.Type, s.Now())
+		if err != nil {
+			return err
 		}
 		if err := s.limit(ctx, tx, "sendsPerUserHour", "send:"+institutionID+":"+userID, st.SendsPerUserHour, time.Hour); err != nil {
 			return err
@@ -166,11 +160,15 @@ func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, c
 		}
 		code := s.otpCode(st.OTPLength)
 		lifetime := time.Duration(st.OTPExpiration) * time.Second
-		m, err := s.render(st, delivery.KindOTP, cm.Type, to, delivery.TemplateData{UserName: u.Username, Code: code, ExpiresIn: lifetime})
+		now := s.Now()
+		dispute, err := s.disputeLink(ctx, tx, u, now)
 		if err != nil {
 			return err
 		}
-		now := s.Now()
+		m, err := s.render(st, delivery.KindOTP, cm.Type, to, delivery.TemplateData{UserName: u.Username, Code: code, ExpiresIn: lifetime, DisputeLink: dispute})
+		if err != nil {
+			return err
+		}
 		expires = now.Add(lifetime)
 		if err := tx.PutOTP(ctx, store.OTP{InstitutionID: institutionID, UserID: userID, MAC: s.otpMAC(institutionID, userID, code),
 			Channel: cm.Type, CreatedAt: now, ExpiresAt: expires, MaxAttempts: st.OTPMaxAttempts}); err != nil {
@@ -180,6 +178,9 @@ func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, c
 			return err
 		}
 		masked = cm.Destination
+		if err := s.emit(ctx, tx, st, institutionID, userID, delivery.EventResetRequested, map[string]any{"flow": "otp", "channel": cm.Type}); err != nil {
+			return err
+		}
 		return s.audit(ctx, tx, a, "otp.send."+cm.Type, institutionID, userID, "ok")
 	})
 	return expires, masked, err
@@ -263,6 +264,11 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 			default:
 				live := o.UsedAt.IsZero() && now.Before(o.ExpiresAt) && o.Attempts < o.MaxAttempts && u.Status == StatusActive
 				ok = live && code != "" && hmac.Equal(o.MAC, s.otpMAC(institutionID, u.ID, code))
+				// Required facts are part of the answer: a wrong fact is a
+				// wrong try, indistinguishable from a wrong code.
+				if len(st.RequireFacts) > 0 && !s.factsMatch(st, u, in.Facts) {
+					ok = false
+				}
 				if live && !ok {
 					o.Attempts++
 					if err := tx.UpdateOTP(ctx, o); err != nil {

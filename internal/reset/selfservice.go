@@ -79,7 +79,7 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		send := err == nil && u.Status == StatusActive && u.Email != ""
+		send := err == nil && u.Status == StatusActive && u.Email != "" && s.sendable(st, u, delivery.ChannelEmail, s.Now()) == nil
 		lifetime := time.Duration(st.Expiration) * time.Second
 
 		// The masked copy for the answer: rendered with sentinels that
@@ -126,6 +126,19 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 			return s.audit(ctx, tx, a, "reset.selfservice", inst.ID, "", "not_sent")
 		}
 		if _, err := tx.Hit(ctx, "send:"+inst.ID+":"+u.ID, time.Hour, now); err != nil {
+			return err
+		}
+		dispute, err := s.disputeLink(ctx, tx, u, now)
+		if err != nil {
+			return err
+		}
+		if m, err = s.render(st, delivery.KindResetLink, delivery.ChannelEmail, u.Email, delivery.TemplateData{
+			UserName: u.Username, Link: base + "?token=" + tok, ExpiresIn: lifetime, DisputeLink: dispute,
+		}); err != nil {
+			return err
+		}
+		m.From = from
+		if err := s.emit(ctx, tx, st, inst.ID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "self_service", "channel": delivery.ChannelEmail}); err != nil {
 			return err
 		}
 		if err := tx.KillTokens(ctx, inst.ID, u.ID, now, PurposeLink); err != nil {

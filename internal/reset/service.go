@@ -270,6 +270,8 @@ type UserInput struct {
 	Status   string
 	// Password, when set, replaces the current one (after the policy).
 	Password *string
+	// Facts, when set, replace the stored knowledge facts.
+	Facts map[string]string
 }
 
 // NormalizeEmail validates an address and returns its stored form.
@@ -356,14 +358,47 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		now := s.Now()
 		u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
 		old, err := tx.User(ctx, institutionID, userID)
+		existed := err == nil
 		switch {
-		case err == nil:
-			u.PasswordHash, u.CreatedAt = old.PasswordHash, old.CreatedAt
+		case existed:
+			u.PasswordHash, u.CreatedAt, u.Facts, u.LockedUntil = old.PasswordHash, old.CreatedAt, old.Facts, old.LockedUntil
+			u.EmailChangedAt, u.PhoneChangedAt = old.EmailChangedAt, old.PhoneChangedAt
 		case !errors.Is(err, store.ErrNotFound):
 			return err
 		}
 		if newHash != "" {
 			u.PasswordHash = newHash
+		}
+		if in.Facts != nil {
+			if u.Facts, err = s.hashFacts(institutionID, userID, in.Facts); err != nil {
+				return err
+			}
+		}
+		// A replaced contact starts the cooldown for the new value, and
+		// the old value hears of it (SIM-swap and takeover defence). A
+		// first set is not a change.
+		var notices []delivery.Message
+		if existed {
+			st, err := s.settingsIn(ctx, tx, institutionID)
+			if err != nil {
+				return err
+			}
+			if old.Email != "" && !sameContact(old.Email, email) {
+				u.EmailChangedAt = now
+				m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelEmail, old.Email, delivery.TemplateData{UserName: old.Username, Changed: "email address"})
+				if err != nil {
+					return err
+				}
+				notices = append(notices, m)
+			}
+			if old.Phone != "" && old.Phone != phone {
+				u.PhoneChangedAt = now
+				m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelSMS, old.Phone, delivery.TemplateData{Changed: "phone number"})
+				if err != nil {
+					return err
+				}
+				notices = append(notices, m)
+			}
 		}
 		created, err = tx.PutUser(ctx, u)
 		if errors.Is(err, store.ErrConflict) {
@@ -371,6 +406,11 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		}
 		if err != nil {
 			return err
+		}
+		for _, m := range notices {
+			if err := s.queue(ctx, tx, institutionID, userID, delivery.KindContactChanged, m); err != nil {
+				return err
+			}
 		}
 		if newHash != "" {
 			if err := tx.AddPasswordHistory(ctx, institutionID, userID, newHash, now, MaxPasswordHistory); err != nil {
@@ -500,6 +540,7 @@ func (s *Service) queue(ctx context.Context, tx store.Tx, institutionID, userID,
 	if err != nil {
 		return err
 	}
+	args.InstitutionID, args.UserID = institutionID, userID
 	return tx.Enqueue(ctx, args, nil)
 }
 
@@ -521,16 +562,18 @@ func (s *Service) render(st Settings, kind, channel, to string, d delivery.Templ
 }
 
 // SendResetLink issues a reset-link token to a user and queues its
-// delivery by email or SMS, all in one transaction.
-func (s *Service) SendResetLink(ctx context.Context, a Actor, institutionID, userID, method string) error {
+// delivery by email or SMS, all in one transaction. With the institution's
+// adminResetApproval on, it sends nothing and returns the approval that a
+// second client must give (SPEC §7 maker-checker).
+func (s *Service) SendResetLink(ctx context.Context, a Actor, institutionID, userID, method string) (ApprovalRequest, error) {
 	if err := checkIDs(institutionID, userID); err != nil {
-		return err
+		return ApprovalRequest{}, err
 	}
 	if method != delivery.ChannelEmail && method != delivery.ChannelSMS {
-		return invalid("method", `method must be "email" or "sms"`)
+		return ApprovalRequest{}, invalid("method", `method must be "email" or "sms"`)
 	}
-	tok, hash := newToken()
-	return s.Store.Update(ctx, func(tx store.Tx) error {
+	var pending ApprovalRequest
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		st, err := s.settingsIn(ctx, tx, institutionID)
 		if err != nil {
 			return err
@@ -539,38 +582,84 @@ func (s *Service) SendResetLink(ctx context.Context, a Actor, institutionID, use
 		if err != nil {
 			return mapNotFound(err)
 		}
-		if u.Status != StatusActive {
-			return ErrUserDisabled
+		if !st.AdminResetApproval {
+			return s.sendLink(ctx, tx, st, u, method, a)
 		}
-		to := u.Email
-		if method == delivery.ChannelSMS {
-			to = u.Phone
-		}
-		if to == "" {
-			return fmt.Errorf("%w: user has no %s contact", ErrNoContact, method)
-		}
-		if err := s.limit(ctx, tx, "sendsPerUserHour", "send:"+institutionID+":"+userID, st.SendsPerUserHour, time.Hour); err != nil {
-			return err
-		}
-		m, err := s.render(st, delivery.KindResetLink, method, to, delivery.TemplateData{
-			UserName: u.Username, Link: st.LinkBases[0] + "?token=" + tok, ExpiresIn: time.Duration(st.Expiration) * time.Second,
-		})
-		if err != nil {
+		if _, err := s.linkTarget(st, u, method, s.Now()); err != nil {
 			return err
 		}
 		now := s.Now()
-		if err := tx.KillTokens(ctx, institutionID, userID, now, PurposeLink); err != nil {
+		pending = ApprovalRequest{ID: newApprovalID(), ExpiresAt: now.Add(approvalLifetime)}
+		if err := tx.InsertApproval(ctx, store.Approval{ID: pending.ID, InstitutionID: institutionID, UserID: userID, Method: method,
+			RequestedBy: a.ClientID, CreatedAt: now, ExpiresAt: pending.ExpiresAt}); err != nil {
 			return err
 		}
-		if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: institutionID, UserID: userID, Purpose: PurposeLink,
-			CreatedAt: now, ExpiresAt: now.Add(time.Duration(st.Expiration) * time.Second)}); err != nil {
-			return err
-		}
-		if err := s.queue(ctx, tx, institutionID, userID, delivery.KindResetLink, m); err != nil {
-			return err
-		}
-		return s.audit(ctx, tx, a, "reset.send."+method, institutionID, userID, "ok")
+		return s.audit(ctx, tx, a, "reset.request_approval", institutionID, userID, "pending")
 	})
+	return pending, err
+}
+
+// linkTarget checks that a user can get a message on channel now and
+// returns the destination.
+func (s *Service) linkTarget(st Settings, u store.User, channel string, now time.Time) (string, error) {
+	if u.Status != StatusActive {
+		return "", ErrUserDisabled
+	}
+	to := u.Email
+	if channel == delivery.ChannelSMS {
+		to = u.Phone
+	}
+	if to == "" {
+		return "", fmt.Errorf("%w: user has no %s contact", ErrNoContact, channel)
+	}
+	if channel == delivery.ChannelSMS {
+		if err := smsAllowed(st, to); err != nil {
+			return "", err
+		}
+	}
+	return to, s.sendable(st, u, channel, now)
+}
+
+// sendLink issues the token and queues the message in tx.
+func (s *Service) sendLink(ctx context.Context, tx store.Tx, st Settings, u store.User, method string, a Actor) error {
+	now := s.Now()
+	to, err := s.linkTarget(st, u, method, now)
+	if err != nil {
+		return err
+	}
+	if err := s.limit(ctx, tx, "sendsPerUserHour", "send:"+u.InstitutionID+":"+u.ID, st.SendsPerUserHour, time.Hour); err != nil {
+		return err
+	}
+	if method == delivery.ChannelSMS {
+		if err := s.smsLimit(ctx, tx, to); err != nil {
+			return err
+		}
+	}
+	tok, hash := newToken()
+	dispute, err := s.disputeLink(ctx, tx, u, now)
+	if err != nil {
+		return err
+	}
+	m, err := s.render(st, delivery.KindResetLink, method, to, delivery.TemplateData{
+		UserName: u.Username, Link: st.LinkBases[0] + "?token=" + tok, ExpiresIn: time.Duration(st.Expiration) * time.Second, DisputeLink: dispute,
+	})
+	if err != nil {
+		return err
+	}
+	if err := tx.KillTokens(ctx, u.InstitutionID, u.ID, now, PurposeLink); err != nil {
+		return err
+	}
+	if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeLink,
+		CreatedAt: now, ExpiresAt: now.Add(time.Duration(st.Expiration) * time.Second)}); err != nil {
+		return err
+	}
+	if err := s.queue(ctx, tx, u.InstitutionID, u.ID, delivery.KindResetLink, m); err != nil {
+		return err
+	}
+	if err := s.emit(ctx, tx, st, u.InstitutionID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "admin", "channel": method}); err != nil {
+		return err
+	}
+	return s.audit(ctx, tx, a, "reset.send."+method, u.InstitutionID, u.ID, "ok")
 }
 
 // VerifyPassword checks a user's password for the platform's login. Failed
@@ -688,10 +777,18 @@ func goneIfNotFound(err error) error {
 	return err
 }
 
-// ChangePassword consumes a reset token and sets the new password. A
-// policy refusal leaves the token usable; of concurrent redemptions
-// exactly one wins and the others get ErrGone.
+// ChangePassword consumes a reset token and sets the new password (for
+// institutions that require no knowledge facts, or tokens won by OTP).
 func (s *Service) ChangePassword(ctx context.Context, a Actor, tok, newPassword string) error {
+	return s.ChangePasswordWithFacts(ctx, a, tok, newPassword, nil)
+}
+
+// ChangePasswordWithFacts consumes a reset token and sets the new
+// password. A policy refusal leaves the token usable; of concurrent
+// redemptions exactly one wins and the others get ErrGone. When the
+// institution requires knowledge facts, a link token must come with them;
+// wrong facts answer like a wrong OTP and count toward the same daily cap.
+func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, newPassword string, facts map[string]string) error {
 	if !wellFormedToken(tok) {
 		return ErrGone
 	}
@@ -707,6 +804,9 @@ func (s *Service) ChangePassword(ctx context.Context, a Actor, tok, newPassword 
 		if t, err = tx.LookupToken(ctx, hash, s.Now()); err != nil {
 			return goneIfNotFound(err)
 		}
+		if t.Purpose != PurposeLink && t.Purpose != PurposeOTP {
+			return ErrGone
+		}
 		if st, err = s.settingsIn(ctx, tx, t.InstitutionID); err != nil {
 			return goneIfNotFound(err)
 		}
@@ -719,15 +819,30 @@ func (s *Service) ChangePassword(ctx context.Context, a Actor, tok, newPassword 
 	if err != nil {
 		return err
 	}
+	if len(st.RequireFacts) > 0 && t.Purpose == PurposeLink {
+		if err := s.checkFactsAtChange(ctx, a, st, u, facts); err != nil {
+			return err
+		}
+	}
 	newHash, err := s.checkAndHash(ctx, st, newPassword, u.Username, history)
 	if err != nil {
 		return err
 	}
-	var notice delivery.Message
+	// "Your password was changed" goes to every contact (SPEC §7).
+	var notices []delivery.Message
 	if u.Email != "" {
-		if notice, err = s.render(st, delivery.KindPasswordChanged, delivery.ChannelEmail, u.Email, delivery.TemplateData{UserName: u.Username}); err != nil {
+		m, err := s.render(st, delivery.KindPasswordChanged, delivery.ChannelEmail, u.Email, delivery.TemplateData{UserName: u.Username})
+		if err != nil {
 			return err
 		}
+		notices = append(notices, m)
+	}
+	if u.Phone != "" && smsAllowed(st, u.Phone) == nil {
+		m, err := s.render(st, delivery.KindPasswordChanged, delivery.ChannelSMS, u.Phone, delivery.TemplateData{})
+		if err != nil {
+			return err
+		}
+		notices = append(notices, m)
 	}
 	return s.Store.Update(ctx, func(tx store.Tx) error {
 		now := s.Now()
@@ -740,19 +855,50 @@ func (s *Service) ChangePassword(ctx context.Context, a Actor, tok, newPassword 
 		if err := tx.AddPasswordHistory(ctx, t.InstitutionID, t.UserID, newHash, now, MaxPasswordHistory); err != nil {
 			return err
 		}
-		if err := tx.KillTokens(ctx, t.InstitutionID, t.UserID, now); err != nil {
+		if err := tx.KillTokens(ctx, t.InstitutionID, t.UserID, now, PurposeLink, PurposeOTP); err != nil {
 			return err
 		}
 		if err := tx.KillOTP(ctx, t.InstitutionID, t.UserID, now); err != nil {
 			return err
 		}
-		if notice.To != "" {
-			if err := s.queue(ctx, tx, t.InstitutionID, t.UserID, delivery.KindPasswordChanged, notice); err != nil {
+		for _, m := range notices {
+			if err := s.queue(ctx, tx, t.InstitutionID, t.UserID, delivery.KindPasswordChanged, m); err != nil {
 				return err
 			}
 		}
+		if err := s.emit(ctx, tx, st, t.InstitutionID, t.UserID, delivery.EventPasswordChanged, nil); err != nil {
+			return err
+		}
 		return s.audit(ctx, tx, a, "password.change", t.InstitutionID, t.UserID, "ok")
 	})
+}
+
+// checkFactsAtChange counts a wrong fact like a wrong OTP try.
+func (s *Service) checkFactsAtChange(ctx context.Context, a Actor, st Settings, u store.User, facts map[string]string) error {
+	failKey := "otpfail:" + u.InstitutionID + ":id:" + u.ID
+	var outcome error
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		now := s.Now()
+		fails, err := tx.Count(ctx, failKey, otpFailWindow, now)
+		if err != nil {
+			return err
+		}
+		if fails >= otpFailMax {
+			return &LimitError{Limit: "otpFailuresPerDay", RetryAfter: now.Truncate(otpFailWindow).Add(otpFailWindow).Sub(now)}
+		}
+		if s.factsMatch(st, u, facts) {
+			return nil
+		}
+		if _, err := tx.Hit(ctx, failKey, otpFailWindow, now); err != nil {
+			return err
+		}
+		outcome = ErrOTPInvalid
+		return s.audit(ctx, tx, a, "password.change", u.InstitutionID, u.ID, "wrong_facts")
+	})
+	if err != nil {
+		return err
+	}
+	return outcome
 }
 
 // Audit returns an institution's audit records since a time, newest last.

@@ -34,6 +34,12 @@ type Settings struct {
 	// Templates override message templates per institution, keyed like
 	// "reset_link.email.subject" (see delivery.Templates.WithOverrides).
 	Templates map[string]string `json:"templates"`
+
+	// SPEC §7 defences.
+	ContactChangeCooldown int      `json:"contactChangeCooldown"`
+	DisputeLock           int      `json:"disputeLock"`
+	RequireFacts          []string `json:"requireFacts"`
+	AdminResetApproval    bool     `json:"adminResetApproval"`
 }
 
 // SettingsPatch is a partial update: nil fields keep their value.
@@ -55,6 +61,11 @@ type SettingsPatch struct {
 	PublicPerUsernameHour *int      `json:"publicPerUsernameHour"`
 	// Templates, when given, replaces the whole override map ({} clears it).
 	Templates *map[string]string `json:"templates"`
+
+	ContactChangeCooldown *int      `json:"contactChangeCooldown"`
+	DisputeLock           *int      `json:"disputeLock"`
+	RequireFacts          *[]string `json:"requireFacts"`
+	AdminResetApproval    *bool     `json:"adminResetApproval"`
 }
 
 // MaxPasswordHistory is the most history a setting may ask for; the store
@@ -102,6 +113,9 @@ func decodeSettings(raw []byte, publicURL string) (Settings, error) {
 	if s.Templates == nil {
 		s.Templates = map[string]string{}
 	}
+	if s.RequireFacts == nil {
+		s.RequireFacts = []string{}
+	}
 	return s, nil
 }
 
@@ -121,6 +135,14 @@ func (p SettingsPatch) Apply(s Settings) Settings {
 	setInt(&s.SendsPerUserHour, p.SendsPerUserHour)
 	setInt(&s.PublicPerIPMinute, p.PublicPerIPMinute)
 	setInt(&s.PublicPerUsernameHour, p.PublicPerUsernameHour)
+	setInt(&s.ContactChangeCooldown, p.ContactChangeCooldown)
+	setInt(&s.DisputeLock, p.DisputeLock)
+	if p.RequireFacts != nil {
+		s.RequireFacts = slices.Clone(*p.RequireFacts)
+	}
+	if p.AdminResetApproval != nil {
+		s.AdminResetApproval = *p.AdminResetApproval
+	}
 	if p.LinkBases != nil {
 		s.LinkBases = slices.Clone(*p.LinkBases)
 	}
@@ -166,6 +188,8 @@ func (s Settings) Validate() error {
 		{"sendsPerUserHour", s.SendsPerUserHour, 0, 1000},
 		{"publicPerIPMinute", s.PublicPerIPMinute, 0, 100000},
 		{"publicPerUsernameHour", s.PublicPerUsernameHour, 0, 1000},
+		{"contactChangeCooldown", s.ContactChangeCooldown, 0, 2592000},
+		{"disputeLock", s.DisputeLock, 0, 2592000},
 	}
 	for _, r := range ranges {
 		if r.v < r.min || r.v > r.max {
@@ -195,6 +219,11 @@ func (s Settings) Validate() error {
 	}
 	if len(s.DisplayName) > 100 || !printable(s.DisplayName) {
 		return invalid("displayName", "displayName must be at most 100 printable characters")
+	}
+	for _, f := range s.RequireFacts {
+		if !slices.Contains(FactNames, f) {
+			return invalid("requireFacts", fmt.Sprintf("%q is not a fact resetd knows (%s)", f, strings.Join(FactNames, ", ")))
+		}
 	}
 	for _, c := range s.SMSCountries {
 		if !countryCode.MatchString(c) {

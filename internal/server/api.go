@@ -17,8 +17,26 @@ func (s *Server) sendResetLink(w http.ResponseWriter, r *http.Request, c auth.Cl
 		s.bad(w, r, err)
 		return
 	}
-	err := s.reset.SendResetLink(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId"), body.Method)
+	pending, err := s.reset.SendResetLink(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId"), body.Method)
 	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if pending.ID != "" {
+		writeJSON(w, http.StatusAccepted, map[string]string{"approvalId": pending.ID, "expiresAt": pending.ExpiresAt.UTC().Format(time.RFC3339)})
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// approve is the checker's half of maker-checker (SPEC §7).
+func (s *Server) approve(w http.ResponseWriter, r *http.Request, c auth.Claims) {
+	var body struct{}
+	if err := decode(r, &body, true); err != nil {
+		s.bad(w, r, err)
+		return
+	}
+	if err := s.reset.Approve(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("approvalId")); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -75,18 +93,19 @@ func (s *Server) findUsers(w http.ResponseWriter, r *http.Request, c auth.Claims
 
 func (s *Server) putUser(w http.ResponseWriter, r *http.Request, c auth.Claims) {
 	var body struct {
-		Username string  `json:"username"`
-		Email    string  `json:"email"`
-		Phone    string  `json:"phone"`
-		Status   string  `json:"status"`
-		Password *string `json:"password"`
+		Username string            `json:"username"`
+		Email    string            `json:"email"`
+		Phone    string            `json:"phone"`
+		Status   string            `json:"status"`
+		Password *string           `json:"password"`
+		Facts    map[string]string `json:"facts"`
 	}
 	if err := decode(r, &body, false); err != nil {
 		s.bad(w, r, err)
 		return
 	}
 	created, err := s.reset.PutUser(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId"), reset.UserInput{
-		Username: body.Username, Email: body.Email, Phone: body.Phone, Status: body.Status, Password: body.Password,
+		Username: body.Username, Email: body.Email, Phone: body.Phone, Status: body.Status, Password: body.Password, Facts: body.Facts,
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -193,17 +212,21 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, c auth.Claims) {
 
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	var body struct {
-		Token       string `json:"token"`
-		NewPassword string `json:"newPassword"`
-	}
+	var body changeBody
 	if err := decode(r, &body, false); err != nil {
 		s.bad(w, r, err)
 		return
 	}
-	if err := s.reset.ChangePassword(r.Context(), actor(r, ""), body.Token, body.NewPassword); err != nil {
+	if err := s.reset.ChangePasswordWithFacts(r.Context(), actor(r, ""), body.Token, body.NewPassword, body.Facts); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// changeBody is the body of both change endpoints.
+type changeBody struct {
+	Token       string            `json:"token"`
+	NewPassword string            `json:"newPassword"`
+	Facts       map[string]string `json:"facts"`
 }

@@ -112,15 +112,12 @@ func (s *Server) sendResetPassword(w http.ResponseWriter, r *http.Request) {
 // P/password/change, answering 200 {}.
 func (s *Server) changePasswordCompat(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	var body struct {
-		Token       string `json:"token"`
-		NewPassword string `json:"newPassword"`
-	}
+	var body changeBody
 	if err := decode(r, &body, false); err != nil {
 		s.bad(w, r, err)
 		return
 	}
-	if err := s.reset.ChangePassword(r.Context(), actor(r, ""), body.Token, body.NewPassword); err != nil {
+	if err := s.reset.ChangePasswordWithFacts(r.Context(), actor(r, ""), body.Token, body.NewPassword, body.Facts); err != nil {
 		s.fail(w, r, err)
 		return
 	}

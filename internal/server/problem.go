@@ -73,6 +73,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.problem(w, r, http.StatusBadRequest, "invalid-otp", "the code is not valid")
 	case errors.Is(err, reset.ErrSMSNotAllowed):
 		s.problem(w, r, http.StatusBadRequest, "sms-not-allowed", "SMS cannot be sent to this number")
+	case errors.Is(err, reset.ErrContactCooldown):
+		s.problem(w, r, http.StatusConflict, "contact-cooldown", "the contact was changed recently; resets to it are held back")
+	case errors.Is(err, reset.ErrLocked):
+		s.problem(w, r, http.StatusLocked, "dispute-lock", "resets for this user are locked after a \"this wasn't me\" report")
+	case errors.Is(err, reset.ErrSelfApproval):
+		s.problem(w, r, http.StatusForbidden, "self-approval", "a client cannot approve its own reset request")
+	case errors.Is(err, reset.ErrAlreadyApproved):
+		s.problem(w, r, http.StatusConflict, "already-approved", "the request was approved already")
 	case errors.Is(err, reset.ErrNotFound):
 		s.problem(w, r, http.StatusNotFound, "not-found", "no such resource")
 	case errors.Is(err, reset.ErrNoContact):

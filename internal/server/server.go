@@ -123,6 +123,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+inst+"/audit", s.authorize(auth.ScopeSettingsRead, s.audit))
 	m.HandleFunc("POST "+P+"/password/change", s.changePassword)
 	m.HandleFunc("GET "+inst+"/users/{userId}/contact-methods", s.authorize(auth.ScopeUsersRead, s.contactMethods))
+	m.HandleFunc("POST "+inst+"/approvals/{approvalId}", s.authorize(auth.ScopeApprove, s.approve))
 	m.HandleFunc("POST "+inst+"/users/{userId}/password/otp", s.authorize(auth.ScopeUsersWrite, s.sendOTP))
 	m.HandleFunc("POST "+inst+"/password/otp/verify", s.verifyOTP)
 	m.HandleFunc("GET /api/Authorize/SendResetPassword", s.sendResetPassword)

@@ -41,6 +41,14 @@ type User struct {
 	PasswordHash  string
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// EmailChangedAt and PhoneChangedAt are when the value was last
+	// replaced by a different one (not first set): the cooldown's start.
+	EmailChangedAt time.Time
+	PhoneChangedAt time.Time
+	// LockedUntil blocks new sends after a "this wasn't me" dispute.
+	LockedUntil time.Time
+	// Facts are knowledge facts as keyed hashes (name → hex MAC).
+	Facts map[string]string
 }
 
 // Client is an OAuth2 client. InstitutionID "*" means every institution.
@@ -88,6 +96,19 @@ type OTP struct {
 	Attempts      int
 	MaxAttempts   int
 	UsedAt        time.Time
+}
+
+// Approval is an admin reset waiting for a second client (maker-checker).
+type Approval struct {
+	ID            string
+	InstitutionID string
+	UserID        string
+	Method        string
+	RequestedBy   string
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	ApprovedBy    string
+	ApprovedAt    time.Time
 }
 
 // Delivery is the support-staff view of one outgoing message.
@@ -174,6 +195,14 @@ type Tx interface {
 	UpdateOTP(ctx context.Context, o OTP) error
 	// KillOTP ends a user's live OTP, if any.
 	KillOTP(ctx context.Context, institutionID, userID string, now time.Time) error
+
+	// LockUser blocks new sends to a user until a time.
+	LockUser(ctx context.Context, institutionID, userID string, until time.Time) error
+
+	InsertApproval(ctx context.Context, a Approval) error
+	// LockApproval reads an approval for update.
+	LockApproval(ctx context.Context, institutionID, id string) (Approval, error)
+	MarkApproved(ctx context.Context, institutionID, id, approvedBy string, now time.Time) error
 
 	InsertDelivery(ctx context.Context, d Delivery) (int64, error)
 	// Enqueue inserts a River job in this transaction.

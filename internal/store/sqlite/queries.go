@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -98,13 +99,17 @@ func (t *txn) SetSettings(ctx context.Context, id string, settings []byte, now t
 	return nil
 }
 
-const userCols = `institution_id, id, username, email, phone, status, password_hash, created_at, updated_at`
+const userCols = `institution_id, id, username, email, phone, status, password_hash, created_at, updated_at, email_changed_at, phone_changed_at, locked_until, facts`
 
 func scanUser(row *sql.Row) (store.User, error) {
 	var u store.User
-	var c, up int64
-	err := row.Scan(&u.InstitutionID, &u.ID, &u.Username, &u.Email, &u.Phone, &u.Status, &u.PasswordHash, &c, &up)
-	u.CreatedAt, u.UpdatedAt = fromMS(c), fromMS(up)
+	var c, up, ec, pc, lu int64
+	var facts string
+	err := row.Scan(&u.InstitutionID, &u.ID, &u.Username, &u.Email, &u.Phone, &u.Status, &u.PasswordHash, &c, &up, &ec, &pc, &lu, &facts)
+	u.CreatedAt, u.UpdatedAt, u.EmailChangedAt, u.PhoneChangedAt, u.LockedUntil = fromMS(c), fromMS(up), fromMS(ec), fromMS(pc), fromMS(lu)
+	if err == nil {
+		err = json.Unmarshal([]byte(facts), &u.Facts)
+	}
 	return u, err
 }
 
@@ -130,11 +135,17 @@ func (t *txn) PutUser(ctx context.Context, u store.User) (bool, error) {
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, fmt.Errorf("sqlite: put user: %w", err)
 	}
-	_, err = t.q.ExecContext(ctx, `INSERT INTO users (`+userCols+`, username_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	facts, err := json.Marshal(u.Facts)
+	if err != nil || u.Facts == nil {
+		facts = []byte("{}")
+	}
+	_, err = t.q.ExecContext(ctx, `INSERT INTO users (`+userCols+`, username_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (institution_id, id) DO UPDATE SET username = excluded.username, username_key = excluded.username_key,
 		email = excluded.email, phone = excluded.phone, status = excluded.status, password_hash = excluded.password_hash,
-		updated_at = excluded.updated_at`,
-		u.InstitutionID, u.ID, u.Username, u.Email, u.Phone, u.Status, u.PasswordHash, ms(u.CreatedAt), ms(u.UpdatedAt), store.UsernameKey(u.Username))
+		updated_at = excluded.updated_at, email_changed_at = excluded.email_changed_at, phone_changed_at = excluded.phone_changed_at,
+		locked_until = excluded.locked_until, facts = excluded.facts`,
+		u.InstitutionID, u.ID, u.Username, u.Email, u.Phone, u.Status, u.PasswordHash, ms(u.CreatedAt), ms(u.UpdatedAt),
+		ms(u.EmailChangedAt), ms(u.PhoneChangedAt), ms(u.LockedUntil), string(facts), store.UsernameKey(u.Username))
 	if isUnique(err) {
 		return false, fmt.Errorf("sqlite: put user: username taken: %w", store.ErrConflict)
 	}
@@ -492,6 +503,46 @@ func (t *txn) KillOTP(ctx context.Context, institutionID, userID string, now tim
 	_, err := t.q.ExecContext(ctx, `UPDATE otps SET used_at = ? WHERE institution_id = ? AND user_id = ? AND used_at = 0`, ms(now), institutionID, userID)
 	if err != nil {
 		return fmt.Errorf("sqlite: kill otp: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) LockUser(ctx context.Context, institutionID, userID string, until time.Time) error {
+	res, err := t.q.ExecContext(ctx, `UPDATE users SET locked_until = ? WHERE institution_id = ? AND id = ?`, ms(until), institutionID, userID)
+	if err != nil {
+		return fmt.Errorf("sqlite: lock user: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("sqlite: lock user: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *txn) InsertApproval(ctx context.Context, a store.Approval) error {
+	_, err := t.q.ExecContext(ctx, `INSERT INTO approvals (id, institution_id, user_id, method, requested_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		a.ID, a.InstitutionID, a.UserID, a.Method, a.RequestedBy, ms(a.CreatedAt), ms(a.ExpiresAt))
+	if err != nil {
+		return fmt.Errorf("sqlite: insert approval: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) LockApproval(ctx context.Context, institutionID, id string) (store.Approval, error) {
+	a := store.Approval{ID: id, InstitutionID: institutionID}
+	var c, e, ap int64
+	err := t.q.QueryRowContext(ctx, `SELECT user_id, method, requested_by, created_at, expires_at, approved_by, approved_at FROM approvals WHERE institution_id = ? AND id = ?`,
+		institutionID, id).Scan(&a.UserID, &a.Method, &a.RequestedBy, &c, &e, &a.ApprovedBy, &ap)
+	if err != nil {
+		return a, notFound(err, "approval")
+	}
+	a.CreatedAt, a.ExpiresAt, a.ApprovedAt = fromMS(c), fromMS(e), fromMS(ap)
+	return a, nil
+}
+
+func (t *txn) MarkApproved(ctx context.Context, institutionID, id, approvedBy string, now time.Time) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE approvals SET approved_by = ?, approved_at = ? WHERE institution_id = ? AND id = ?`, approvedBy, ms(now), institutionID, id)
+	if err != nil {
+		return fmt.Errorf("sqlite: mark approved: %w", err)
 	}
 	return nil
 }
