@@ -89,6 +89,9 @@ func DefaultSettings(publicURL string) Settings {
 		SendsPerUserHour:      5,
 		PublicPerIPMinute:     20,
 		PublicPerUsernameHour: 10,
+		ContactChangeCooldown: 86400,
+		DisputeLock:           86400,
+		RequireFacts:          []string{},
 	}
 }
 
