@@ -208,7 +208,8 @@ func (c *InstitutionPutCmd) Run(ctx context.Context, g *Globals) error {
 
 // UserCmd groups user commands.
 type UserCmd struct {
-	Put UserPutCmd `cmd:"" help:"Create or replace a user."`
+	Put    UserPutCmd    `cmd:"" help:"Create or replace a user."`
+	Import UserImportCmd `cmd:"" help:"Import users from a CSV file (userId,username,email,phone); upserts in batches."`
 }
 
 // UserPutCmd creates or replaces a user.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -190,5 +191,69 @@ func TestOperatorCommands(t *testing.T) {
 	}
 	if code, out, _ := runCLI(t, "", "--help"); code != 0 || !strings.Contains(out, "serve") || !strings.Contains(out, "client") {
 		t.Errorf("--help: exit %d\n%s", code, out)
+	}
+}
+
+func TestUserImport(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "import.db")
+	if code, out, errOut := runCLI(t, "", "institution", "put", "acme", "--name", "Acme", "--db", db); code != 0 {
+		t.Fatalf("institution put: %s%s", out, errOut)
+	}
+	csvText := "userId,username,email,phone\n" +
+		"u1,alice,alice@example.com,+14155550101\n" +
+		"u2,bob,not-an-email,\n" + // line 3: bad email
+		"u3,carol,,+19005550100\n" + // line 4: premium rate
+		"u4,ALICE,a2@example.com,\n" + // line 5: username taken on line 2
+		"bad id,dave,,\n" + // line 6: malformed id
+		"u7,\"erin\",erin@example.com,\n" +
+		"u8,\"unterminated,x,\n" // line 8: CSV error
+	path := filepath.Join(dir, "users.csv")
+	if err := os.WriteFile(path, []byte(csvText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A dry run validates and writes nothing.
+	code, out, errOut := runCLI(t, "", "user", "import", "--institution", "acme", path, "--dry-run", "--db", db)
+	if code != 1 || !strings.Contains(out, "2 valid") {
+		t.Fatalf("dry run: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, "", "user", "import", "--institution", "acme", path, "--json", "--db", db, "--batch", "2")
+	var res struct {
+		Rows, Imported int
+		Rejected       []struct {
+			Line   int
+			Reason string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || code != 1 {
+		t.Fatalf("import: exit %d %v\n%s%s", code, err, out, errOut)
+	}
+	lines := map[int]string{}
+	for _, r := range res.Rejected {
+		lines[r.Line] = r.Reason
+	}
+	if res.Imported != 2 || len(lines) != 5 || lines[3] == "" || lines[4] == "" || lines[5] == "" || lines[6] == "" || lines[8] == "" {
+		t.Fatalf("imported %d, rejected %v", res.Imported, lines)
+	}
+	if !strings.Contains(errOut, "line 3 rejected: email") || !strings.Contains(errOut, "import:") {
+		t.Errorf("stderr lacks the per-line reasons or progress:\n%s", errOut)
+	}
+	ctx := context.Background()
+	a, err := app.Open(ctx, app.Config{DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for name, want := range map[string]int{"alice": 1, "erin": 1, "bob": 0, "dave": 0} {
+		if got, _ := a.Reset.FindUsers(ctx, "acme", name); len(got) != want {
+			t.Errorf("%s: %d users, want %d", name, len(got), want)
+		}
+	}
+	// Re-importing a clean file exits 0 and keeps the users (upsert).
+	clean := filepath.Join(dir, "clean.csv")
+	os.WriteFile(clean, []byte("userId,username,email,phone\nu1,alice,alice@example.com,+14155550101\n"), 0o600)
+	if code, out, errOut := runCLI(t, "", "user", "import", "--institution", "acme", clean, "--db", db); code != 0 || !strings.Contains(out, "1 imported, 0 rejected") {
+		t.Fatalf("clean import: exit %d %s%s", code, out, errOut)
 	}
 }

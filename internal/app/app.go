@@ -25,6 +25,7 @@ import (
 	"github.com/resetd/resetd/internal/server"
 	"github.com/resetd/resetd/internal/store"
 	"github.com/resetd/resetd/internal/store/sqlite"
+	"github.com/resetd/resetd/internal/web"
 )
 
 // Config is everything SPEC §1 lets an operator set, plus test hooks.
@@ -136,6 +137,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	})
 	sendWorker.Failed = a.Reset.DeliveryFailed
 	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Store: st, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies})
+	web.Register(a.Server, web.Config{Reset: a.Reset, Key: a.Key, PublicURL: cfg.PublicURL, Now: cfg.Now, Logger: cfg.Logger, Actor: a.Server.Actor}) // the reset page (SPEC §6)
 	return a, nil
 }
 

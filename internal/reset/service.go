@@ -316,23 +316,8 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 	if err := checkIDs(institutionID, userID); err != nil {
 		return false, err
 	}
-	if !validUsername(in.Username) {
-		return false, invalid("username", "username must be 1 to 256 printable characters without surrounding spaces")
-	}
-	email, err := NormalizeEmail(in.Email)
-	if err != nil {
+	if err := in.normalize(); err != nil {
 		return false, err
-	}
-	phone, err := NormalizePhone(in.Phone)
-	if err != nil {
-		return false, err
-	}
-	status := in.Status
-	if status == "" {
-		status = StatusActive
-	}
-	if status != StatusActive && status != StatusDisabled {
-		return false, invalid("status", `status must be "active" or "disabled"`)
 	}
 	var newHash string
 	if in.Password != nil {
@@ -352,82 +337,112 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		}
 	}
 	err = s.Store.Update(ctx, func(tx store.Tx) error {
-		if _, err := s.settingsIn(ctx, tx, institutionID); err != nil {
-			return err
-		}
-		now := s.Now()
-		u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
-		old, err := tx.User(ctx, institutionID, userID)
-		existed := err == nil
-		switch {
-		case existed:
-			u.PasswordHash, u.CreatedAt, u.Facts, u.LockedUntil = old.PasswordHash, old.CreatedAt, old.Facts, old.LockedUntil
-			u.EmailChangedAt, u.PhoneChangedAt = old.EmailChangedAt, old.PhoneChangedAt
-		case !errors.Is(err, store.ErrNotFound):
-			return err
-		}
-		if newHash != "" {
-			u.PasswordHash = newHash
-		}
-		if in.Facts != nil {
-			if u.Facts, err = s.hashFacts(institutionID, userID, in.Facts); err != nil {
-				return err
-			}
-		}
-		// A replaced contact starts the cooldown for the new value, and
-		// the old value hears of it (SIM-swap and takeover defence). A
-		// first set is not a change.
-		var notices []delivery.Message
-		if existed {
-			st, err := s.settingsIn(ctx, tx, institutionID)
-			if err != nil {
-				return err
-			}
-			if old.Email != "" && !sameContact(old.Email, email) {
-				u.EmailChangedAt = now
-				m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelEmail, old.Email, delivery.TemplateData{UserName: old.Username, Changed: "email address"})
-				if err != nil {
-					return err
-				}
-				notices = append(notices, m)
-			}
-			if old.Phone != "" && old.Phone != phone {
-				u.PhoneChangedAt = now
-				m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelSMS, old.Phone, delivery.TemplateData{Changed: "phone number"})
-				if err != nil {
-					return err
-				}
-				notices = append(notices, m)
-			}
-		}
-		created, err = tx.PutUser(ctx, u)
-		if errors.Is(err, store.ErrConflict) {
-			return fmt.Errorf("%w: username %q belongs to another user", ErrConflict, in.Username)
-		}
+		st, err := s.settingsIn(ctx, tx, institutionID)
 		if err != nil {
 			return err
 		}
-		for _, m := range notices {
-			if err := s.queue(ctx, tx, institutionID, userID, delivery.KindContactChanged, m); err != nil {
-				return err
-			}
-		}
-		if newHash != "" {
-			if err := tx.AddPasswordHistory(ctx, institutionID, userID, newHash, now, MaxPasswordHistory); err != nil {
-				return err
-			}
-		}
-		if status == StatusDisabled {
-			if err := tx.KillTokens(ctx, institutionID, userID, now); err != nil {
-				return err
-			}
-			if err := tx.KillOTP(ctx, institutionID, userID, now); err != nil {
-				return err
-			}
-		}
-		return s.audit(ctx, tx, a, "user.put", institutionID, userID, "ok")
+		created, err = s.putUserTx(ctx, tx, st, a, institutionID, userID, in, newHash, true)
+		return err
 	})
 	return created, err
+}
+
+// normalize validates a user's fields and puts them in stored form.
+func (in *UserInput) normalize() error {
+	if !validUsername(in.Username) {
+		return invalid("username", "username must be 1 to 256 printable characters without surrounding spaces")
+	}
+	var err error
+	if in.Email, err = NormalizeEmail(in.Email); err != nil {
+		return err
+	}
+	if in.Phone, err = NormalizePhone(in.Phone); err != nil {
+		return err
+	}
+	if in.Status == "" {
+		in.Status = StatusActive
+	}
+	if in.Status != StatusActive && in.Status != StatusDisabled {
+		return invalid("status", `status must be "active" or "disabled"`)
+	}
+	return nil
+}
+
+// putUserTx writes a normalised user in tx, with every rule that goes
+// with it: kept password and facts, the contact-change cooldown and its
+// notice, killed tokens for a disabled user, the audit record.
+func (s *Service) putUserTx(ctx context.Context, tx store.Tx, st Settings, a Actor, institutionID, userID string, in UserInput, newHash string, audit bool) (bool, error) {
+	now := s.Now()
+	email, phone, status := in.Email, in.Phone, in.Status
+	u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
+	old, err := tx.User(ctx, institutionID, userID)
+	existed := err == nil
+	switch {
+	case existed:
+		u.PasswordHash, u.CreatedAt, u.Facts, u.LockedUntil = old.PasswordHash, old.CreatedAt, old.Facts, old.LockedUntil
+		u.EmailChangedAt, u.PhoneChangedAt = old.EmailChangedAt, old.PhoneChangedAt
+	case !errors.Is(err, store.ErrNotFound):
+		return false, err
+	}
+	if newHash != "" {
+		u.PasswordHash = newHash
+	}
+	if in.Facts != nil {
+		if u.Facts, err = s.hashFacts(institutionID, userID, in.Facts); err != nil {
+			return false, err
+		}
+	}
+	// A replaced contact starts the cooldown for the new value, and
+	// the old value hears of it (SIM-swap and takeover defence). A
+	// first set is not a change.
+	var notices []delivery.Message
+	if existed {
+		if old.Email != "" && !sameContact(old.Email, email) {
+			u.EmailChangedAt = now
+			m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelEmail, old.Email, delivery.TemplateData{UserName: old.Username, Changed: "email address"})
+			if err != nil {
+				return false, err
+			}
+			notices = append(notices, m)
+		}
+		if old.Phone != "" && old.Phone != phone {
+			u.PhoneChangedAt = now
+			m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelSMS, old.Phone, delivery.TemplateData{Changed: "phone number"})
+			if err != nil {
+				return false, err
+			}
+			notices = append(notices, m)
+		}
+	}
+	created, err := tx.PutUser(ctx, u)
+	if errors.Is(err, store.ErrConflict) {
+		return false, fmt.Errorf("%w: username %q belongs to another user", ErrConflict, in.Username)
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, m := range notices {
+		if err := s.queue(ctx, tx, institutionID, userID, delivery.KindContactChanged, m); err != nil {
+			return false, err
+		}
+	}
+	if newHash != "" {
+		if err := tx.AddPasswordHistory(ctx, institutionID, userID, newHash, now, MaxPasswordHistory); err != nil {
+			return false, err
+		}
+	}
+	if status == StatusDisabled {
+		if err := tx.KillTokens(ctx, institutionID, userID, now); err != nil {
+			return false, err
+		}
+		if err := tx.KillOTP(ctx, institutionID, userID, now); err != nil {
+			return false, err
+		}
+	}
+	if !audit {
+		return created, nil
+	}
+	return created, s.audit(ctx, tx, a, "user.put", institutionID, userID, "ok")
 }
 
 // DeleteUser removes a user; their outstanding tokens die with them.

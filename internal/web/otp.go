@@ -1,0 +1,141 @@
+package web
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/resetd/resetd/internal/reset"
+)
+
+// The OTP path: a customer who was given a code (by the bank's support, or
+// by a "send me a code" step of the bank's own site) enters their username
+// and the code at GET /reset/code?institution=ID; a valid code is traded
+// for a reset token (reset.Service.VerifyOTP), which goes into the same
+// session cookie as a link's, and the customer continues on the same form.
+
+const (
+	// codeCookie keys the code form's CSRF value. There is no reset session
+	// yet, so the value is bound to this random per-browser cookie instead.
+	codeCookie      = "resetd_code"
+	codeCSRFPurpose = "web/csrf-code"
+
+	fieldInstitution = "institution"
+	fieldUsername    = "username"
+	fieldCode        = "code"
+)
+
+// codeNonce returns the browser's code-form cookie value, making one when
+// it has none (or a malformed one).
+func (h *handler) codeNonce(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(codeCookie); err == nil {
+		if b, err := base64.RawURLEncoding.DecodeString(c.Value); err == nil && len(b) == 32 {
+			return c.Value
+		}
+	}
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	v := base64.RawURLEncoding.EncodeToString(b)
+	http.SetCookie(w, &http.Cookie{
+		Name: codeCookie, Value: v, Path: h.base + "/reset",
+		HttpOnly: true, Secure: h.secure, SameSite: http.SameSiteLaxMode,
+	})
+	return v
+}
+
+func (h *handler) codeCSRF(nonce string) string {
+	return base64.RawURLEncoding.EncodeToString(h.key.MAC(codeCSRFPurpose, []byte(nonce)))
+}
+
+func (h *handler) codeCSRFOK(r *http.Request, got string) bool {
+	c, err := r.Cookie(codeCookie)
+	if err != nil || c.Value == "" || got == "" {
+		return false
+	}
+	return hmac.Equal([]byte(got), []byte(h.codeCSRF(c.Value)))
+}
+
+// codeForm is GET /reset/code?institution=ID.
+func (h *handler) codeForm(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get(fieldInstitution)
+	st, err := h.svc.Settings(r.Context(), id)
+	if err != nil {
+		h.codeFail(w, r, err, "")
+		return
+	}
+	h.pages.render(w, r, http.StatusOK, pageCode, h.codeView(w, r, id, st))
+}
+
+func (h *handler) codeView(w http.ResponseWriter, r *http.Request, id string, st reset.Settings) view {
+	return view{
+		Institution: st.DisplayName, InstitutionID: id, CodeLength: st.OTPLength,
+		CSRF: h.codeCSRF(h.codeNonce(w, r)), Action: h.base + "/reset/code",
+	}
+}
+
+// codeSubmit is POST /reset/code: CSRF, the two fields, then VerifyOTP. A
+// valid code starts the reset session and sends the browser on to the form.
+func (h *handler) codeSubmit(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		h.message(w, r, http.StatusBadRequest, "", "Something went wrong with the form",
+			"The form could not be read. Go back and try again.")
+		return
+	}
+	if !h.codeCSRFOK(r, r.PostForm.Get(fieldCSRF)) {
+		h.message(w, r, http.StatusForbidden, "", "This form can no longer be used",
+			"For your security the form was refused and nothing was checked. Go back, reload the page and enter your code again.")
+		return
+	}
+	id := r.PostForm.Get(fieldInstitution)
+	st, err := h.svc.Settings(r.Context(), id)
+	if err != nil {
+		h.codeFail(w, r, err, "")
+		return
+	}
+	username := strings.TrimSpace(r.PostForm.Get(fieldUsername))
+	// People copy codes as "123 456" or "123-456".
+	code := strings.NewReplacer(" ", "", "-", "", "\u00a0", "").Replace(r.PostForm.Get(fieldCode))
+	v := h.codeView(w, r, id, st)
+	v.Error, v.Username = true, username
+	switch {
+	case username == "":
+		v.UsernameError, v.Focus = "Enter your username.", fieldUsername
+		h.pages.render(w, r, http.StatusUnprocessableEntity, pageCode, v)
+		return
+	case code == "":
+		v.CodeError, v.Focus = "Enter the code you were sent.", fieldCode
+		h.pages.render(w, r, http.StatusUnprocessableEntity, pageCode, v)
+		return
+	}
+	tok, expires, err := h.svc.VerifyOTP(r.Context(), h.actorFor(w, r), id, reset.OTPVerifyInput{Username: username, OTP: code})
+	var inv *reset.InvalidError
+	switch {
+	case err == nil:
+		h.startSession(w, tok, expires, id)
+		setPageHeaders(w.Header())
+		w.Header().Set("Location", h.base+"/reset/form")
+		w.WriteHeader(http.StatusSeeOther)
+	case errors.Is(err, reset.ErrOTPInvalid), errors.As(err, &inv):
+		// One message for a wrong, expired or spent code and an unknown
+		// username alike: the page must not tell which.
+		v.CodeError, v.Focus = "That code is not valid. Check your username and the code, or ask for a new code.", fieldCode
+		h.pages.render(w, r, http.StatusUnprocessableEntity, pageCode, v)
+	default:
+		h.codeFail(w, r, err, st.DisplayName)
+	}
+}
+
+// codeFail adds to fail what only the code page can meet: an unknown or
+// malformed institution.
+func (h *handler) codeFail(w http.ResponseWriter, r *http.Request, err error, institution string) {
+	var inv *reset.InvalidError
+	if errors.Is(err, reset.ErrNotFound) || errors.As(err, &inv) {
+		h.message(w, r, http.StatusNotFound, "", "This page is not available",
+			"The address is not complete or not valid. Use the link your bank gave you to enter your code.")
+		return
+	}
+	h.fail(w, r, err, institution)
+}

@@ -1,0 +1,145 @@
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed assets/style.css
+var styleCSS []byte
+
+// assetPath is the stylesheet's route; the page links it with a content
+// hash so it can be cached for good and still change with a release.
+const assetPath = "/reset/assets/style.css"
+
+// csp allows the page's own stylesheet and form target, nothing else: no
+// script at all, no framing, no <base> rewriting.
+const csp = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// setPageHeaders puts SPEC §6's headers (and their older equivalents) on
+// every HTML answer and on the redirect that carries the session cookie.
+func setPageHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", csp)
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+}
+
+func retryAfter(w http.ResponseWriter, d time.Duration) {
+	secs := int((d + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+}
+
+// Page names (files under templates/).
+const (
+	pageForm    = "form"
+	pageSuccess = "success"
+	pageExpired = "expired"
+	pageMessage = "message"
+	pageCode    = "code"
+)
+
+// view is what every page template sees; each page uses its part.
+type view struct {
+	Institution string // the institution's display name; "" when unknown
+	Error       bool   // the page reports a problem ("Error:" in the title)
+
+	// The form.
+	Action         string
+	CSRF           string
+	Username       string
+	Policy         []string
+	Password       string // kept across a re-render (only after a mismatch)
+	PasswordErrors []string
+	ConfirmError   string
+	Focus          string // the field to focus: the first with an error
+
+	// The code page (and the expired page of a session won with a code).
+	InstitutionID string
+	CodeLength    int
+	UsernameError string
+	CodeError     string
+	CodeURL       string
+
+	// A message page.
+	Heading   string
+	Text      string
+	Reference string // the transaction id, for support
+
+	// Filled by render.
+	CSS string
+}
+
+// pages holds the parsed templates, one set per page (each defines
+// "content" inside the shared layout).
+type pages struct {
+	logger     *slog.Logger
+	base       string
+	cssHref    string
+	set        map[string]*template.Template
+	cssVersion string
+}
+
+func newPages(base string, logger *slog.Logger) *pages {
+	sum := sha256.Sum256(styleCSS)
+	p := &pages{logger: logger, base: base, set: map[string]*template.Template{}, cssVersion: hex.EncodeToString(sum[:6])}
+	p.cssHref = base + assetPath + "?v=" + p.cssVersion
+	layout := template.Must(template.ParseFS(templateFS, "templates/layout.html"))
+	for _, name := range []string{pageForm, pageSuccess, pageExpired, pageMessage, pageCode} {
+		t := template.Must(layout.Clone())
+		p.set[name] = template.Must(t.ParseFS(templateFS, "templates/"+name+".html"))
+	}
+	return p
+}
+
+// render writes a whole page or, if the template fails, a plain 500:
+// never half a page.
+func (p *pages) render(w http.ResponseWriter, r *http.Request, status int, name string, v view) {
+	v.CSS = p.cssHref
+	if v.Action == "" {
+		v.Action = p.base + "/reset"
+	}
+	var buf bytes.Buffer
+	err := p.set[name].ExecuteTemplate(&buf, "layout", v)
+	h := w.Header()
+	setPageHeaders(h)
+	if err != nil {
+		p.logger.ErrorContext(r.Context(), "rendering reset page", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// serveCSS serves the embedded stylesheet. Its URL carries a content hash,
+// so it may be cached for a long time.
+func (p *pages) serveCSS(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "text/css; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if r.URL.Query().Get("v") == p.cssVersion {
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		h.Set("Cache-Control", "public, max-age=300")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(styleCSS)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(styleCSS)
+	}
+}

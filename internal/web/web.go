@@ -1,0 +1,275 @@
+// Package web owns the reset page a customer reaches from a reset link
+// (SPEC §6): it checks the link without spending it, moves the token out
+// of the URL into a sealed short-lived cookie, shows the institution's form
+// with its password policy, guards the POST against forgery, and turns the
+// domain's answers into pages. Templates and the stylesheet are embedded;
+// the page needs no JavaScript and loads nothing from elsewhere.
+package web
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/resetd/resetd/internal/reset"
+	"github.com/resetd/resetd/internal/seal"
+)
+
+// Service is what the page needs from the domain; *reset.Service has it.
+type Service interface {
+	InspectToken(ctx context.Context, token string) (reset.TokenInfo, error)
+	ChangePassword(ctx context.Context, a reset.Actor, token, newPassword string) error
+	Settings(ctx context.Context, institutionID string) (reset.Settings, error)
+	VerifyOTP(ctx context.Context, a reset.Actor, institutionID string, in reset.OTPVerifyInput) (token string, expiresAt time.Time, err error)
+}
+
+// Router is where the page's routes go: the server's mux, so its
+// middleware (transaction id, access log, metrics) applies.
+type Router interface {
+	Handle(pattern string, h http.Handler)
+}
+
+// Config wires the page.
+type Config struct {
+	Reset Service
+	// Key seals the session cookie and keys the CSRF MAC.
+	Key *seal.Key
+	// PublicURL is the base customers reach resetd at: an https one makes
+	// the cookie Secure, and its path (behind a proxy that strips it)
+	// prefixes every URL the page writes.
+	PublicURL string
+	Now       func() time.Time
+	Logger    *slog.Logger
+	// Actor says who is asking (client IP honouring trusted proxies, the
+	// transaction id). Nil: the TCP peer and the TransactionId response
+	// header the server's middleware set.
+	Actor func(*http.Request) reset.Actor
+}
+
+// handler serves the page; it holds no per-request state.
+type handler struct {
+	svc    Service
+	key    *seal.Key
+	base   string // path prefix of PublicURL, "" or "/x"
+	secure bool
+	now    func() time.Time
+	logger *slog.Logger
+	actor  func(*http.Request) reset.Actor
+	pages  *pages
+}
+
+// Register adds the page's routes to r.
+func Register(r Router, c Config) {
+	h := newHandler(c)
+	r.Handle("GET /reset", http.HandlerFunc(h.open))
+	r.Handle("GET /reset/form", http.HandlerFunc(h.form))
+	r.Handle("POST /reset", http.HandlerFunc(h.submit))
+	r.Handle("GET /reset/code", http.HandlerFunc(h.codeForm))
+	r.Handle("POST /reset/code", http.HandlerFunc(h.codeSubmit))
+	r.Handle("GET "+assetPath, http.HandlerFunc(h.pages.serveCSS))
+}
+
+func newHandler(c Config) *handler {
+	if c.Key == nil {
+		panic("web: Config.Key is required")
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{svc: c.Reset, key: c.Key, now: c.Now, logger: c.Logger, actor: c.Actor}
+	if u, err := url.Parse(c.PublicURL); err == nil {
+		h.secure = u.Scheme == "https"
+		h.base = strings.TrimRight(u.Path, "/")
+	}
+	h.pages = newPages(h.base, h.logger)
+	return h
+}
+
+// Form field names.
+const (
+	fieldPassword = "password"
+	fieldConfirm  = "confirm"
+	fieldCSRF     = "csrf"
+)
+
+// open is where a link lands: GET /reset?token=…. It never spends the
+// token (mail scanners prefetch links). A live token moves into the
+// session cookie and the browser is sent on to a URL without it, so the
+// token stays out of the address bar, history entries and any Referer.
+func (h *handler) open(w http.ResponseWriter, r *http.Request) {
+	tok := r.URL.Query().Get("token")
+	info, err := h.svc.InspectToken(r.Context(), tok)
+	if err != nil {
+		h.fail(w, r, err, "")
+		return
+	}
+	h.startSession(w, tok, info.ExpiresAt, "")
+	setPageHeaders(w.Header())
+	w.Header().Set("Location", h.base+"/reset/form")
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+// form shows the form for the session's token, if it is still live.
+func (h *handler) form(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.session(r)
+	if !ok {
+		h.expired(w, r, s)
+		return
+	}
+	info, err := h.svc.InspectToken(r.Context(), s.Token)
+	if err != nil {
+		h.sessionFail(w, r, s, err, "")
+		return
+	}
+	h.pages.render(w, r, http.StatusOK, pageForm, h.formView(s, info))
+}
+
+func (h *handler) formView(s session, info reset.TokenInfo) view {
+	return view{
+		Institution: info.DisplayName, Username: info.Username,
+		CSRF: h.csrf(s), Policy: info.Policy.Describe(),
+	}
+}
+
+// submit is the form's POST /reset: CSRF, then the two fields, then the
+// domain's ChangePassword, whose answer picks the page.
+func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.session(r)
+	if !ok {
+		h.expired(w, r, s)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		h.message(w, r, http.StatusBadRequest, "", "Something went wrong with the form",
+			"The form could not be read. Open the link from your message again and retry.")
+		return
+	}
+	// Origin is not checked: with Referrer-Policy no-referrer browsers send
+	// "Origin: null" on this page's own POST (SPEC §6). The MAC, the
+	// SameSite=Lax cookie and form-action 'self' do the work.
+	if !h.csrfOK(s, r.PostForm.Get(fieldCSRF)) {
+		h.message(w, r, http.StatusForbidden, "", "This form can no longer be used",
+			"For your security the form was refused and nothing was changed. Open the link from your message again to choose a new password.")
+		return
+	}
+	info, err := h.svc.InspectToken(r.Context(), s.Token)
+	if err != nil {
+		h.sessionFail(w, r, s, err, "")
+		return
+	}
+	pw, confirm := r.PostForm.Get(fieldPassword), r.PostForm.Get(fieldConfirm)
+	v := h.formView(s, info)
+	v.Error = true
+	switch {
+	case pw == "":
+		v.PasswordErrors, v.Focus = []string{"Enter a new password."}, fieldPassword
+		h.pages.render(w, r, http.StatusUnprocessableEntity, pageForm, v)
+		return
+	case pw != confirm:
+		// Keep the new password (the field without the error) and clear
+		// the confirmation, where the customer types again.
+		v.Password, v.ConfirmError, v.Focus = pw, "The passwords do not match. Type your new password again.", fieldConfirm
+		h.pages.render(w, r, http.StatusUnprocessableEntity, pageForm, v)
+		return
+	}
+	err = h.svc.ChangePassword(r.Context(), h.actorFor(w, r), s.Token, pw)
+	var pol *reset.PolicyError
+	switch {
+	case err == nil:
+		h.endSession(w)
+		h.pages.render(w, r, http.StatusOK, pageSuccess, view{Institution: info.DisplayName})
+	case errors.As(err, &pol):
+		// The password itself was refused, so both fields must change:
+		// neither is kept (the confirmation of a refused password is of no
+		// use to the customer).
+		for _, vi := range pol.Violations {
+			v.PasswordErrors = append(v.PasswordErrors, vi.Message)
+		}
+		v.Focus = fieldPassword
+		h.pages.render(w, r, http.StatusUnprocessableEntity, pageForm, v)
+	default:
+		h.sessionFail(w, r, s, err, info.DisplayName)
+	}
+}
+
+// sessionFail is fail for a request with a session: a token found gone
+// ends the session, and the expired page knows where the customer came
+// from (a link, or a code).
+func (h *handler) sessionFail(w http.ResponseWriter, r *http.Request, s session, err error, institution string) {
+	if errors.Is(err, reset.ErrGone) {
+		h.endSession(w)
+		h.pages.render(w, r, http.StatusGone, pageExpired, h.expiredView(s, institution))
+		return
+	}
+	h.fail(w, r, err, institution)
+}
+
+// fail turns a domain error into a page. The customer sees a stable,
+// plain explanation; the log gets the cause of anything unexpected.
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error, institution string) {
+	var lim *reset.LimitError
+	switch {
+	case errors.Is(err, reset.ErrGone):
+		h.pages.render(w, r, http.StatusGone, pageExpired, view{Institution: institution})
+	case errors.As(err, &lim):
+		retryAfter(w, lim.RetryAfter)
+		h.message(w, r, http.StatusTooManyRequests, institution, "Too many attempts",
+			"For your security, further attempts are paused for a while. Please try again later.")
+	case errors.Is(err, reset.ErrBusy):
+		retryAfter(w, 2*time.Second)
+		h.message(w, r, http.StatusServiceUnavailable, institution, "Please try again in a moment",
+			"We are very busy right now and could not change your password. Nothing was changed; go back and submit the form again in a moment.")
+	case r.Context().Err() != nil:
+		// The customer went away; nobody reads this answer.
+		h.message(w, r, http.StatusServiceUnavailable, institution, "Please try again", "The request was interrupted.")
+	default:
+		h.logger.ErrorContext(r.Context(), "reset page failed", "err", err, "transaction_id", w.Header().Get("TransactionId"))
+		h.message(w, r, http.StatusInternalServerError, institution, "Something went wrong",
+			"We could not complete your request. Nothing was changed. Please try again later; if it keeps happening, contact your bank and quote the reference below.")
+	}
+}
+
+// expired is the 410 page of a used, expired or unknown link, or of a
+// session that ended: what happened and what to do next, never a form. s
+// is what the cookie held, if it opened at all.
+func (h *handler) expired(w http.ResponseWriter, r *http.Request, s session) {
+	if s.Token != "" {
+		h.endSession(w)
+	}
+	h.pages.render(w, r, http.StatusGone, pageExpired, h.expiredView(s, ""))
+}
+
+func (h *handler) expiredView(s session, institution string) view {
+	v := view{Institution: institution}
+	if s.CodeInstitution != "" {
+		v.CodeURL = h.base + "/reset/code?" + url.Values{fieldInstitution: {s.CodeInstitution}}.Encode()
+	}
+	return v
+}
+
+func (h *handler) message(w http.ResponseWriter, r *http.Request, status int, institution, heading, text string) {
+	v := view{Institution: institution, Heading: heading, Text: text, Error: true}
+	if status >= 500 {
+		v.Reference = w.Header().Get("TransactionId")
+	}
+	h.pages.render(w, r, status, pageMessage, v)
+}
+
+func (h *handler) actorFor(w http.ResponseWriter, r *http.Request) reset.Actor {
+	if h.actor != nil {
+		return h.actor(r)
+	}
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	return reset.Actor{IP: ip, TransactionID: w.Header().Get("TransactionId")}
+}
