@@ -131,9 +131,12 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Argon2 != nil {
 		params = *cfg.Argon2
 	}
+	hasher := password.NewHasher(params, 0, 0)
+	a.Metrics.WatchHasher(hasher)
+	a.Metrics.WatchQueue(st, cfg.Now)
 	a.Reset = reset.New(reset.Config{
-		Store: st, Hasher: password.NewHasher(params, 0, 0), Key: a.Key, Templates: delivery.DefaultTemplates(),
-		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger,
+		Store: st, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
+		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
 	})
 	sendWorker.Failed = a.Reset.DeliveryFailed
 	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Store: st, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies})

@@ -229,13 +229,21 @@ func newApprovalID() string {
 // must be another client; an approval is used once and expires after an
 // hour (then it is not found).
 func (s *Service) Approve(ctx context.Context, a Actor, institutionID, approvalID string) error {
+	method, err := s.approve(ctx, a, institutionID, approvalID)
+	if err == nil {
+		s.Observer.ResetIssued(method, "admin")
+	}
+	return err
+}
+
+func (s *Service) approve(ctx context.Context, a Actor, institutionID, approvalID string) (method string, err error) {
 	if err := checkIDs(institutionID); err != nil {
-		return err
+		return "", err
 	}
 	if !ValidID(approvalID) {
-		return ErrNotFound
+		return "", ErrNotFound
 	}
-	return s.Store.Update(ctx, func(tx store.Tx) error {
+	return method, s.Store.Update(ctx, func(tx store.Tx) error {
 		st, err := s.settingsIn(ctx, tx, institutionID)
 		if err != nil {
 			return err
@@ -260,6 +268,7 @@ func (s *Service) Approve(ctx context.Context, a Actor, institutionID, approvalI
 		if err != nil {
 			return mapNotFound(err)
 		}
+		method = ap.Method
 		if err := s.sendLink(ctx, tx, st, u, ap.Method, a); err != nil {
 			return err
 		}

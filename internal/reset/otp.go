@@ -127,7 +127,7 @@ func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, c
 		return time.Time{}, "", invalid("contactMethodId", "contactMethodId is required")
 	}
 	var expires time.Time
-	var masked string
+	var masked, channel string
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		st, err := s.settingsIn(ctx, tx, institutionID)
 		if err != nil {
@@ -181,8 +181,12 @@ func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, c
 		if err := s.emit(ctx, tx, st, institutionID, userID, delivery.EventResetRequested, map[string]any{"flow": "otp", "channel": cm.Type}); err != nil {
 			return err
 		}
+		channel = cm.Type
 		return s.audit(ctx, tx, a, "otp.send."+cm.Type, institutionID, userID, "ok")
 	})
+	if err == nil {
+		s.Observer.ResetIssued(channel, "otp")
+	}
 	return expires, masked, err
 }
 
@@ -300,6 +304,16 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 		}
 		return s.audit(ctx, tx, a, "otp.verify", institutionID, u.ID, "ok")
 	})
+	var lim *LimitError
+	switch {
+	case errors.As(err, &lim):
+		s.Observer.OTPVerified("limited")
+	case err != nil:
+	case outcome != nil:
+		s.Observer.OTPVerified("invalid")
+	default:
+		s.Observer.OTPVerified("ok")
+	}
 	if err != nil {
 		return "", time.Time{}, err
 	}

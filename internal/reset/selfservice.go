@@ -50,6 +50,7 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 	}
 	tok, hash := newToken()
 	var out SelfServiceEmail
+	sent := false
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		var inst store.Institution
 		var err error
@@ -150,8 +151,12 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 		if err := s.queue(ctx, tx, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {
 			return err
 		}
+		sent = true
 		return s.audit(ctx, tx, a, "reset.selfservice", inst.ID, u.ID, "ok")
 	})
+	if err == nil && sent {
+		s.Observer.ResetIssued(delivery.ChannelEmail, "self_service")
+	}
 	return out, err
 }
 

@@ -55,7 +55,20 @@ type Config struct {
 	DefaultFrom string
 	Now         func() time.Time
 	Logger      *slog.Logger
+	// Observer hears of issued resets and OTP outcomes (metrics); may be nil.
+	Observer Observer
 }
+
+// Observer is told what the flows did, after their transaction committed.
+type Observer interface {
+	ResetIssued(channel, flow string)
+	OTPVerified(outcome string)
+}
+
+type noObserver struct{}
+
+func (noObserver) ResetIssued(string, string) {}
+func (noObserver) OTPVerified(string)         {}
 
 // Service runs the flows.
 type Service struct {
@@ -91,6 +104,9 @@ func New(c Config) *Service {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	return &Service{Config: c}
@@ -611,6 +627,9 @@ func (s *Service) SendResetLink(ctx context.Context, a Actor, institutionID, use
 		}
 		return s.audit(ctx, tx, a, "reset.request_approval", institutionID, userID, "pending")
 	})
+	if err == nil && pending.ID == "" {
+		s.Observer.ResetIssued(method, "admin")
+	}
 	return pending, err
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -12,9 +13,12 @@ import (
 
 // Metrics are resetd's Prometheus metrics, on a registry of their own.
 type Metrics struct {
-	registry *prometheus.Registry
-	duration *prometheus.HistogramVec
-	messages *prometheus.CounterVec
+	registry    *prometheus.Registry
+	duration    *prometheus.HistogramVec
+	messages    *prometheus.CounterVec
+	resets      *prometheus.CounterVec
+	otps        *prometheus.CounterVec
+	rateLimited *prometheus.CounterVec
 }
 
 // NewMetrics registers resetd's metrics and the Go runtime's.
@@ -31,8 +35,79 @@ func NewMetrics() *Metrics {
 			Help: "Outgoing messages by channel, kind and state (sent, failed, retried).",
 		}, []string{"channel", "kind", "state"}),
 	}
-	m.registry.MustRegister(m.duration, m.messages, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.resets = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "resetd_resets_issued_total",
+		Help: "Reset links and OTPs issued, by channel and flow (admin, otp, self_service).",
+	}, []string{"channel", "flow"})
+	m.otps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "resetd_otp_verifications_total",
+		Help: "OTP verifications by outcome (ok, invalid, limited).",
+	}, []string{"outcome"})
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "resetd_rate_limited_total",
+		Help: "Requests refused by a rate limit, by limit.",
+	}, []string{"limit"})
+	m.registry.MustRegister(m.duration, m.messages, m.resets, m.otps, m.rateLimited,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// ResetIssued implements reset.Observer.
+func (m *Metrics) ResetIssued(channel, flow string) { m.resets.WithLabelValues(channel, flow).Inc() }
+
+// OTPVerified implements reset.Observer.
+func (m *Metrics) OTPVerified(outcome string) { m.otps.WithLabelValues(outcome).Inc() }
+
+// RateLimited counts one refusal by a limit.
+func (m *Metrics) RateLimited(limit string) { m.rateLimited.WithLabelValues(limit).Inc() }
+
+// HasherStats is what the argon2id gauges read.
+type HasherStats interface {
+	Waiting() int
+	InFlight() int
+}
+
+// QueueStats is what the queue gauges read.
+type QueueStats interface {
+	QueueStats(ctx context.Context) (int, time.Time, error)
+}
+
+// WatchHasher exports the argon2id work queue: hashes running and callers
+// waiting for a slot (a sustained wait means the change endpoints are at
+// capacity and will soon answer 503).
+func (m *Metrics) WatchHasher(h HasherStats) {
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "resetd_argon2_in_flight", Help: "argon2id hashes running now."},
+			func() float64 { return float64(h.InFlight()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "resetd_argon2_waiting", Help: "Requests waiting for an argon2id slot."},
+			func() float64 { return float64(h.Waiting()) }),
+	)
+}
+
+// WatchQueue exports the delivery queue's depth and the age of its oldest
+// message, read from the store at scrape time.
+func (m *Metrics) WatchQueue(q QueueStats, now func() time.Time) {
+	stats := func() (int, time.Time) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, oldest, err := q.QueueStats(ctx)
+		if err != nil {
+			return -1, time.Time{}
+		}
+		return n, oldest
+	}
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "resetd_queue_depth", Help: "Messages queued, not yet sent or failed (-1: store unreachable)."},
+			func() float64 { n, _ := stats(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "resetd_queue_oldest_age_seconds", Help: "Age of the oldest queued message."},
+			func() float64 {
+				_, oldest := stats()
+				if oldest.IsZero() {
+					return 0
+				}
+				return now().Sub(oldest).Seconds()
+			}),
+	)
 }
 
 // Registry lets other parts register their own collectors.

@@ -65,6 +65,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.writeProblem(w, r, Problem{Type: problemBase + "password-policy", Status: http.StatusUnprocessableEntity,
 			Detail: "the new password does not meet the policy", Violations: pol.Violations})
 	case errors.As(err, &lim):
+		s.metrics.RateLimited(lim.Limit)
 		retryAfter(w, lim.RetryAfter)
 		s.problem(w, r, http.StatusTooManyRequests, "rate-limited", "too many requests; retry later")
 	case errors.As(err, &tooBig):

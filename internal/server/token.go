@@ -93,6 +93,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	client, err := s.auth.Authenticate(r.Context(), id, secret)
 	switch {
 	case errors.Is(err, auth.ErrThrottled):
+		s.metrics.RateLimited("clientSecretFailures")
 		s.reset.AuditFailure(r.Context(), actor(r, id), "auth.token", "", "", "throttled")
 		retryAfter(w, 15*60e9)
 		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many failed attempts for this client; retry later")

@@ -237,6 +237,9 @@ type Store interface {
 	Deliveries(ctx context.Context, institutionID, userID string, limit int) ([]Delivery, error)
 	AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]Delivery, error)
 	Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
+	// QueueStats counts deliveries not yet sent or failed, and the
+	// creation time of the oldest (zero when none).
+	QueueStats(ctx context.Context) (queued int, oldest time.Time, err error)
 
 	// StartQueue starts working River jobs with the workers given at Open.
 	StartQueue(ctx context.Context) error

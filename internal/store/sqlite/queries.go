@@ -546,3 +546,13 @@ func (t *txn) MarkApproved(ctx context.Context, institutionID, id, approvedBy st
 	}
 	return nil
 }
+
+func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
+	var n int
+	var oldest int64
+	err := s.read.QueryRowContext(ctx, `SELECT count(*), coalesce(min(created_at), 0) FROM deliveries WHERE state = ?`, store.DeliveryQueued).Scan(&n, &oldest)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("sqlite: queue stats: %w", err)
+	}
+	return n, fromMS(oldest), nil
+}
