@@ -18,9 +18,10 @@ var version = "dev"
 
 // Globals are the flags every command takes.
 type Globals struct {
-	DB        string `name:"db" env:"RESETD_DB" default:"sqlite:resetd.db" help:"Database: sqlite:PATH or postgres://…"`
-	SecretKey string `name:"secret-key" env:"RESETD_SECRET_KEY" help:"32-byte key (hex or base64) that keys OTP hashing and seals stored secrets; generated and kept in the database when unset (fine for a trial)."`
-	JSON      bool   `name:"json" help:"Print machine-readable JSON."`
+	DB        string          `name:"db" env:"RESETD_DB" default:"sqlite:resetd.db" help:"Database: sqlite:PATH or postgres://…"`
+	SecretKey string          `name:"secret-key" env:"RESETD_SECRET_KEY" help:"32-byte key (hex or base64) that keys OTP hashing and seals stored secrets; generated and kept in the database when unset (fine for a trial)."`
+	JSON      bool            `name:"json" help:"Print machine-readable JSON."`
+	Config    kong.ConfigFlag `name:"config" help:"YAML file with the same keys as the flags (e.g. addr, db, smtp). Flags win over environment variables, which win over the file."`
 
 	stdin  io.Reader
 	stdout io.Writer
@@ -60,6 +61,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exit = code; panic(exitPanic{}) }),
 		kong.BindTo(ctx, (*context.Context)(nil)),
+		kong.Configuration(loadConfig),
 	)
 	if err != nil {
 		fmt.Fprintln(stderr, "resetd:", err)

@@ -257,3 +257,21 @@ func TestUserImport(t *testing.T) {
 		t.Fatalf("clean import: exit %d %s%s", code, out, errOut)
 	}
 }
+
+func TestConfigFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "conf.db")
+	conf := filepath.Join(dir, "resetd.yaml")
+	os.WriteFile(conf, []byte("db: "+db+"\n"), 0o600)
+	if code, out, errOut := runCLI(t, "", "--config", conf, "institution", "put", "acme", "--name", "Acme"); code != 0 {
+		t.Fatalf("with --config: exit %d %s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "conf.db")); err != nil {
+		t.Fatalf("the file's db was not used: %v", err)
+	}
+	os.WriteFile(conf, []byte("db: "+db+"\nsmtp-url: smtp://x\n"), 0o600)
+	if code, _, errOut := runCLI(t, "", "--config", conf, "migrate"); code == 0 || !strings.Contains(errOut, "unknown keys smtp-url") {
+		t.Errorf("a typo in the config file must be refused: exit %d %s", code, errOut)
+	}
+}
