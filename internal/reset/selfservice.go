@@ -7,6 +7,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/resetd/resetd/internal/delivery"
@@ -40,7 +41,8 @@ const (
 // known and an unknown username get the same status, the same body shape
 // and about the same latency: both render the email and commit one write
 // transaction; only a known, active user with an email gets a token and a
-// queued message.
+// queued message. Issuing and queuing still cost more, so an answer that
+// sends nothing is padded to the median of recent ones that sent.
 func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfServiceInput) (SelfServiceEmail, error) {
 	if in.InstitutionID != "" && !ValidID(in.InstitutionID) {
 		return SelfServiceEmail{}, invalid("institutionId", "malformed institution id")
@@ -48,6 +50,7 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 	if !validUsername(in.Username) {
 		return SelfServiceEmail{}, invalid("username", "username is required")
 	}
+	start := time.Now() // real time, not s.Now: the padding below is about latency
 	tok, hash := newToken()
 	var out SelfServiceEmail
 	sent := false
@@ -157,7 +160,60 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 	if err == nil && sent {
 		s.Observer.ResetIssued(delivery.ChannelEmail, "self_service")
 	}
+	if err == nil {
+		s.selfServicePad.settle(ctx, start, sent)
+	}
 	return out, err
+}
+
+// latencyFloor remembers how long the latest self-service requests that
+// sent took, and pads one that sends nothing (unknown, disabled or capped
+// user) to their median: issuing a token and queuing its message costs
+// more than any rendering or audit write can balance, and the difference
+// would tell known usernames from unknown ones.
+type latencyFloor struct {
+	mu     sync.Mutex
+	recent [31]time.Duration
+	n      int // filled entries of recent
+	next   int // where the next sample goes
+	// late is how late a padded answer typically wakes up (scheduling,
+	// under load), taken off the next padding so it does not stand out.
+	late time.Duration
+}
+
+// maxSelfServicePad bounds the padding whatever the samples say.
+const maxSelfServicePad = 2 * time.Second
+
+func (f *latencyFloor) settle(ctx context.Context, start time.Time, sent bool) {
+	took := time.Since(start)
+	f.mu.Lock()
+	if sent {
+		f.recent[f.next] = took
+		f.next = (f.next + 1) % len(f.recent)
+		f.n = min(f.n+1, len(f.recent))
+		f.mu.Unlock()
+		return
+	}
+	recent, n, late := f.recent, f.n, f.late // a copy, sorted outside the lock
+	f.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	slices.Sort(recent[:n])
+	wait := min(recent[n/2]-took-late, maxSelfServicePad)
+	if wait <= 0 {
+		return
+	}
+	due := time.Now().Add(wait)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		f.mu.Lock()
+		f.late += (time.Since(due) - f.late) / 8
+		f.mu.Unlock()
+	case <-ctx.Done():
+	}
 }
 
 // selfServiceTargets resolves the link base and the sender from the

@@ -75,6 +75,8 @@ type Service struct {
 	Config
 	// overrides caches parsed per-institution templates by their source.
 	overrides sync.Map // string → *delivery.Templates
+	// selfServicePad pads self-service answers that send nothing (timing).
+	selfServicePad latencyFloor
 }
 
 // templatesFor returns the institution's templates, parsing overrides once.
@@ -789,6 +791,9 @@ func (s *Service) InspectToken(ctx context.Context, tok string) (TokenInfo, erro
 		t, err := tx.LookupToken(ctx, hashToken(tok), s.Now())
 		if err != nil {
 			return goneIfNotFound(err)
+		}
+		if t.Purpose != PurposeLink && t.Purpose != PurposeOTP {
+			return ErrGone // a dispute link is no reset link
 		}
 		st, err := s.settingsIn(ctx, tx, t.InstitutionID)
 		if err != nil {

@@ -46,7 +46,7 @@ type Server struct {
 	metrics        *Metrics
 	logger         *slog.Logger
 	trustedProxies []netip.Prefix
-	mux            *http.ServeMux
+	mux            *recordingMux
 }
 
 // New builds the server and its routes.
@@ -57,7 +57,7 @@ func New(c Config) *Server {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{reset: c.Reset, auth: c.Auth, store: c.Store, metrics: c.Metrics, logger: c.Logger, trustedProxies: c.TrustedProxies, mux: http.NewServeMux()}
+	s := &Server{reset: c.Reset, auth: c.Auth, store: c.Store, metrics: c.Metrics, logger: c.Logger, trustedProxies: c.TrustedProxies, mux: newRecordingMux()}
 	s.routes()
 	return s
 }
@@ -101,7 +101,8 @@ func (p *headerProbe) WriteHeader(code int)        { p.status = code }
 // Handle lets other packages (the reset page) add routes.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// Routes lists the registered patterns (for the OpenAPI round trip).
+// routes registers the API. Every pattern goes through the recording mux, so
+// Patterns() (and the OpenAPI round trip) sees it.
 func (s *Server) routes() {
 	m := s.mux
 	m.HandleFunc("POST "+TokenPath, s.token)
@@ -110,6 +111,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /readyz", s.readyz)
 	m.Handle("GET /metrics", s.metrics.handler())
+	m.HandleFunc("GET /openapi.yaml", s.openAPI)
 
 	inst := P + "/institutions/{institutionId}"
 	m.HandleFunc("POST "+inst+"/users/{userId}/password/reset", s.authorize(auth.ScopeResetWrite, s.sendResetLink))

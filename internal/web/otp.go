@@ -69,15 +69,21 @@ func (h *handler) codeForm(w http.ResponseWriter, r *http.Request) {
 	h.pages.render(w, r, http.StatusOK, pageCode, h.codeView(w, r, id, st))
 }
 
+// codeView is the code page; the knowledge facts the institution requires
+// are asked for with the code, and checked with it.
 func (h *handler) codeView(w http.ResponseWriter, r *http.Request, id string, st reset.Settings) view {
-	return view{
+	v := view{
 		Institution: st.DisplayName, InstitutionID: id, CodeLength: st.OTPLength,
 		CSRF: h.codeCSRF(h.codeNonce(w, r)), Action: h.base + "/reset/code",
+		Facts: factFields(st.RequireFacts),
 	}
+	describe(v.Facts, false)
+	return v
 }
 
-// codeSubmit is POST /reset/code: CSRF, the two fields, then VerifyOTP. A
-// valid code starts the reset session and sends the browser on to the form.
+// codeSubmit is POST /reset/code: CSRF, the fields (username, code and any
+// required facts), then VerifyOTP. A valid code starts the reset session
+// and sends the browser on to the form.
 func (h *handler) codeSubmit(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		h.message(w, r, http.StatusBadRequest, "", "Something went wrong with the form",
@@ -100,17 +106,30 @@ func (h *handler) codeSubmit(w http.ResponseWriter, r *http.Request) {
 	code := strings.NewReplacer(" ", "", "-", "", "\u00a0", "").Replace(r.PostForm.Get(fieldCode))
 	v := h.codeView(w, r, id, st)
 	v.Error, v.Username = true, username
-	switch {
-	case username == "":
-		v.UsernameError, v.Focus = "Enter your username.", fieldUsername
-		h.pages.render(w, r, http.StatusUnprocessableEntity, pageCode, v)
-		return
-	case code == "":
-		v.CodeError, v.Focus = "Enter the code you were sent.", fieldCode
+	// Every error at once, the focus on the first; facts are never written
+	// back.
+	facts, fields, factsBad := readFacts(st.RequireFacts, r.PostForm)
+	v.Facts = fields
+	describe(v.Facts, false)
+	if username == "" {
+		v.UsernameError = "Enter your username."
+	}
+	if code == "" {
+		v.CodeError = "Enter the code you were sent."
+	}
+	if v.UsernameError != "" || v.CodeError != "" || factsBad {
+		switch {
+		case v.UsernameError != "":
+			v.Focus = fieldUsername
+		case v.CodeError != "":
+			v.Focus = fieldCode
+		default:
+			v.Focus = firstFactError(fields)
+		}
 		h.pages.render(w, r, http.StatusUnprocessableEntity, pageCode, v)
 		return
 	}
-	tok, expires, err := h.svc.VerifyOTP(r.Context(), h.actorFor(w, r), id, reset.OTPVerifyInput{Username: username, OTP: code})
+	tok, expires, err := h.svc.VerifyOTP(r.Context(), h.actorFor(w, r), id, reset.OTPVerifyInput{Username: username, OTP: code, Facts: facts})
 	var inv *reset.InvalidError
 	switch {
 	case err == nil:
@@ -119,9 +138,12 @@ func (h *handler) codeSubmit(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Location", h.base+"/reset/form")
 		w.WriteHeader(http.StatusSeeOther)
 	case errors.Is(err, reset.ErrOTPInvalid), errors.As(err, &inv):
-		// One message for a wrong, expired or spent code and an unknown
-		// username alike: the page must not tell which.
+		// One message for a wrong, expired or spent code, an unknown
+		// username and a wrong fact alike: the page must not tell which.
 		v.CodeError, v.Focus = "That code is not valid. Check your username and the code, or ask for a new code.", fieldCode
+		if len(v.Facts) > 0 {
+			v.CodeError = "That code is not valid. Check your username, the code and your details, or ask for a new code."
+		}
 		h.pages.render(w, r, http.StatusUnprocessableEntity, pageCode, v)
 	default:
 		h.codeFail(w, r, err, st.DisplayName)

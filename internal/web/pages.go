@@ -49,6 +49,10 @@ const (
 	pageExpired = "expired"
 	pageMessage = "message"
 	pageCode    = "code"
+
+	pageDispute     = "dispute"      // "did you ask to reset your password?"
+	pageDisputed    = "disputed"     // resets stopped
+	pageDisputeGone = "dispute-gone" // the 410 of a dead dispute link
 )
 
 // view is what every page template sees; each page uses its part.
@@ -65,6 +69,11 @@ type view struct {
 	PasswordErrors []string
 	ConfirmError   string
 	Focus          string // the field to focus: the first with an error
+
+	// The knowledge facts the institution requires (form and code page);
+	// FactsError is the one message for facts the domain refused.
+	Facts      []factField
+	FactsError string
 
 	// The code page (and the expired page of a session won with a code).
 	InstitutionID string
@@ -96,8 +105,9 @@ func newPages(base string, logger *slog.Logger) *pages {
 	sum := sha256.Sum256(styleCSS)
 	p := &pages{logger: logger, base: base, set: map[string]*template.Template{}, cssVersion: hex.EncodeToString(sum[:6])}
 	p.cssHref = base + assetPath + "?v=" + p.cssVersion
-	layout := template.Must(template.ParseFS(templateFS, "templates/layout.html"))
-	for _, name := range []string{pageForm, pageSuccess, pageExpired, pageMessage, pageCode} {
+	// The layout and the shared parts (the facts fieldset) go into every set.
+	layout := template.Must(template.ParseFS(templateFS, "templates/layout.html", "templates/facts.html"))
+	for _, name := range []string{pageForm, pageSuccess, pageExpired, pageMessage, pageCode, pageDispute, pageDisputed, pageDisputeGone} {
 		t := template.Must(layout.Clone())
 		p.set[name] = template.Must(t.ParseFS(templateFS, "templates/"+name+".html"))
 	}

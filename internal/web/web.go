@@ -1,12 +1,15 @@
 // Package web owns the reset page a customer reaches from a reset link
 // (SPEC §6): it checks the link without spending it, moves the token out
 // of the URL into a sealed short-lived cookie, shows the institution's form
-// with its password policy, guards the POST against forgery, and turns the
-// domain's answers into pages. Templates and the stylesheet are embedded;
-// the page needs no JavaScript and loads nothing from elsewhere.
+// with its password policy (and the knowledge facts it requires, SPEC §7),
+// guards the POST against forgery, and turns the domain's answers into
+// pages. It also owns the "this wasn't me" page a dispute link opens.
+// Templates and the stylesheet are embedded; the pages need no JavaScript
+// and load nothing from elsewhere.
 package web
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -23,9 +26,12 @@ import (
 // Service is what the page needs from the domain; *reset.Service has it.
 type Service interface {
 	InspectToken(ctx context.Context, token string) (reset.TokenInfo, error)
-	ChangePassword(ctx context.Context, a reset.Actor, token, newPassword string) error
+	// ChangePasswordWithFacts takes nil facts when none are required.
+	ChangePasswordWithFacts(ctx context.Context, a reset.Actor, token, newPassword string, facts map[string]string) error
 	Settings(ctx context.Context, institutionID string) (reset.Settings, error)
 	VerifyOTP(ctx context.Context, a reset.Actor, institutionID string, in reset.OTPVerifyInput) (token string, expiresAt time.Time, err error)
+	InspectDispute(ctx context.Context, token string) (reset.DisputeInfo, error)
+	ConfirmDispute(ctx context.Context, a reset.Actor, token string) (reset.DisputeInfo, error)
 }
 
 // Router is where the page's routes go: the server's mux, so its
@@ -71,6 +77,9 @@ func Register(r Router, c Config) {
 	r.Handle("POST /reset", http.HandlerFunc(h.submit))
 	r.Handle("GET /reset/code", http.HandlerFunc(h.codeForm))
 	r.Handle("POST /reset/code", http.HandlerFunc(h.codeSubmit))
+	r.Handle("GET /reset/dispute", http.HandlerFunc(h.disputeOpen))
+	r.Handle("GET "+disputeConfirmPath, http.HandlerFunc(h.disputeForm))
+	r.Handle("POST "+disputeConfirmPath, http.HandlerFunc(h.disputeConfirm))
 	r.Handle("GET "+assetPath, http.HandlerFunc(h.pages.serveCSS))
 }
 
@@ -129,7 +138,15 @@ func (h *handler) form(w http.ResponseWriter, r *http.Request) {
 		h.sessionFail(w, r, s, err, "")
 		return
 	}
-	h.pages.render(w, r, http.StatusOK, pageForm, h.formView(s, info))
+	required, err := h.requiredFacts(r.Context(), s, info)
+	if err != nil {
+		h.sessionFail(w, r, s, err, info.DisplayName)
+		return
+	}
+	v := h.formView(s, info)
+	v.Facts = factFields(required)
+	describe(v.Facts, false)
+	h.pages.render(w, r, http.StatusOK, pageForm, v)
 }
 
 func (h *handler) formView(s session, info reset.TokenInfo) view {
@@ -165,22 +182,34 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 		h.sessionFail(w, r, s, err, "")
 		return
 	}
+	// The facts asked for are those the settings require now, so a form
+	// opened before requireFacts changed comes back with the fields to fill.
+	required, err := h.requiredFacts(r.Context(), s, info)
+	if err != nil {
+		h.sessionFail(w, r, s, err, info.DisplayName)
+		return
+	}
+	facts, fields, factsBad := readFacts(required, r.PostForm)
 	pw, confirm := r.PostForm.Get(fieldPassword), r.PostForm.Get(fieldConfirm)
 	v := h.formView(s, info)
-	v.Error = true
+	v.Error, v.Facts = true, fields
+	// Every error of the form at once, the focus on the first (the facts
+	// come first on the page).
 	switch {
 	case pw == "":
-		v.PasswordErrors, v.Focus = []string{"Enter a new password."}, fieldPassword
-		h.pages.render(w, r, http.StatusUnprocessableEntity, pageForm, v)
-		return
+		v.PasswordErrors = []string{"Enter a new password."}
 	case pw != confirm:
 		// Keep the new password (the field without the error) and clear
 		// the confirmation, where the customer types again.
-		v.Password, v.ConfirmError, v.Focus = pw, "The passwords do not match. Type your new password again.", fieldConfirm
+		v.Password, v.ConfirmError = pw, "The passwords do not match. Type your new password again."
+	}
+	if factsBad || v.PasswordErrors != nil || v.ConfirmError != "" {
+		v.Focus = cmp.Or(firstFactError(fields), focusOf(v))
+		describe(v.Facts, false)
 		h.pages.render(w, r, http.StatusUnprocessableEntity, pageForm, v)
 		return
 	}
-	err = h.svc.ChangePassword(r.Context(), h.actorFor(w, r), s.Token, pw)
+	err = h.svc.ChangePasswordWithFacts(r.Context(), h.actorFor(w, r), s.Token, pw, facts)
 	var pol *reset.PolicyError
 	switch {
 	case err == nil:
@@ -194,10 +223,35 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 			v.PasswordErrors = append(v.PasswordErrors, vi.Message)
 		}
 		v.Focus = fieldPassword
+		describe(v.Facts, false)
 		h.pages.render(w, r, http.StatusUnprocessableEntity, pageForm, v)
+	case errors.Is(err, reset.ErrOTPInvalid) && len(v.Facts) > 0:
+		// A wrong fact (the domain counted it as a wrong try): one message
+		// for the facts as a whole, never which one. The password was not
+		// looked at; it is not kept either, as nothing of a refused
+		// attempt is.
+		v.FactsError, v.Focus = factsMismatch, v.Facts[0].Name
+		describe(v.Facts, true)
+		h.pages.render(w, r, http.StatusUnprocessableEntity, pageForm, v)
+	case errors.Is(err, reset.ErrOTPInvalid):
+		// The institution began requiring facts between this read of its
+		// settings and the domain's: opening the form again shows them.
+		h.message(w, r, http.StatusUnprocessableEntity, info.DisplayName, "Please confirm your details",
+			factsMismatch+" Open the link from your message again and fill in every field.")
 	default:
 		h.sessionFail(w, r, s, err, info.DisplayName)
 	}
+}
+
+// focusOf is the first password field in error.
+func focusOf(v view) string {
+	switch {
+	case v.PasswordErrors != nil:
+		return fieldPassword
+	case v.ConfirmError != "":
+		return fieldConfirm
+	}
+	return ""
 }
 
 // sessionFail is fail for a request with a session: a token found gone

@@ -26,8 +26,11 @@ const testToken = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 // fakeReset answers as the domain would, with the error a test chooses.
 type fakeReset struct {
-	changeErr error
-	changed   []string
+	changeErr    error
+	changed      []string
+	facts        []map[string]string // the facts of each change, in order
+	requireFacts []string
+	disputed     int
 }
 
 func (f *fakeReset) InspectToken(ctx context.Context, tok string) (reset.TokenInfo, error) {
@@ -38,13 +41,32 @@ func (f *fakeReset) InspectToken(ctx context.Context, tok string) (reset.TokenIn
 		Policy: password.Policy{MinLength: 12}, ExpiresAt: time.Unix(2_000_000_000, 0).Add(time.Hour)}, nil
 }
 
-func (f *fakeReset) ChangePassword(ctx context.Context, a reset.Actor, tok, pw string) error {
+func (f *fakeReset) ChangePasswordWithFacts(ctx context.Context, a reset.Actor, tok, pw string, facts map[string]string) error {
 	f.changed = append(f.changed, pw)
+	f.facts = append(f.facts, facts)
 	return f.changeErr
 }
 
+func (f *fakeReset) InspectDispute(ctx context.Context, tok string) (reset.DisputeInfo, error) {
+	if tok != testToken || f.disputed > 0 {
+		return reset.DisputeInfo{}, reset.ErrGone
+	}
+	return reset.DisputeInfo{DisplayName: "Acme Bank"}, nil
+}
+
+func (f *fakeReset) ConfirmDispute(ctx context.Context, a reset.Actor, tok string) (reset.DisputeInfo, error) {
+	info, err := f.InspectDispute(ctx, tok)
+	if err == nil {
+		f.disputed++
+	}
+	return info, err
+}
+
 func (f *fakeReset) Settings(ctx context.Context, id string) (reset.Settings, error) {
-	return reset.Settings{}, reset.ErrNotFound
+	if id != "acme" {
+		return reset.Settings{}, reset.ErrNotFound
+	}
+	return reset.Settings{DisplayName: "Acme Bank", OTPLength: 6, RequireFacts: f.requireFacts}, nil
 }
 
 func (f *fakeReset) VerifyOTP(ctx context.Context, a reset.Actor, id string, in reset.OTPVerifyInput) (string, time.Time, error) {
