@@ -70,11 +70,8 @@ func (s *Service) ContactMethods(ctx context.Context, institutionID, userID stri
 	}
 	var u store.User
 	err := s.Store.View(ctx, func(tx store.Tx) (err error) {
-		if _, err = s.settingsIn(ctx, tx, institutionID); err != nil {
-			return err
-		}
-		u, err = tx.User(ctx, institutionID, userID)
-		return mapNotFound(err)
+		_, u, err = s.userIn(ctx, tx, institutionID, userID)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -129,13 +126,9 @@ func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, c
 	var expires time.Time
 	var masked, channel string
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		st, err := s.settingsIn(ctx, tx, institutionID)
+		st, u, err := s.userIn(ctx, tx, institutionID, userID)
 		if err != nil {
 			return err
-		}
-		u, err := tx.User(ctx, institutionID, userID)
-		if err != nil {
-			return mapNotFound(err)
 		}
 		var cm ContactMethod
 		for _, c := range s.contactMethods(u) {

@@ -171,6 +171,17 @@ func (s *Service) settingsIn(ctx context.Context, tx store.Tx, institutionID str
 	return s.decode(in)
 }
 
+// userIn reads an institution's settings and one of its users: the
+// institution or the user missing is ErrNotFound.
+func (s *Service) userIn(ctx context.Context, tx store.Tx, institutionID, userID string) (Settings, store.User, error) {
+	st, err := s.settingsIn(ctx, tx, institutionID)
+	if err != nil {
+		return st, store.User{}, err
+	}
+	u, err := tx.User(ctx, institutionID, userID)
+	return st, u, mapNotFound(err)
+}
+
 func (s *Service) decode(in store.Institution) (Settings, error) {
 	st, err := decodeSettings(in.Settings, s.PublicURL)
 	if err != nil {
@@ -320,7 +331,11 @@ func NormalizePhone(p string) (string, error) {
 	if phonenumbers.GetNumberType(num) == phonenumbers.PREMIUM_RATE {
 		return "", invalid("phone", "premium-rate numbers are not accepted")
 	}
-	return phonenumbers.Format(num, phonenumbers.E164), nil
+	e164 := phonenumbers.Format(num, phonenumbers.E164)
+	if len(e164) > 16 { // E.164 allows at most 15 digits; libphonenumber's metadata lets some longer through
+		return "", invalid("phone", "not a valid phone number")
+	}
+	return e164, nil
 }
 
 func validUsername(u string) bool {
@@ -607,13 +622,9 @@ func (s *Service) SendResetLink(ctx context.Context, a Actor, institutionID, use
 	}
 	var pending ApprovalRequest
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		st, err := s.settingsIn(ctx, tx, institutionID)
+		st, u, err := s.userIn(ctx, tx, institutionID, userID)
 		if err != nil {
 			return err
-		}
-		u, err := tx.User(ctx, institutionID, userID)
-		if err != nil {
-			return mapNotFound(err)
 		}
 		if !st.AdminResetApproval {
 			return s.sendLink(ctx, tx, st, u, method, a)

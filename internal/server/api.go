@@ -194,6 +194,10 @@ func AuditJSON(rs []store.AuditRecord) []auditJSON {
 
 func (s *Server) audit(w http.ResponseWriter, r *http.Request, c auth.Claims) {
 	var since time.Time
+	if len(r.URL.Query()["since"]) > 1 {
+		s.fail(w, r, &reset.InvalidError{Field: "since", Detail: "give since at most once"})
+		return
+	}
 	if v := r.URL.Query().Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
@@ -210,7 +214,20 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, c auth.Claims) {
 	writeJSON(w, http.StatusOK, map[string]any{"records": AuditJSON(rs)})
 }
 
+// changePassword is P/password/change: 204 on success.
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
+	s.change(w, r, http.StatusNoContent)
+}
+
+// changePasswordCompat is seed 002's ChangePassword: the same rules,
+// answering 200 {}.
+func (s *Server) changePasswordCompat(w http.ResponseWriter, r *http.Request) {
+	s.change(w, r, http.StatusOK)
+}
+
+// change consumes a reset token and sets the password for both change
+// endpoints; they differ only in their success answer.
+func (s *Server) change(w http.ResponseWriter, r *http.Request, success int) {
 	w.Header().Set("Cache-Control", "no-store")
 	var body changeBody
 	if err := decode(r, &body, false); err != nil {
@@ -221,7 +238,11 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	if success == http.StatusNoContent {
+		w.WriteHeader(success)
+		return
+	}
+	writeJSON(w, success, struct{}{})
 }
 
 // changeBody is the body of both change endpoints.

@@ -107,19 +107,3 @@ func (s *Server) sendResetPassword(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, email)
 }
-
-// changePasswordCompat is seed 002's ChangePassword: the same rules as
-// P/password/change, answering 200 {}.
-func (s *Server) changePasswordCompat(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	var body changeBody
-	if err := decode(r, &body, false); err != nil {
-		s.bad(w, r, err)
-		return
-	}
-	if err := s.reset.ChangePasswordWithFacts(r.Context(), actor(r, ""), body.Token, body.NewPassword, body.Facts); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, struct{}{})
-}
