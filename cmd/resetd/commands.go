@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -92,7 +93,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 	}
-	logger.Info("resetd listening", "addr", ln.Addr().String(), "public_url", a.PublicURL(), "db", g.DB, "version", version)
+	logger.Info("resetd listening", "addr", ln.Addr().String(), "public_url", a.PublicURL(), "db", redactDSN(g.DB), "version", version)
 	return a.Serve(ctx, ln)
 }
 
@@ -387,4 +388,12 @@ func (c *VersionCmd) Run(g *Globals) error {
 	}
 	fmt.Fprintln(g.stdout, "resetd", version)
 	return nil
+}
+
+// redactDSN hides a database password from logs.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return dsn
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/resetd/resetd/internal/seal"
 	"github.com/resetd/resetd/internal/server"
 	"github.com/resetd/resetd/internal/store"
+	"github.com/resetd/resetd/internal/store/postgres"
 	"github.com/resetd/resetd/internal/store/sqlite"
 	"github.com/resetd/resetd/internal/web"
 )
@@ -173,7 +174,18 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.S
 		}
 		return s, nil
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return nil, errors.New("app: the PostgreSQL backend is not built yet; use sqlite:PATH")
+		// pgx's pool_* parameters in the URL size the pool (docs/DEPLOYMENT.md).
+		s, err := postgres.Open(ctx, dsn, postgres.Options{Queue: q, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		if !cfg.NoMigrate {
+			if err := s.Migrate(ctx); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
+		return s, nil
 	default:
 		return nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
 	}

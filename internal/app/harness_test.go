@@ -120,7 +120,7 @@ func (h *harness) start() {
 	}
 	cfg := app.Config{
 		Addr:   ln.Addr().String(),
-		DB:     "sqlite:" + h.dbPath,
+		DB:     harnessDB(h.t, h.dbPath),
 		SMTP:   h.mail.URL("noreply@resetd.example"),
 		SMS:    h.sms.URL("+15005550006"),
 		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -214,7 +214,10 @@ type Tx interface {
 	// and returns the count so far in that window.
 	Hit(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
 	// Count returns the events counted against key in the window
-	// containing now, without adding one.
+	// containing now, without adding one. Inside Update, Count and Hit
+	// hold key until the transaction ends, so a read-then-add on one key
+	// is never interleaved with another transaction's (no lost updates on
+	// caps; SQLite gets this from its single writer).
 	Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
 }
 

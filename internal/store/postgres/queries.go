@@ -1,0 +1,751 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/resetd/resetd/internal/store"
+)
+
+// storable reports whether strings can be PostgreSQL text: valid UTF-8
+// without NUL. No stored row can match one that is not, so a lookup by it
+// is simply not found (as on SQLite) instead of a database error.
+func storable(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// text makes s storable, replacing what PostgreSQL text cannot hold.
+func text(s string) string {
+	if storable(s) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// txn implements store.Tx on one pgx transaction; write is false in a View.
+type txn struct {
+	q     pgx.Tx
+	tx    pgx.Tx
+	s     *Store
+	write bool
+}
+
+// savepoint runs f so that an error it gets (a unique violation, say)
+// leaves the transaction usable, as it is on SQLite; without it PostgreSQL
+// refuses every later statement of the transaction.
+func (t *txn) savepoint(ctx context.Context, f func(q pgx.Tx) error) error {
+	sp, err := t.tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := f(sp); err != nil {
+		_ = sp.Rollback(ctx)
+		return err
+	}
+	return sp.Commit(ctx)
+}
+
+const institutionCols = `id, is_default, settings, created_at, updated_at`
+
+func scanInstitution(row pgx.Row) (store.Institution, error) {
+	var in store.Institution
+	var c, u time.Time
+	err := row.Scan(&in.ID, &in.IsDefault, &in.Settings, &c, &u)
+	in.CreatedAt, in.UpdatedAt = fromTS(c), fromTS(u)
+	return in, err
+}
+
+func (t *txn) Institution(ctx context.Context, id string) (store.Institution, error) {
+	if !storable(id) {
+		return store.Institution{}, fmt.Errorf("postgres: institution: %w", store.ErrNotFound)
+	}
+	in, err := scanInstitution(t.q.QueryRow(ctx, `SELECT `+institutionCols+` FROM institutions WHERE id = $1`, id))
+	if err != nil {
+		return in, wrap(err, "institution")
+	}
+	return in, nil
+}
+
+// LockInstitution takes the row lock: a concurrent read-modify-write of
+// the settings on any replica waits for this transaction to end, then
+// reads what it wrote.
+func (t *txn) LockInstitution(ctx context.Context, id string) (store.Institution, error) {
+	if !storable(id) {
+		return store.Institution{}, fmt.Errorf("postgres: lock institution: %w", store.ErrNotFound)
+	}
+	in, err := scanInstitution(t.q.QueryRow(ctx, `SELECT `+institutionCols+` FROM institutions WHERE id = $1 FOR UPDATE`, id))
+	if err != nil {
+		return in, wrap(err, "lock institution")
+	}
+	return in, nil
+}
+
+func (t *txn) DefaultInstitution(ctx context.Context) (store.Institution, error) {
+	in, err := scanInstitution(t.q.QueryRow(ctx, `SELECT `+institutionCols+` FROM institutions WHERE is_default ORDER BY id LIMIT 1`))
+	if err != nil {
+		return in, wrap(err, "default institution")
+	}
+	return in, nil
+}
+
+func (t *txn) PutInstitution(ctx context.Context, in store.Institution) error {
+	if in.IsDefault {
+		// Two replicas making two different institutions the default at
+		// once would each clear the other's flag before it is committed
+		// and leave both set; this lock makes them take turns.
+		if _, err := t.q.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('resetd.default_institution'))`); err != nil {
+			return wrap(err, "put institution")
+		}
+		if _, err := t.q.Exec(ctx, `UPDATE institutions SET is_default = false WHERE is_default AND id <> $1`, in.ID); err != nil {
+			return wrap(err, "put institution")
+		}
+	}
+	settings := in.Settings
+	if settings == nil {
+		settings = []byte{}
+	}
+	_, err := t.q.Exec(ctx, `INSERT INTO institutions (id, is_default, settings, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (id) DO UPDATE SET is_default = excluded.is_default, settings = excluded.settings, updated_at = excluded.updated_at`,
+		in.ID, in.IsDefault, settings, ts(in.CreatedAt), ts(in.UpdatedAt))
+	if err != nil {
+		return wrap(err, "put institution")
+	}
+	return nil
+}
+
+func (t *txn) SetSettings(ctx context.Context, id string, settings []byte, now time.Time) error {
+	if !storable(id) {
+		return fmt.Errorf("postgres: set settings: %w", store.ErrNotFound)
+	}
+	if settings == nil {
+		settings = []byte{}
+	}
+	tag, err := t.q.Exec(ctx, `UPDATE institutions SET settings = $1, updated_at = $2 WHERE id = $3`, settings, ts(now), id)
+	if err != nil {
+		return wrap(err, "set settings")
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: set settings: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+const userCols = `institution_id, id, username, email, phone, status, password_hash, created_at, updated_at, email_changed_at, phone_changed_at, locked_until, facts`
+
+// userSelect reads facts as text: the JSON is decoded here, as on SQLite.
+const userSelect = `SELECT institution_id, id, username, email, phone, status, password_hash, created_at, updated_at, email_changed_at, phone_changed_at, locked_until, facts::text FROM users`
+
+func scanUser(row pgx.Row) (store.User, error) {
+	var u store.User
+	var c, up time.Time
+	var ec, pc, lu *time.Time
+	var facts string
+	err := row.Scan(&u.InstitutionID, &u.ID, &u.Username, &u.Email, &u.Phone, &u.Status, &u.PasswordHash, &c, &up, &ec, &pc, &lu, &facts)
+	u.CreatedAt, u.UpdatedAt = fromTS(c), fromTS(up)
+	u.EmailChangedAt, u.PhoneChangedAt, u.LockedUntil = fromNullTS(ec), fromNullTS(pc), fromNullTS(lu)
+	if err == nil {
+		err = json.Unmarshal([]byte(facts), &u.Facts)
+	}
+	return u, err
+}
+
+func (t *txn) User(ctx context.Context, institutionID, userID string) (store.User, error) {
+	if !storable(institutionID, userID) {
+		return store.User{}, fmt.Errorf("postgres: user: %w", store.ErrNotFound)
+	}
+	u, err := scanUser(t.q.QueryRow(ctx, userSelect+` WHERE institution_id = $1 AND id = $2`, institutionID, userID))
+	if err != nil {
+		return u, wrap(err, "user")
+	}
+	return u, nil
+}
+
+func (t *txn) UserByUsername(ctx context.Context, institutionID, username string) (store.User, error) {
+	if !storable(institutionID, username) {
+		return store.User{}, fmt.Errorf("postgres: user by username: %w", store.ErrNotFound)
+	}
+	u, err := scanUser(t.q.QueryRow(ctx, userSelect+` WHERE institution_id = $1 AND username_key = $2`, institutionID, store.UsernameKey(username)))
+	if err != nil {
+		return u, wrap(err, "user by username")
+	}
+	return u, nil
+}
+
+// PutUser upserts in one statement; xmax = 0 tells a freshly inserted row
+// from an updated one, so "created" is right even when two replicas put
+// the same new user at once.
+func (t *txn) PutUser(ctx context.Context, u store.User) (bool, error) {
+	facts, err := json.Marshal(u.Facts)
+	if err != nil || u.Facts == nil {
+		facts = []byte("{}")
+	}
+	var created bool
+	err = t.savepoint(ctx, func(q pgx.Tx) error {
+		return q.QueryRow(ctx, `INSERT INTO users (`+userCols+`, username_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14)
+			ON CONFLICT (institution_id, id) DO UPDATE SET username = excluded.username, username_key = excluded.username_key,
+			email = excluded.email, phone = excluded.phone, status = excluded.status, password_hash = excluded.password_hash,
+			updated_at = excluded.updated_at, email_changed_at = excluded.email_changed_at, phone_changed_at = excluded.phone_changed_at,
+			locked_until = excluded.locked_until, facts = excluded.facts
+			RETURNING xmax = 0`,
+			u.InstitutionID, u.ID, u.Username, u.Email, u.Phone, u.Status, u.PasswordHash, ts(u.CreatedAt), ts(u.UpdatedAt),
+			nullTS(u.EmailChangedAt), nullTS(u.PhoneChangedAt), nullTS(u.LockedUntil), string(facts), store.UsernameKey(u.Username)).
+			Scan(&created)
+	})
+	if err != nil {
+		err = mapErr(err)
+		if errors.Is(err, store.ErrConflict) {
+			return false, fmt.Errorf("postgres: put user: username taken: %w", store.ErrConflict)
+		}
+		return false, fmt.Errorf("postgres: put user: %w", err)
+	}
+	return created, nil
+}
+
+func (t *txn) DeleteUser(ctx context.Context, institutionID, userID string) error {
+	if !storable(institutionID, userID) {
+		return fmt.Errorf("postgres: delete user: %w", store.ErrNotFound)
+	}
+	tag, err := t.q.Exec(ctx, `DELETE FROM users WHERE institution_id = $1 AND id = $2`, institutionID, userID)
+	if err != nil {
+		return wrap(err, "delete user")
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: delete user: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *txn) SetPassword(ctx context.Context, institutionID, userID, hash string, now time.Time) error {
+	if !storable(institutionID, userID) {
+		return fmt.Errorf("postgres: set password: %w", store.ErrNotFound)
+	}
+	tag, err := t.q.Exec(ctx, `UPDATE users SET password_hash = $1, updated_at = $2 WHERE institution_id = $3 AND id = $4`, hash, ts(now), institutionID, userID)
+	if err != nil {
+		return wrap(err, "set password")
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: set password: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *txn) PasswordHistory(ctx context.Context, institutionID, userID string, n int) ([]string, error) {
+	if !storable(institutionID, userID) {
+		return nil, nil
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	rows, err := t.q.Query(ctx, `SELECT hash FROM password_history WHERE institution_id = $1 AND user_id = $2 ORDER BY id DESC LIMIT $3`, institutionID, userID, n)
+	if err != nil {
+		return nil, wrap(err, "password history")
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, wrap(err, "password history")
+		}
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(err, "password history")
+	}
+	return out, nil
+}
+
+func (t *txn) AddPasswordHistory(ctx context.Context, institutionID, userID, hash string, now time.Time, keep int) error {
+	if _, err := t.q.Exec(ctx, `INSERT INTO password_history (institution_id, user_id, hash, created_at) VALUES ($1, $2, $3, $4)`, institutionID, userID, hash, ts(now)); err != nil {
+		return wrap(err, "add password history")
+	}
+	if keep < 0 {
+		return nil // as SQLite's LIMIT -1: keep everything
+	}
+	// Keep the history bounded: the policy never looks further back than
+	// its maximum, and old hashes are liabilities.
+	_, err := t.q.Exec(ctx, `DELETE FROM password_history WHERE institution_id = $1 AND user_id = $2 AND id NOT IN
+		(SELECT id FROM password_history WHERE institution_id = $1 AND user_id = $2 ORDER BY id DESC LIMIT $3)`,
+		institutionID, userID, keep)
+	if err != nil {
+		return wrap(err, "trim password history")
+	}
+	return nil
+}
+
+// InsertToken reports a duplicate hash without raising an error, so the
+// transaction stays usable (as on SQLite) at no savepoint's cost on this
+// hot path.
+func (t *txn) InsertToken(ctx context.Context, tk store.Token) error {
+	tag, err := t.q.Exec(ctx, `INSERT INTO tokens (hash, institution_id, user_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (hash) DO NOTHING`,
+		tk.Hash, tk.InstitutionID, tk.UserID, tk.Purpose, ts(tk.CreatedAt), ts(tk.ExpiresAt))
+	if err != nil {
+		return wrap(err, "insert token")
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: insert token: %w", store.ErrConflict)
+	}
+	return nil
+}
+
+func (t *txn) LookupToken(ctx context.Context, hash []byte, now time.Time) (store.Token, error) {
+	tk := store.Token{Hash: hash}
+	var c, e time.Time
+	err := t.q.QueryRow(ctx, `SELECT institution_id, user_id, purpose, created_at, expires_at FROM tokens WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`,
+		hash, ts(now)).Scan(&tk.InstitutionID, &tk.UserID, &tk.Purpose, &c, &e)
+	if err != nil {
+		return tk, wrap(err, "token")
+	}
+	tk.CreatedAt, tk.ExpiresAt = fromTS(c), fromTS(e)
+	return tk, nil
+}
+
+// ConsumeToken is one UPDATE: of concurrent redemptions on any replicas,
+// the first takes the row lock and the others, re-checking used_at once it
+// commits, match nothing.
+func (t *txn) ConsumeToken(ctx context.Context, hash []byte, now time.Time) (store.Token, error) {
+	tk := store.Token{Hash: hash, UsedAt: ts(now)}
+	var c, e time.Time
+	err := t.q.QueryRow(ctx, `UPDATE tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND expires_at > $1
+		RETURNING institution_id, user_id, purpose, created_at, expires_at`,
+		ts(now), hash).Scan(&tk.InstitutionID, &tk.UserID, &tk.Purpose, &c, &e)
+	if err != nil {
+		return store.Token{Hash: hash}, wrap(err, "consume token")
+	}
+	tk.CreatedAt, tk.ExpiresAt = fromTS(c), fromTS(e)
+	return tk, nil
+}
+
+func (t *txn) KillTokens(ctx context.Context, institutionID, userID string, now time.Time, purposes ...string) error {
+	if !storable(institutionID, userID) {
+		return nil
+	}
+	var err error
+	if len(purposes) == 0 {
+		_, err = t.q.Exec(ctx, `UPDATE tokens SET used_at = $1 WHERE institution_id = $2 AND user_id = $3 AND used_at IS NULL`,
+			ts(now), institutionID, userID)
+	} else {
+		_, err = t.q.Exec(ctx, `UPDATE tokens SET used_at = $1 WHERE institution_id = $2 AND user_id = $3 AND used_at IS NULL AND purpose = ANY($4)`,
+			ts(now), institutionID, userID, purposes)
+	}
+	if err != nil {
+		return wrap(err, "kill tokens")
+	}
+	return nil
+}
+
+func (t *txn) PutOTP(ctx context.Context, o store.OTP) error {
+	_, err := t.q.Exec(ctx, `INSERT INTO otps (institution_id, user_id, mac, channel, created_at, expires_at, attempts, max_attempts, used_at)
+		VALUES ($1, $2, $3, $4, $5, $6, 0, $7, NULL)
+		ON CONFLICT (institution_id, user_id) DO UPDATE SET mac = excluded.mac, channel = excluded.channel, created_at = excluded.created_at,
+		expires_at = excluded.expires_at, attempts = 0, max_attempts = excluded.max_attempts, used_at = NULL`,
+		o.InstitutionID, o.UserID, o.MAC, o.Channel, ts(o.CreatedAt), ts(o.ExpiresAt), o.MaxAttempts)
+	if err != nil {
+		return wrap(err, "put otp")
+	}
+	return nil
+}
+
+// LockOTP takes the row lock, so concurrent verifications of one OTP on
+// any replicas count their wrong tries one after another.
+func (t *txn) LockOTP(ctx context.Context, institutionID, userID string) (store.OTP, error) {
+	if !storable(institutionID, userID) {
+		return store.OTP{InstitutionID: institutionID, UserID: userID}, fmt.Errorf("postgres: otp: %w", store.ErrNotFound)
+	}
+	o := store.OTP{InstitutionID: institutionID, UserID: userID}
+	var c, e time.Time
+	var u *time.Time
+	err := t.q.QueryRow(ctx, `SELECT mac, channel, created_at, expires_at, attempts, max_attempts, used_at FROM otps
+		WHERE institution_id = $1 AND user_id = $2 FOR UPDATE`,
+		institutionID, userID).Scan(&o.MAC, &o.Channel, &c, &e, &o.Attempts, &o.MaxAttempts, &u)
+	if err != nil {
+		return o, wrap(err, "otp")
+	}
+	o.CreatedAt, o.ExpiresAt, o.UsedAt = fromTS(c), fromTS(e), fromNullTS(u)
+	return o, nil
+}
+
+func (t *txn) UpdateOTP(ctx context.Context, o store.OTP) error {
+	_, err := t.q.Exec(ctx, `UPDATE otps SET attempts = $1, used_at = $2 WHERE institution_id = $3 AND user_id = $4 AND mac = $5`,
+		o.Attempts, nullTS(o.UsedAt), o.InstitutionID, o.UserID, o.MAC)
+	if err != nil {
+		return wrap(err, "update otp")
+	}
+	return nil
+}
+
+func (t *txn) KillOTP(ctx context.Context, institutionID, userID string, now time.Time) error {
+	if !storable(institutionID, userID) {
+		return nil
+	}
+	_, err := t.q.Exec(ctx, `UPDATE otps SET used_at = $1 WHERE institution_id = $2 AND user_id = $3 AND used_at IS NULL`, ts(now), institutionID, userID)
+	if err != nil {
+		return wrap(err, "kill otp")
+	}
+	return nil
+}
+
+func (t *txn) InsertDelivery(ctx context.Context, d store.Delivery) (int64, error) {
+	var id int64
+	err := t.q.QueryRow(ctx, `INSERT INTO deliveries (institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, 0, '', $7, $7) RETURNING id`,
+		d.InstitutionID, d.UserID, d.Kind, d.Channel, d.Destination, d.State, ts(d.CreatedAt)).Scan(&id)
+	if err != nil {
+		return 0, wrap(err, "insert delivery")
+	}
+	return id, nil
+}
+
+// Enqueue inserts the job in this very transaction (River's InsertTx):
+// it commits with the state that caused it, or vanishes with it.
+func (t *txn) Enqueue(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) error {
+	if !t.write {
+		return errors.New("postgres: enqueue outside a write transaction")
+	}
+	if _, err := t.s.river.InsertTx(ctx, t.tx, args, opts); err != nil {
+		return fmt.Errorf("postgres: enqueue: %w", err)
+	}
+	return nil
+}
+
+// InsertAudit records what a client sent as faithfully as PostgreSQL's
+// text allows: a NUL or a byte that is not UTF-8 (a hostile client id,
+// say) becomes U+FFFD, where SQLite would keep the bytes. An audit record
+// must be written, and cannot be refused for what it reports.
+func (t *txn) InsertAudit(ctx context.Context, r store.AuditRecord) error {
+	_, err := t.q.Exec(ctx, `INSERT INTO audit (time, action, institution_id, user_id, client_id, ip, transaction_id, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		ts(r.Time), text(r.Action), text(r.InstitutionID), text(r.UserID), text(r.ClientID), text(r.IP), text(r.TransactionID), text(r.Outcome))
+	if err != nil {
+		return wrap(err, "insert audit")
+	}
+	return nil
+}
+
+func windowStart(now time.Time, window time.Duration) time.Time {
+	return ts(now.Truncate(window))
+}
+
+// Counters and the domain's check-then-act. The domain often reads a
+// counter (Count) and, on what it read, decides whether to add to it (Hit)
+// in the same transaction: "fewer than 10 wrong tries today? then check
+// this one". SQLite runs one write transaction at a time, so that is
+// safe there. Here, in a write transaction, Count and Hit first take a
+// transaction-scoped advisory lock on the key, so the transactions of all
+// replicas that touch one counter take turns from their first look at it
+// to their commit, and the check-then-act stays exact. (A row lock would
+// not do: there is no row to lock before the first hit of a window.)
+// Keys are locked by a 64-bit hash; two keys sharing one only wait for
+// each other.
+
+// counterLock is the advisory lock id of a counter key: 64 bits of FNV-1a
+// over a resetd prefix and the key.
+func counterLock(key string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("resetd.counter\x00"))
+	h.Write([]byte(key))
+	return int64(h.Sum64())
+}
+
+// Hit is one statement that takes the key's lock, then upserts: every hit
+// on any replica gets its own count, so a limit of N admits exactly N. (The
+// upsert's conflict branch works on the newest row version, whatever the
+// statement's snapshot, so folding the lock in is safe.)
+func (t *txn) Hit(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
+	var n int
+	err := t.q.QueryRow(ctx, `INSERT INTO rate_counters AS rc (key, window_start, count)
+		SELECT $1, $2, 1 FROM (SELECT pg_advisory_xact_lock($3)) AS lock
+		ON CONFLICT (key) DO UPDATE SET count = CASE WHEN rc.window_start = excluded.window_start THEN rc.count + 1 ELSE 1 END,
+		window_start = excluded.window_start RETURNING count`, []byte(key), windowStart(now, window), counterLock(key)).Scan(&n)
+	if err != nil {
+		return 0, wrap(err, "hit")
+	}
+	return n, nil
+}
+
+// Count reads a counter; in a write transaction it first takes the key's
+// lock (see above) in a statement of its own, so that the read takes its
+// snapshot after the wait. In a View it only reads.
+func (t *txn) Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
+	if t.write {
+		if _, err := t.q.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, counterLock(key)); err != nil {
+			return 0, wrap(err, "count")
+		}
+	}
+	var n int
+	err := t.q.QueryRow(ctx, `SELECT count FROM rate_counters WHERE key = $1 AND window_start = $2`, []byte(key), windowStart(now, window)).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, wrap(err, "count")
+	}
+	return n, nil
+}
+
+// Store-level operations: single statements in their own transactions.
+
+func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
+	if !storable(id) {
+		return store.Client{ID: id}, fmt.Errorf("postgres: client: %w", store.ErrNotFound)
+	}
+	c := store.Client{ID: id}
+	var created time.Time
+	err := s.pool.QueryRow(ctx, `SELECT institution_id, name, secret_hash, scopes, created_at FROM clients WHERE id = $1`, id).
+		Scan(&c.InstitutionID, &c.Name, &c.SecretHash, &c.Scopes, &created)
+	if err != nil {
+		return c, wrap(err, "client")
+	}
+	c.CreatedAt = fromTS(created)
+	if len(c.Scopes) == 0 {
+		c.Scopes = nil
+	}
+	return c, nil
+}
+
+func (s *Store) InsertClient(ctx context.Context, c store.Client) error {
+	scopes := c.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	secret := c.SecretHash
+	if secret == nil {
+		secret = []byte{}
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO clients (id, institution_id, name, secret_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		c.ID, c.InstitutionID, c.Name, secret, scopes, ts(c.CreatedAt))
+	if err != nil {
+		return wrap(err, "insert client")
+	}
+	return nil
+}
+
+func (s *Store) SigningKeys(ctx context.Context) ([]store.SigningKey, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, alg, private_key, public_key, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, id DESC`)
+	if err != nil {
+		return nil, wrap(err, "signing keys")
+	}
+	defer rows.Close()
+	var out []store.SigningKey
+	for rows.Next() {
+		var k store.SigningKey
+		var c time.Time
+		var r *time.Time
+		if err := rows.Scan(&k.ID, &k.Alg, &k.Private, &k.Public, &c, &r); err != nil {
+			return nil, wrap(err, "signing keys")
+		}
+		k.CreatedAt, k.RetiredAt = fromTS(c), fromNullTS(r)
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(err, "signing keys")
+	}
+	return out, nil
+}
+
+func (s *Store) InsertSigningKey(ctx context.Context, k store.SigningKey) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO signing_keys (id, alg, private_key, public_key, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		k.ID, k.Alg, k.Private, k.Public, ts(k.CreatedAt), nullTS(k.RetiredAt))
+	if err != nil {
+		return wrap(err, "insert signing key")
+	}
+	return nil
+}
+
+// MetaSetIfAbsent is one upsert whose DO UPDATE touches nothing but locks
+// and returns the stored row: concurrent first starts of several replicas
+// all get the value the first of them committed. (ON CONFLICT DO NOTHING
+// followed by a SELECT in the same statement could miss a row committed
+// after the statement's snapshot.)
+func (s *Store) MetaSetIfAbsent(ctx context.Context, key string, value []byte) ([]byte, error) {
+	var out []byte
+	err := s.pool.QueryRow(ctx, `INSERT INTO meta AS m (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = m.value RETURNING value`, key, value).Scan(&out)
+	if err != nil {
+		return nil, wrap(err, "meta")
+	}
+	return out, nil
+}
+
+func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time) error {
+	_, err := s.pool.Exec(ctx, `UPDATE deliveries SET state = $1, attempts = $2, last_error = $3, updated_at = $4 WHERE id = $5`, state, attempts, lastError, ts(now), id)
+	if err != nil {
+		return wrap(err, "mark delivery")
+	}
+	return nil
+}
+
+const deliveryCols = `id, institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at`
+
+func scanDeliveries(rows pgx.Rows) ([]store.Delivery, error) {
+	defer rows.Close()
+	out := []store.Delivery{}
+	for rows.Next() {
+		var d store.Delivery
+		var c, u time.Time
+		if err := rows.Scan(&d.ID, &d.InstitutionID, &d.UserID, &d.Kind, &d.Channel, &d.Destination, &d.State, &d.Attempts, &d.LastError, &c, &u); err != nil {
+			return nil, wrap(err, "deliveries")
+		}
+		d.CreatedAt, d.UpdatedAt = fromTS(c), fromTS(u)
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(err, "deliveries")
+	}
+	return out, nil
+}
+
+// limitArg is a LIMIT parameter: a negative limit means none (SQLite's
+// LIMIT -1); PostgreSQL spells that NULL.
+func limitArg(n int) *int {
+	if n < 0 {
+		return nil
+	}
+	return &n
+}
+
+func (s *Store) Deliveries(ctx context.Context, institutionID, userID string, limit int) ([]store.Delivery, error) {
+	if !storable(institutionID, userID) {
+		return []store.Delivery{}, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+deliveryCols+` FROM deliveries WHERE institution_id = $1 AND user_id = $2 ORDER BY id DESC LIMIT $3`,
+		institutionID, userID, limitArg(limit))
+	if err != nil {
+		return nil, wrap(err, "deliveries")
+	}
+	return scanDeliveries(rows)
+}
+
+func (s *Store) AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]store.Delivery, error) {
+	var rows pgx.Rows
+	var err error
+	if failedOnly {
+		rows, err = s.pool.Query(ctx, `SELECT `+deliveryCols+` FROM deliveries WHERE state = $1 ORDER BY id DESC LIMIT $2`, store.DeliveryFailed, limitArg(limit))
+	} else {
+		rows, err = s.pool.Query(ctx, `SELECT `+deliveryCols+` FROM deliveries ORDER BY id DESC LIMIT $1`, limitArg(limit))
+	}
+	if err != nil {
+		return nil, wrap(err, "deliveries")
+	}
+	return scanDeliveries(rows)
+}
+
+func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error) {
+	if !storable(f.InstitutionID) {
+		return []store.AuditRecord{}, nil
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	// Newest last, but the limit keeps the newest records. Two statements
+	// rather than one with "$2 = '' OR …", whose generic plan could not use
+	// the institution index.
+	const cols = `id, time, action, institution_id, user_id, client_id, ip, transaction_id, outcome`
+	var rows pgx.Rows
+	var err error
+	if f.InstitutionID == "" {
+		rows, err = s.pool.Query(ctx, `SELECT * FROM (SELECT `+cols+` FROM audit WHERE time >= $1
+			ORDER BY time DESC, id DESC LIMIT $2) newest ORDER BY time, id`, ts(f.Since), limit)
+	} else {
+		rows, err = s.pool.Query(ctx, `SELECT * FROM (SELECT `+cols+` FROM audit WHERE institution_id = $1 AND time >= $2
+			ORDER BY time DESC, id DESC LIMIT $3) newest ORDER BY time, id`, f.InstitutionID, ts(f.Since), limit)
+	}
+	if err != nil {
+		return nil, wrap(err, "audit")
+	}
+	defer rows.Close()
+	out := []store.AuditRecord{}
+	for rows.Next() {
+		var r store.AuditRecord
+		var tm time.Time
+		if err := rows.Scan(&r.ID, &tm, &r.Action, &r.InstitutionID, &r.UserID, &r.ClientID, &r.IP, &r.TransactionID, &r.Outcome); err != nil {
+			return nil, wrap(err, "audit")
+		}
+		r.Time = fromTS(tm)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(err, "audit")
+	}
+	return out, nil
+}
+
+// LockUser sets the dispute lock (SPEC §7) that blocks new sends.
+func (t *txn) LockUser(ctx context.Context, institutionID, userID string, until time.Time) error {
+	if !storable(institutionID, userID) {
+		return fmt.Errorf("postgres: lock user: %w", store.ErrNotFound)
+	}
+	tag, err := t.q.Exec(ctx, `UPDATE users SET locked_until = $1 WHERE institution_id = $2 AND id = $3`, nullTS(until), institutionID, userID)
+	if err != nil {
+		return wrap(err, "lock user")
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: lock user: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *txn) InsertApproval(ctx context.Context, a store.Approval) error {
+	_, err := t.q.Exec(ctx, `INSERT INTO approvals (id, institution_id, user_id, method, requested_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		a.ID, a.InstitutionID, a.UserID, a.Method, a.RequestedBy, ts(a.CreatedAt), ts(a.ExpiresAt))
+	if err != nil {
+		return wrap(err, "insert approval")
+	}
+	return nil
+}
+
+// LockApproval takes the row lock: of two approvals of one request on
+// different replicas, the second sees the first's mark.
+func (t *txn) LockApproval(ctx context.Context, institutionID, id string) (store.Approval, error) {
+	if !storable(institutionID, id) {
+		return store.Approval{ID: id, InstitutionID: institutionID}, fmt.Errorf("postgres: approval: %w", store.ErrNotFound)
+	}
+	a := store.Approval{ID: id, InstitutionID: institutionID}
+	var c, e time.Time
+	var ap *time.Time
+	err := t.q.QueryRow(ctx, `SELECT user_id, method, requested_by, created_at, expires_at, approved_by, approved_at FROM approvals
+		WHERE institution_id = $1 AND id = $2 FOR UPDATE`,
+		institutionID, id).Scan(&a.UserID, &a.Method, &a.RequestedBy, &c, &e, &a.ApprovedBy, &ap)
+	if err != nil {
+		return a, wrap(err, "approval")
+	}
+	a.CreatedAt, a.ExpiresAt, a.ApprovedAt = fromTS(c), fromTS(e), fromNullTS(ap)
+	return a, nil
+}
+
+func (t *txn) MarkApproved(ctx context.Context, institutionID, id, approvedBy string, now time.Time) error {
+	_, err := t.q.Exec(ctx, `UPDATE approvals SET approved_by = $1, approved_at = $2 WHERE institution_id = $3 AND id = $4`, approvedBy, nullTS(now), institutionID, id)
+	if err != nil {
+		return wrap(err, "mark approved")
+	}
+	return nil
+}
+
+// QueueStats counts deliveries not yet sent or failed, and the creation
+// time of the oldest (zero when none).
+func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
+	var n int
+	var oldest *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT count(*), min(created_at) FROM deliveries WHERE state = $1`, store.DeliveryQueued).Scan(&n, &oldest)
+	if err != nil {
+		return 0, time.Time{}, wrap(err, "queue stats")
+	}
+	if oldest == nil {
+		return n, time.Time{}, nil
+	}
+	return n, fromTS(*oldest), nil
+}
