@@ -40,6 +40,7 @@ type CLI struct {
 	Outbox      OutboxCmd      `cmd:"" help:"Inspect outgoing messages."`
 	Audit       AuditCmd       `cmd:"" help:"Read the audit log."`
 	Version     VersionCmd     `cmd:"" help:"Print the version."`
+	Bench       BenchCmd       `cmd:"" help:"Benchmark every flow against a real server on loopback, beside the machine's raw limits."`
 }
 
 func main() {

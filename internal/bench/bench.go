@@ -1,0 +1,468 @@
+// Package bench is `resetd bench`: it starts a real resetd on loopback (or
+// targets one by URL), seeds an institution and its users, drives
+// closed-loop load on each flow with a real SMTP server on loopback as the
+// mail relay, and measures in the same run the raw limits of the machine
+// (durable single-row commits/s of the store, argon2id hashes/s), so each
+// flow's figure is also a ratio that holds on a noisy shared machine.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/resetd/resetd/internal/password"
+)
+
+// Flow names, in the order a run takes them.
+const (
+	FlowToken       = "token"
+	FlowSendReset   = "send-reset"
+	FlowOTP         = "otp"
+	FlowSelfService = "self-service"
+	FlowChange      = "change"
+	FlowOverload    = "overload"
+)
+
+// AllFlows lists every flow in run order.
+var AllFlows = []string{FlowToken, FlowSendReset, FlowOTP, FlowSelfService, FlowChange, FlowOverload}
+
+// Config is one benchmark run.
+type Config struct {
+	// DB is the store: "" (a fresh SQLite file in a temporary directory),
+	// sqlite:PATH[?synchronous=normal] or postgres://…
+	DB          string
+	URL         string // target a running server instead of starting one
+	Users       int
+	Concurrency int
+	Duration    time.Duration
+	Flows       []string
+	// OverloadFactor multiplies Concurrency for the overload flow.
+	OverloadFactor int
+	QueueWorkers   int
+	// LimitDuration is how long each raw limit is measured.
+	LimitDuration time.Duration
+
+	// For URL mode: a client of the institution holding every scope, and
+	// the address the bench's SMTP server listens on (the target's --smtp).
+	ClientID, ClientSecret, Institution string
+	SMTPListen                          string
+	ServerPID                           int
+
+	CPUProfile, MemProfile string
+	// Progress receives one line per step (nil: silent).
+	Progress func(format string, args ...any)
+}
+
+// Report is everything a run measured.
+type Report struct {
+	Machine     Machine        `json:"machine"`
+	Command     string         `json:"command,omitempty"`
+	Store       string         `json:"store"`
+	Users       int            `json:"users"`
+	Concurrency int            `json:"concurrency"`
+	Duration    string         `json:"duration_per_flow"`
+	Seed        SeedResult     `json:"seed"`
+	Limits      Limits         `json:"limits"`
+	Flows       []FlowResult   `json:"flows"`
+	Targets     []TargetResult `json:"targets"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	Cores     int    `json:"cores"`
+	CPU       string `json:"cpu"`
+	GoVersion string `json:"go"`
+	OS        string `json:"os"`
+}
+
+// SeedResult says how the users were put in place.
+type SeedResult struct {
+	Method  string  `json:"method"`
+	Seconds float64 `json:"seconds"`
+	Skipped bool    `json:"skipped"`
+}
+
+// FlowResult is one flow's run.
+type FlowResult struct {
+	Flow        string     `json:"flow"`
+	Concurrency int        `json:"concurrency"`
+	Seconds     float64    `json:"seconds"`
+	Ops         []OpResult `json:"ops"`
+	PeakRSSMiB  float64    `json:"peak_rss_mib"`
+	// CPUPerOpUs is CPU time (µs) of the whole bench process per request
+	// of the first op, server, load generator and SMTP server together.
+	CPUPerOpUs float64 `json:"cpu_us_per_op,omitempty"`
+	// RSSScope says whose memory PeakRSSMiB is: "server+loadgen" when the
+	// server runs in the bench's process, "server" for --server-pid.
+	RSSScope string `json:"rss_scope"`
+	Delivery *Lag   `json:"delivery,omitempty"`
+	// Limit is the raw limit RatioOf names, measured right before and
+	// right after the flow (mean); Ratio is the flow's req/s over it.
+	Limit   float64 `json:"limit,omitempty"`
+	Ratio   float64 `json:"ratio,omitempty"`
+	RatioOf string  `json:"ratio_of,omitempty"`
+	Note    string  `json:"note,omitempty"`
+}
+
+// Lag is accept → SMTP-server-has-it for the messages a flow sent.
+type Lag struct {
+	Messages    int     `json:"messages"`
+	Undelivered int     `json:"undelivered"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	DrainSec    float64 `json:"drain_seconds"`
+}
+
+// TargetResult is one of issue 7's targets, checked.
+type TargetResult struct {
+	Target string `json:"target"`
+	Met    bool   `json:"met"`
+	Detail string `json:"detail"`
+}
+
+func (c *Config) progress(format string, args ...any) {
+	if c.Progress != nil {
+		c.Progress(format, args...)
+	}
+}
+
+// Run runs the benchmark.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Users <= 0 {
+		cfg.Users = 10000
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 32
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = 5 * time.Second
+	}
+	if cfg.OverloadFactor <= 0 {
+		cfg.OverloadFactor = 10
+	}
+	if cfg.LimitDuration <= 0 {
+		cfg.LimitDuration = 1500 * time.Millisecond
+	}
+	if len(cfg.Flows) == 0 {
+		cfg.Flows = AllFlows
+	}
+	for _, f := range cfg.Flows {
+		if !slices.Contains(AllFlows, f) {
+			return nil, fmt.Errorf("bench: unknown flow %q (flows: %s)", f, strings.Join(AllFlows, ", "))
+		}
+	}
+	if cfg.URL != "" && (cfg.ClientID == "" || cfg.ClientSecret == "" || cfg.Institution == "") {
+		return nil, errors.New("bench: --url needs --client-id, --client-secret and --institution")
+	}
+
+	dir, err := os.MkdirTemp("", "resetd-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+
+	rep := &Report{
+		Machine:     Machine{Cores: runtime.NumCPU(), CPU: cpuModel(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH},
+		Users:       cfg.Users,
+		Concurrency: cfg.Concurrency,
+		Duration:    cfg.Duration.String(),
+	}
+
+	mail, err := newSink(cfg.SMTPListen)
+	if err != nil {
+		return nil, fmt.Errorf("bench: smtp server: %w", err)
+	}
+	defer mail.close()
+
+	// The target: an in-process server, or one given by URL.
+	t := &target{cfg: cfg, sink: mail, rssPID: cfg.ServerPID}
+	db := cfg.DB
+	if db == "" {
+		db = "sqlite:" + filepath.Join(dir, "bench.db")
+	}
+	if cfg.URL == "" {
+		stop, err := t.startInProcess(ctx, db)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	} else {
+		t.base = strings.TrimRight(cfg.URL, "/")
+		t.inst, t.clientID, t.clientSecret = cfg.Institution, cfg.ClientID, cfg.ClientSecret
+	}
+	t.http = &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			MaxIdleConns:        4096,
+			MaxIdleConnsPerHost: 4096,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+	}
+	defer t.http.CloseIdleConnections()
+
+	// Raw limits: what the store commits and argon2id hashes on this
+	// machine now. Each flow's own limit is measured right before and
+	// right after it, so that the ratio holds on a busy shared machine
+	// whose capacity drifts from one minute to the next.
+	synchronous := "full"
+	var rawCommits func() (float64, error)
+	switch {
+	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
+		rep.Store = "postgres"
+		rawCommits = func() (float64, error) { return rawPostgresCommits(ctx, db, cfg.Concurrency, cfg.LimitDuration) }
+	default:
+		if _, opts, ok := strings.Cut(db, "?"); ok && strings.Contains(opts, "synchronous=normal") {
+			synchronous = "normal"
+		}
+		rep.Store = "sqlite (synchronous=" + strings.ToUpper(synchronous) + ")"
+		scratch := dir
+		if p, _, _ := strings.Cut(strings.TrimPrefix(db, "sqlite:"), "?"); cfg.URL == "" && p != "" {
+			scratch = filepath.Dir(p) // same file system as the database
+		}
+		rawCommits = func() (float64, error) {
+			return rawSQLiteCommits(ctx, scratch, synchronous, cfg.Concurrency, cfg.LimitDuration)
+		}
+	}
+	rawHashes := func() (float64, error) { return rawArgon2(ctx, password.DefaultParams, cfg.LimitDuration) }
+	rep.Limits.Store, rep.Limits.Writers = rep.Store, cfg.Concurrency
+	rep.Limits.Argon2, rep.Limits.Cores = password.DefaultParams, runtime.NumCPU()
+	var commitRuns, hashRuns []float64
+
+	cfg.progress("seeding %d users…", cfg.Users)
+	if rep.Seed, err = t.seed(ctx); err != nil {
+		return nil, err
+	}
+
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if cfg.MemProfile != "" {
+		runtime.MemProfileRate = 64 << 10
+	}
+
+	// Reset tokens for the change flows are won before they start, as
+	// many as the machine can hash in the flow's time and some.
+	planLimits := rep.Limits
+	if slices.Contains(cfg.Flows, FlowChange) || slices.Contains(cfg.Flows, FlowOverload) {
+		if planLimits.HashesPerSec, err = rawHashes(); err != nil {
+			return nil, err
+		}
+	}
+	plan := newPlan(cfg, planLimits)
+	for _, f := range AllFlows {
+		if !slices.Contains(cfg.Flows, f) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var limit func() (float64, error)
+		switch f {
+		case FlowSendReset, FlowSelfService, FlowOTP:
+			limit = rawCommits
+		case FlowChange, FlowOverload:
+			limit = rawHashes
+		}
+		var before float64
+		if limit != nil {
+			cfg.progress("raw limit before %s…", f)
+			if before, err = limit(); err != nil {
+				return nil, err
+			}
+		}
+		cfg.progress("flow %s: %d clients for %s…", f, plan.concurrency(f), cfg.Duration)
+		r, err := t.runFlow(ctx, f, plan)
+		if err != nil {
+			return nil, fmt.Errorf("bench: flow %s: %w", f, err)
+		}
+		if limit != nil {
+			cfg.progress("raw limit after %s…", f)
+			after, err := limit()
+			if err != nil {
+				return nil, err
+			}
+			r.Limit = (before + after) / 2
+		}
+		rps := r.Ops[0].RPS
+		switch f {
+		case FlowSendReset, FlowSelfService, FlowOTP:
+			r.RatioOf = "durable commits/s"
+			commitRuns = append(commitRuns, r.Limit)
+			if f == FlowOTP {
+				rps += r.Ops[len(r.Ops)-1].RPS // a send and a verify: two write transactions
+			}
+		case FlowChange, FlowOverload:
+			r.RatioOf = "argon2id hashes/s"
+			hashRuns = append(hashRuns, r.Limit)
+		}
+		if r.Limit > 0 {
+			r.Ratio = rps / r.Limit
+		}
+		rep.Flows = append(rep.Flows, r)
+	}
+	if cfg.MemProfile != "" {
+		f, err := os.Create(cfg.MemProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			return nil, err
+		}
+	}
+	// The header's limits: each measured once more if no flow needed it.
+	if len(commitRuns) == 0 {
+		v, err := rawCommits()
+		if err != nil {
+			return nil, err
+		}
+		commitRuns = append(commitRuns, v)
+	}
+	if len(hashRuns) == 0 {
+		v, err := rawHashes()
+		if err != nil {
+			return nil, err
+		}
+		hashRuns = append(hashRuns, v)
+	}
+	rep.Limits.CommitsPerSec, rep.Limits.HashesPerSec = mean(commitRuns), mean(hashRuns)
+	rep.Targets = checkTargets(rep)
+	return rep, nil
+}
+
+// plan sizes each flow's clients and the reserved users.
+type plan struct {
+	cfg     Config
+	limits  Limits
+	general int // users [0, general) take links, OTPs and self-service
+	// change tokens are won for users [general, Users): each such user
+	// changes its password once, so none has a history to check against
+	// (SPEC §8: the change figure is for users without history).
+	changeTokens, overloadTokens int
+}
+
+func newPlan(cfg Config, l Limits) *plan {
+	p := &plan{cfg: cfg, limits: l}
+	per := int(l.HashesPerSec*cfg.Duration.Seconds()*1.5) + 20
+	need := 0
+	if slices.Contains(cfg.Flows, FlowChange) {
+		p.changeTokens = per + cfg.Concurrency
+		need += p.changeTokens
+	}
+	if slices.Contains(cfg.Flows, FlowOverload) {
+		// every client holds a token while its request is in flight
+		p.overloadTokens = per + cfg.Concurrency*cfg.OverloadFactor
+		need += p.overloadTokens
+	}
+	if need > cfg.Users/2 {
+		scale := float64(cfg.Users/2) / float64(need)
+		p.changeTokens = int(float64(p.changeTokens) * scale)
+		p.overloadTokens = int(float64(p.overloadTokens) * scale)
+		need = p.changeTokens + p.overloadTokens
+	}
+	p.general = cfg.Users - need
+	return p
+}
+
+func (p *plan) concurrency(flow string) int {
+	if flow == FlowOverload {
+		return p.cfg.Concurrency * p.cfg.OverloadFactor
+	}
+	return p.cfg.Concurrency
+}
+
+// checkTargets compares the run with issue 7's targets.
+func checkTargets(r *Report) []TargetResult {
+	var out []TargetResult
+	for _, f := range r.Flows {
+		op := f.Ops[0]
+		switch f.Flow {
+		case FlowSendReset:
+			out = append(out,
+				TargetResult{"send-reset ≥ 2,500 req/s", op.RPS >= 2500, fmt.Sprintf("%.0f req/s", op.RPS)},
+				TargetResult{"send-reset p99 ≤ 20 ms", op.P99ms <= 20, fmt.Sprintf("p99 %.1f ms", op.P99ms)},
+				TargetResult{"send-reset ≥ 50% of raw durable commits/s", f.Ratio >= 0.5, fmt.Sprintf("%.0f%% of %.0f commits/s", 100*f.Ratio, f.Limit)})
+			if f.Delivery != nil {
+				out = append(out, TargetResult{"delivery lag p99 ≤ 2 s", f.Delivery.P99ms <= 2000 && f.Delivery.Undelivered == 0,
+					fmt.Sprintf("p99 %.0f ms over %d messages, %d undelivered", f.Delivery.P99ms, f.Delivery.Messages, f.Delivery.Undelivered)})
+			}
+		case FlowToken:
+			out = append(out, TargetResult{"token endpoint ≥ 5,000 req/s", op.RPS >= 5000, fmt.Sprintf("%.0f req/s", op.RPS)})
+		case FlowChange:
+			out = append(out, TargetResult{"change ≥ 90% of raw argon2id hashes/s", f.Ratio >= 0.9, fmt.Sprintf("%.0f%% (%.1f of %.1f/s)", 100*f.Ratio, op.RPS, f.Limit)})
+		case FlowOverload:
+			out = append(out, TargetResult{"10× overload: RSS < 512 MiB, excess gets 503 + Retry-After",
+				f.PeakRSSMiB < 512 && op.Shed > 0 && op.Errors == 0,
+				fmt.Sprintf("peak RSS %.0f MiB (%s), %d × 503, %d errors", f.PeakRSSMiB, f.RSSScope, op.Shed, op.Errors)})
+		}
+	}
+	return out
+}
+
+func mean(v []float64) float64 {
+	s := 0.0
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+// quietHandler logs warnings to stderr, so a failing run says why without
+// a line per request, until the run is over: shutting down with deliveries
+// in flight is expected then, not worth a line each.
+type quietHandler struct {
+	slog.Handler
+	quiet *atomic.Bool
+}
+
+func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return !h.quiet.Load() && h.Handler.Enabled(ctx, l)
+}
+
+func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietHandler{h.Handler.WithAttrs(as), h.quiet}
+}
+
+func (h quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{h.Handler.WithGroup(name), h.quiet}
+}
+
+func serverLogger(quiet *atomic.Bool) *slog.Logger {
+	return slog.New(quietHandler{slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), quiet})
+}
