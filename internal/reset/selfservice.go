@@ -41,8 +41,8 @@ const (
 // known and an unknown username get the same status, the same body shape
 // and about the same latency: both render the email and commit one write
 // transaction; only a known, active user with an email gets a token and a
-// queued message. Issuing and queuing still cost more, so an answer that
-// sends nothing is padded to the median of recent ones that sent.
+// queued message. Issuing and queuing still cost more, so every answer is
+// held until a floor above what sending typically takes.
 func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfServiceInput) (SelfServiceEmail, error) {
 	if in.InstitutionID != "" && !ValidID(in.InstitutionID) {
 		return SelfServiceEmail{}, invalid("institutionId", "malformed institution id")
@@ -166,23 +166,29 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 	return out, err
 }
 
-// latencyFloor remembers how long the latest self-service requests that
-// sent took, and pads one that sends nothing (unknown, disabled or capped
-// user) to their median: issuing a token and queuing its message costs
-// more than any rendering or audit write can balance, and the difference
-// would tell known usernames from unknown ones.
+// latencyFloor holds every self-service answer until a floor: the median
+// duration of the latest requests that sent, plus half of it, at most
+// maxSelfServiceMargin (under load, when sends are slow, the noise hides
+// the rest and a longer hold would only slow every answer down).
+// Issuing a token and queuing its message cost more than the unknown
+// path's rendering and audit write can balance; a request that sends
+// nothing (unknown, disabled or capped user) would otherwise answer
+// measurably sooner. Both kinds wait for the same floor, so both also meet
+// the same timer granularity and scheduling delay when they wake (padding
+// only the cheaper kind left it late by about that delay).
 type latencyFloor struct {
 	mu     sync.Mutex
 	recent [31]time.Duration
 	n      int // filled entries of recent
 	next   int // where the next sample goes
-	// late is how late a padded answer typically wakes up (scheduling,
-	// under load), taken off the next padding so it does not stand out.
-	late time.Duration
 }
 
-// maxSelfServicePad bounds the padding whatever the samples say.
-const maxSelfServicePad = 2 * time.Second
+// maxSelfServiceMargin bounds the margin above the median, and
+// maxSelfServiceFloor the floor, whatever the samples say.
+const (
+	maxSelfServiceMargin = 5 * time.Millisecond
+	maxSelfServiceFloor  = 2 * time.Second
+)
 
 func (f *latencyFloor) settle(ctx context.Context, start time.Time, sent bool) {
 	took := time.Since(start)
@@ -191,27 +197,22 @@ func (f *latencyFloor) settle(ctx context.Context, start time.Time, sent bool) {
 		f.recent[f.next] = took
 		f.next = (f.next + 1) % len(f.recent)
 		f.n = min(f.n+1, len(f.recent))
-		f.mu.Unlock()
-		return
 	}
-	recent, n, late := f.recent, f.n, f.late // a copy, sorted outside the lock
+	recent, n := f.recent, f.n // a copy, sorted outside the lock
 	f.mu.Unlock()
 	if n == 0 {
 		return
 	}
 	slices.Sort(recent[:n])
-	wait := min(recent[n/2]-took-late, maxSelfServicePad)
+	median := recent[n/2]
+	wait := min(median+min(median/2, maxSelfServiceMargin), maxSelfServiceFloor) - took
 	if wait <= 0 {
 		return
 	}
-	due := time.Now().Add(wait)
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		f.mu.Lock()
-		f.late += (time.Since(due) - f.late) / 8
-		f.mu.Unlock()
 	case <-ctx.Done():
 	}
 }

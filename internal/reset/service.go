@@ -75,7 +75,7 @@ type Service struct {
 	Config
 	// overrides caches parsed per-institution templates by their source.
 	overrides sync.Map // string → *delivery.Templates
-	// selfServicePad pads self-service answers that send nothing (timing).
+	// selfServicePad holds self-service answers until a floor (timing).
 	selfServicePad latencyFloor
 }
 
