@@ -255,8 +255,13 @@ func TestCrashAfterAcceptingASendLosesNothing(t *testing.T) {
 			break
 		}
 	}
+	wait := 60 * time.Second
 	if user == "" {
-		t.Fatalf("every kill landed inside a delivery attempt; the jobs wait for River's rescuer")
+		// Every kill landed inside a delivery attempt (a loaded machine):
+		// then the jobs wait for River's rescuer (RescueStuckJobsAfter, a
+		// minute), and the first must still go out exactly once.
+		t.Logf("every kill landed inside a delivery attempt; waiting for River's rescuer")
+		user, job, wait = userID(0), 0, 3*time.Minute
 	}
 	if n := mail.Count(); n != 0 {
 		t.Fatalf("%d emails while SMTP was down", n)
@@ -266,18 +271,21 @@ func TestCrashAfterAcceptingASendLosesNothing(t *testing.T) {
 	// once, and its link works.
 	mail.Start()
 	p := startServer(t, bin, dir, db, smtpURL)
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	msgs, err := mail.Wait(wctx, 1)
-	if err != nil {
-		t.Fatalf("the message accepted before the crash never arrived: %v\n%s", err, p.logs())
+	var mine mailtest.Mail
+	for n := 1; mine.Text == ""; n++ {
+		msgs, err := mail.Wait(wctx, n)
+		if err != nil {
+			t.Fatalf("the message accepted before the crash never arrived: %v\n%s", err, p.logs())
+		}
+		if m := msgs[n-1]; m.To[0] == user+"@example.com" {
+			mine = m
+		}
 	}
-	if msgs[0].To[0] != user+"@example.com" {
-		t.Fatalf("email to %v, want %s", msgs[0].To, user)
-	}
-	link := linkToken.FindStringSubmatch(msgs[0].Text)
+	link := linkToken.FindStringSubmatch(mine.Text)
 	if link == nil {
-		t.Fatalf("email without a link: %s", msgs[0].Text)
+		t.Fatalf("email without a link: %s", mine.Text)
 	}
 	tok := p.token(t, clientID, clientSecret)
 	for {

@@ -89,12 +89,14 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	}
 
 	cfg := &river.Config{
-		Logger:               o.Logger,
-		Workers:              o.Queue.Workers,
-		MaxAttempts:          o.Queue.MaxAttempts,
-		RetryPolicy:          o.Queue.RetryPolicy,
-		JobTimeout:           time.Minute,
-		RescueStuckJobsAfter: 2 * time.Minute,
+		Logger:      o.Logger,
+		Workers:     o.Queue.Workers,
+		MaxAttempts: o.Queue.MaxAttempts,
+		RetryPolicy: o.Queue.RetryPolicy,
+		// A send attempt is bounded by the carriers' 10 s timeouts; a job
+		// left running by a killed process is rescued after a minute.
+		JobTimeout:           30 * time.Second,
+		RescueStuckJobsAfter: time.Minute,
 		// SQLite has no LISTEN/NOTIFY: River polls. A short poll keeps
 		// delivery lag low; each poll is one cheap indexed query.
 		FetchCooldown:     20 * time.Millisecond,
