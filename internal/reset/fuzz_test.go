@@ -97,9 +97,12 @@ func FuzzNormalizeEmail(f *testing.F) {
 		if again, err := NormalizeEmail(out); err != nil || again != out {
 			t.Fatalf("not idempotent: %q → %q → %q, %v", in, out, again, err)
 		}
+		// The mask keeps one letter of the local part, then bullets, then
+		// '@' (the TLD may repeat letters of the local part by chance:
+		// what matters is what stands before the '@').
 		m := MaskEmail(out)
-		if local := out[:at]; utf8.RuneCountInString(local) > 2 && strings.Contains(m, local) {
-			t.Fatalf("MaskEmail(%q) = %q shows the local part", out, m)
+		if before, _, ok := strings.Cut(m, "@"); ok && utf8.RuneCountInString(before) > 1+utf8.RuneCountInString(bullets) {
+			t.Fatalf("MaskEmail(%q) = %q shows more of the local part than its first letter", out, m)
 		}
 	})
 }
