@@ -163,32 +163,31 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.S
 			}
 		}
 		s, err := sqlite.Open(ctx, path, o)
-		if err != nil {
-			return nil, err
-		}
-		if !cfg.NoMigrate {
-			if err := s.Migrate(ctx); err != nil {
-				s.Close()
-				return nil, err
-			}
-		}
-		return s, nil
+		return migrated(ctx, s, err, cfg.NoMigrate)
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		// pgx's pool_* parameters in the URL size the pool (docs/DEPLOYMENT.md).
 		s, err := postgres.Open(ctx, dsn, postgres.Options{Queue: q, Logger: cfg.Logger})
-		if err != nil {
-			return nil, err
-		}
-		if !cfg.NoMigrate {
-			if err := s.Migrate(ctx); err != nil {
-				s.Close()
-				return nil, err
-			}
-		}
-		return s, nil
+		return migrated(ctx, s, err, cfg.NoMigrate)
 	default:
 		return nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
 	}
+}
+
+// migrated applies a just-opened backend's migrations unless told not to.
+func migrated[S interface {
+	store.Store
+	Migrate(context.Context) error
+}](ctx context.Context, s S, openErr error, noMigrate bool) (store.Store, error) {
+	if openErr != nil {
+		return nil, openErr
+	}
+	if !noMigrate {
+		if err := s.Migrate(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Migrate opens the store, applies migrations and closes it.

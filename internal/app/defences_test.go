@@ -64,9 +64,7 @@ func TestContactChangeCooldown(t *testing.T) {
 	if r := h.do("POST", P+"/institutions/acme/users/u/password/reset", tok, map[string]string{"method": "email"}); r.Status != 409 {
 		t.Errorf("23 h into a 24 h cooldown: %d", r.Status)
 	}
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]int{"contactChangeCooldown": 3600}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]int{"contactChangeCooldown": 3600})
 	if r := h.do("POST", P+"/institutions/acme/users/u/password/reset", tok, map[string]string{"method": "email"}); r.Status != 200 {
 		t.Fatalf("after a shortened cooldown: %d %s", r.Status, r.Body)
 	}
@@ -89,9 +87,7 @@ func TestDisputeKillsAndLocks(t *testing.T) {
 	events.secret = delivery.WebhookSecret(h.app.Key, "acme")
 	events.mu.Unlock()
 	tok := h.admin()
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]any{"webhookUrl": events.srv.URL + "/hook"}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]any{"webhookUrl": events.srv.URL + "/hook"})
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com"})
 	link := h.resetLink(tok, "acme", "u")
 	m := h.mail.Messages()[0]
@@ -163,9 +159,7 @@ func TestKnowledgeFacts(t *testing.T) {
 	}
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com",
 		"facts": map[string]string{"dateOfBirth": "1984-02-29", "postalCode": "SW1A 1AA", "accountLast4": "9876"}})
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]any{"requireFacts": []string{"dateOfBirth", "postalCode"}}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]any{"requireFacts": []string{"dateOfBirth", "postalCode"}})
 	if r := h.sendOTP(tok, "acme", "u", h.contactMethods(tok, "acme", "u")["email"]); r.Status != 202 {
 		t.Fatal(r.Status)
 	}
@@ -213,9 +207,7 @@ func TestMakerChecker(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	tok := h.admin()
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]bool{"adminResetApproval": true}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]bool{"adminResetApproval": true})
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com"})
 	request := func() string {
 		t.Helper()
@@ -349,9 +341,7 @@ func TestWebhookEvents(t *testing.T) {
 	recv.secret = delivery.WebhookSecret(h.app.Key, "acme")
 	recv.mu.Unlock()
 	tok := h.admin()
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]any{"webhookUrl": recv.srv.URL + "/events"}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]any{"webhookUrl": recv.srv.URL + "/events"})
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com"})
 	link := h.resetLink(tok, "acme", "u")
 	if ev := recv.wait(t, delivery.EventResetRequested); ev.UserID != "u" || ev.Data["channel"] != "email" {

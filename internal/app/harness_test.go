@@ -20,7 +20,6 @@ import (
 	"github.com/resetd/resetd/internal/auth"
 	"github.com/resetd/resetd/internal/mailtest"
 	"github.com/resetd/resetd/internal/password"
-	"github.com/resetd/resetd/internal/reset"
 )
 
 // clock is an injectable clock: tests move time instead of sleeping.
@@ -310,11 +309,10 @@ func (h *harness) waitMail(n int) []mailtest.Mail {
 	return msgs
 }
 
-func (h *harness) settings() reset.Settings {
+// putSettings changes acme's settings through the API (204 or the test fails).
+func (h *harness) putSettings(tok string, patch any) {
 	h.t.Helper()
-	s, err := h.app.Reset.Settings(context.Background(), "acme")
-	if err != nil {
-		h.t.Fatal(err)
+	if r := h.do("PUT", P+"/institutions/acme/settings", tok, patch); r.Status != 204 {
+		h.t.Fatalf("put settings %v: %d %s", patch, r.Status, r.Body)
 	}
-	return s
 }

@@ -37,9 +37,7 @@ func TestMetricsMoveWithTheFlows(t *testing.T) {
 	if r := h.verifyOTP("acme", map[string]string{"username": "u", "otp": "123456"}); r.Status != 400 {
 		t.Fatal(r.Status)
 	}
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]int{"sendsPerUserHour": 1}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]int{"sendsPerUserHour": 1})
 	if r := h.do("POST", P+"/institutions/acme/users/u/password/reset", tok, map[string]string{"method": "email"}); r.Status != 429 {
 		t.Fatal(r.Status)
 	}

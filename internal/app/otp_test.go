@@ -133,9 +133,7 @@ func TestOTPByEmailWithUserID(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	tok := h.admin()
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]int{"otpLength": 8}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]int{"otpLength": 8})
 	h.putUser(tok, "acme", "u", map[string]any{"username": "ann", "email": "ann@example.com"})
 	if r := h.sendOTP(tok, "acme", "u", h.contactMethods(tok, "acme", "u")["email"]); r.Status != 202 {
 		t.Fatalf("send: %d %s", r.Status, r.Body)
@@ -154,9 +152,7 @@ func TestOTPAttemptsExpiryAndReplacement(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	tok := h.admin()
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]int{"otpMaxAttempts": 3, "sendsPerUserHour": 0}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]int{"otpMaxAttempts": 3, "sendsPerUserHour": 0})
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com"})
 	cm := h.contactMethods(tok, "acme", "u")["email"]
 	n := 0
@@ -245,9 +241,7 @@ func TestOTPDailyCapAndUnknownUsersLookAlike(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	tok := h.admin()
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]int{"sendsPerUserHour": 0, "publicPerIPMinute": 0}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]int{"sendsPerUserHour": 0, "publicPerIPMinute": 0})
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com"})
 	cm := h.contactMethods(tok, "acme", "u")["email"]
 	known := h.verifyOTP("acme", map[string]string{"username": "u", "otp": "123456"})
@@ -295,9 +289,7 @@ func TestSMSDefences(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	tok := h.admin()
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]any{"sendsPerUserHour": 0, "smsCountries": []string{"US"}}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]any{"sendsPerUserHour": 0, "smsCountries": []string{"US"}})
 	h.putUser(tok, "acme", "uk", map[string]any{"username": "uk", "phone": "+442071838750"})
 	h.putUser(tok, "acme", "us", map[string]any{"username": "us", "phone": "+14155550123"})
 	if r := h.sendOTP(tok, "acme", "uk", h.contactMethods(tok, "acme", "uk")["sms"]); r.Status != 400 {
@@ -371,9 +363,7 @@ func TestSelfServiceKnownAndUnknownLookAlike(t *testing.T) {
 	}
 
 	// revealRecipient: the known user's address masked, the unknown's still ***.
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]bool{"revealRecipient": true}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]bool{"revealRecipient": true})
 	if got := selfService(h, "POST", url.Values{"username": {"admin"}}).json(t)["to"]; got != "a•••@e•••.com" {
 		t.Errorf("revealRecipient, known: %v", got)
 	}
@@ -413,9 +403,7 @@ func TestSelfServiceLimits(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	tok := h.admin()
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]int{"publicPerUsernameHour": 2, "publicPerIPMinute": 100}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]int{"publicPerUsernameHour": 2, "publicPerIPMinute": 100})
 	for _, name := range []string{"ghost", "ghost"} {
 		if r := selfService(h, "GET", url.Values{"username": {name}}); r.Status != 200 {
 			t.Fatal(r.Status)
@@ -424,9 +412,7 @@ func TestSelfServiceLimits(t *testing.T) {
 	if r := selfService(h, "GET", url.Values{"username": {"ghost"}}); r.Status != 429 || r.Header.Get("Retry-After") == "" {
 		t.Errorf("3rd request for one username in an hour: %d", r.Status)
 	}
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]int{"publicPerUsernameHour": 0, "publicPerIPMinute": 3}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]int{"publicPerUsernameHour": 0, "publicPerIPMinute": 3})
 	h.clock.Advance(time.Minute)
 	for i := range 3 {
 		if r := selfService(h, "GET", url.Values{"username": {"x"}}); r.Status != 200 {

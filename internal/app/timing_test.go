@@ -146,9 +146,7 @@ func TestOTPVerifyTimingKnownVsUnknown(t *testing.T) {
 	skipUnderRace(t)
 	h := newHarness(t)
 	tok := h.admin()
-	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]int{"sendsPerUserHour": 0, "publicPerIPMinute": 0}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
+	h.putSettings(tok, map[string]int{"sendsPerUserHour": 0, "publicPerIPMinute": 0})
 	// One known user per call, each with a live OTP, so that every known
 	// call is a wrong try on a live code (the per-user daily cap of 10
 	// never interferes).

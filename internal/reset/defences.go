@@ -163,18 +163,22 @@ func (s *Service) InspectDispute(ctx context.Context, tok string) (DisputeInfo, 
 	}
 	var info DisputeInfo
 	err := s.Store.View(ctx, func(tx store.Tx) error {
-		t, err := tx.LookupToken(ctx, hashToken(tok), s.Now())
-		if err != nil || t.Purpose != PurposeDispute {
-			return ErrGone
-		}
-		st, err := s.settingsIn(ctx, tx, t.InstitutionID)
-		if err != nil {
-			return goneIfNotFound(err)
-		}
+		_, st, err := s.disputeToken(ctx, tx, tok, s.Now())
 		info.DisplayName = st.DisplayName
-		return nil
+		return err
 	})
 	return info, err
+}
+
+// disputeToken reads a live dispute link's token and its institution's
+// settings; anything else is ErrGone.
+func (s *Service) disputeToken(ctx context.Context, tx store.Tx, tok string, now time.Time) (store.Token, Settings, error) {
+	t, err := tx.LookupToken(ctx, hashToken(tok), now)
+	if err != nil || t.Purpose != PurposeDispute {
+		return t, Settings{}, ErrGone
+	}
+	st, err := s.settingsIn(ctx, tx, t.InstitutionID)
+	return t, st, goneIfNotFound(err)
 }
 
 // ConfirmDispute is "this wasn't me": it kills every outstanding token and
@@ -187,13 +191,9 @@ func (s *Service) ConfirmDispute(ctx context.Context, a Actor, tok string) (Disp
 	var info DisputeInfo
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		now := s.Now()
-		t, err := tx.LookupToken(ctx, hashToken(tok), now)
-		if err != nil || t.Purpose != PurposeDispute {
-			return ErrGone
-		}
-		st, err := s.settingsIn(ctx, tx, t.InstitutionID)
+		t, st, err := s.disputeToken(ctx, tx, tok, now)
 		if err != nil {
-			return goneIfNotFound(err)
+			return err
 		}
 		info.DisplayName = st.DisplayName
 		if err := tx.KillTokens(ctx, t.InstitutionID, t.UserID, now); err != nil {

@@ -53,3 +53,9 @@ var (
 	ErrSelfApproval    = errors.New("reset: a client cannot approve its own request") // 403
 	ErrAlreadyApproved = errors.New("reset: already approved")                        // 409
 )
+
+// limited is the refusal of a fixed-window limit: retry when the window
+// containing now ends.
+func limited(name string, window time.Duration, now time.Time) *LimitError {
+	return &LimitError{Limit: name, RetryAfter: now.Truncate(window).Add(window).Sub(now)}
+}

@@ -236,19 +236,14 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 		known := err == nil
 		// The daily cap is counted per user when the user exists, else
 		// per name asked for, so an unknown user is capped alike.
-		failKey := "otpfail:" + institutionID + ":"
+		knownID := ""
 		if known {
-			failKey += "id:" + u.ID
-		} else {
-			failKey += "name:" + store.UsernameKey(in.Username) + in.UserID
+			knownID = u.ID
 		}
+		failKey := otpFailKey(institutionID, knownID, store.UsernameKey(in.Username)+in.UserID)
 		now := s.Now()
-		fails, err := tx.Count(ctx, failKey, otpFailWindow, now)
-		if err != nil {
+		if err := otpFailCap(ctx, tx, failKey, now); err != nil {
 			return err
-		}
-		if fails >= otpFailMax {
-			return &LimitError{Limit: "otpFailuresPerDay", RetryAfter: now.Truncate(otpFailWindow).Add(otpFailWindow).Sub(now)}
 		}
 		ok := false
 		var o store.OTP
@@ -323,4 +318,27 @@ func allDigits(s string) bool {
 		}
 	}
 	return true
+}
+
+// otpFailKey names the daily wrong-try counter: per user when the user
+// exists (userID non-empty), else per name asked for, so an unknown user
+// is capped alike and the cap is no oracle.
+func otpFailKey(institutionID, userID, asked string) string {
+	if userID != "" {
+		return "otpfail:" + institutionID + ":id:" + userID
+	}
+	return "otpfail:" + institutionID + ":name:" + asked
+}
+
+// otpFailCap refuses once a key has had otpFailMax wrong tries (wrong codes
+// and wrong facts alike) in the day.
+func otpFailCap(ctx context.Context, tx store.Tx, key string, now time.Time) error {
+	fails, err := tx.Count(ctx, key, otpFailWindow, now)
+	if err != nil {
+		return err
+	}
+	if fails >= otpFailMax {
+		return limited("otpFailuresPerDay", otpFailWindow, now)
+	}
+	return nil
 }

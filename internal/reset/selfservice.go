@@ -39,9 +39,9 @@ const (
 
 // SendResetPassword is the self-service "forgot password" request. A
 // known and an unknown username get the same status, the same body shape
-// and about the same latency: both render the email and commit one write
-// transaction; only a known, active user with an email gets a token and a
-// queued message. Issuing and queuing still cost more, so every answer is
+// and about the same latency: both render the masked email and commit one
+// write transaction; only a known, active user with an email gets a token
+// and a queued message. Issuing and queuing still cost more, so every answer is
 // held until a floor above what sending typically takes.
 func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfServiceInput) (SelfServiceEmail, error) {
 	if in.InstitutionID != "" && !ValidID(in.InstitutionID) {
@@ -101,18 +101,6 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 			Subject: masked.Subject,
 			Body:    strings.NewReplacer(sentinelTok, placeholderToken, sentinelUser, placeholderUser).Replace(masked.HTML),
 		}
-		// The real message is rendered either way, so both paths cost the same.
-		to := u.Email
-		if !send {
-			to = "nobody@invalid"
-		}
-		m, err := s.render(st, delivery.KindResetLink, delivery.ChannelEmail, to, delivery.TemplateData{
-			UserName: u.Username, Link: base + "?token=" + tok, ExpiresIn: lifetime,
-		})
-		if err != nil {
-			return err
-		}
-		m.From = from
 		if send && st.RevealRecipient {
 			out.To = MaskEmail(u.Email)
 		}
@@ -127,6 +115,8 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 			}
 		}
 		if !send {
+			// Nothing goes out; the latency floor below keeps this answer
+			// as slow as one that sent.
 			return s.audit(ctx, tx, a, "reset.selfservice", inst.ID, "", "not_sent")
 		}
 		if _, err := tx.Hit(ctx, "send:"+inst.ID+":"+u.ID, time.Hour, now); err != nil {
@@ -136,9 +126,10 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 		if err != nil {
 			return err
 		}
-		if m, err = s.render(st, delivery.KindResetLink, delivery.ChannelEmail, u.Email, delivery.TemplateData{
+		m, err := s.render(st, delivery.KindResetLink, delivery.ChannelEmail, u.Email, delivery.TemplateData{
 			UserName: u.Username, Link: base + "?token=" + tok, ExpiresIn: lifetime, DisputeLink: dispute,
-		}); err != nil {
+		})
+		if err != nil {
 			return err
 		}
 		m.From = from

@@ -558,7 +558,7 @@ func (s *Service) limit(ctx context.Context, tx store.Tx, name, key string, max 
 		return err
 	}
 	if n > max {
-		return &LimitError{Limit: name, RetryAfter: now.Truncate(window).Add(window).Sub(now)}
+		return limited(name, window, now)
 	}
 	return nil
 }
@@ -737,7 +737,7 @@ func (s *Service) VerifyPassword(ctx context.Context, a Actor, institutionID, us
 	now := s.Now()
 	if failures >= verifyFailuresMax {
 		s.AuditFailure(ctx, a, "password.verify", institutionID, userID, "rate_limited")
-		return &LimitError{Limit: "verify", RetryAfter: now.Truncate(verifyFailuresWindow).Add(verifyFailuresWindow).Sub(now)}
+		return limited("verify", verifyFailuresWindow, now)
 	}
 	ok := false
 	if u.PasswordHash != "" && u.Status == StatusActive {
@@ -925,16 +925,12 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 
 // checkFactsAtChange counts a wrong fact like a wrong OTP try.
 func (s *Service) checkFactsAtChange(ctx context.Context, a Actor, st Settings, u store.User, facts map[string]string) error {
-	failKey := "otpfail:" + u.InstitutionID + ":id:" + u.ID
+	failKey := otpFailKey(u.InstitutionID, u.ID, "")
 	var outcome error
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		now := s.Now()
-		fails, err := tx.Count(ctx, failKey, otpFailWindow, now)
-		if err != nil {
+		if err := otpFailCap(ctx, tx, failKey, now); err != nil {
 			return err
-		}
-		if fails >= otpFailMax {
-			return &LimitError{Limit: "otpFailuresPerDay", RetryAfter: now.Truncate(otpFailWindow).Add(otpFailWindow).Sub(now)}
 		}
 		if s.factsMatch(st, u, facts) {
 			return nil

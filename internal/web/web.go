@@ -133,20 +133,30 @@ func (h *handler) form(w http.ResponseWriter, r *http.Request) {
 		h.expired(w, r, s)
 		return
 	}
-	info, err := h.svc.InspectToken(r.Context(), s.Token)
-	if err != nil {
-		h.sessionFail(w, r, s, err, "")
-		return
-	}
-	required, err := h.requiredFacts(r.Context(), s, info)
-	if err != nil {
-		h.sessionFail(w, r, s, err, info.DisplayName)
+	info, required, ok := h.live(w, r, s)
+	if !ok {
 		return
 	}
 	v := h.formView(s, info)
 	v.Facts = factFields(required)
 	describe(v.Facts, false)
 	h.pages.render(w, r, http.StatusOK, pageForm, v)
+}
+
+// live checks that the session's token is still live and returns it with
+// the facts its institution requires; otherwise it has answered already.
+func (h *handler) live(w http.ResponseWriter, r *http.Request, s session) (reset.TokenInfo, []string, bool) {
+	info, err := h.svc.InspectToken(r.Context(), s.Token)
+	if err != nil {
+		h.sessionFail(w, r, s, err, "")
+		return info, nil, false
+	}
+	required, err := h.requiredFacts(r.Context(), s, info)
+	if err != nil {
+		h.sessionFail(w, r, s, err, info.DisplayName)
+		return info, nil, false
+	}
+	return info, required, true
 }
 
 func (h *handler) formView(s session, info reset.TokenInfo) view {
@@ -177,16 +187,10 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 			"For your security the form was refused and nothing was changed. Open the link from your message again to choose a new password.")
 		return
 	}
-	info, err := h.svc.InspectToken(r.Context(), s.Token)
-	if err != nil {
-		h.sessionFail(w, r, s, err, "")
-		return
-	}
 	// The facts asked for are those the settings require now, so a form
 	// opened before requireFacts changed comes back with the fields to fill.
-	required, err := h.requiredFacts(r.Context(), s, info)
-	if err != nil {
-		h.sessionFail(w, r, s, err, info.DisplayName)
+	info, required, ok := h.live(w, r, s)
+	if !ok {
 		return
 	}
 	facts, fields, factsBad := readFacts(required, r.PostForm)
@@ -209,7 +213,7 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 		h.pages.render(w, r, http.StatusUnprocessableEntity, pageForm, v)
 		return
 	}
-	err = h.svc.ChangePasswordWithFacts(r.Context(), h.actorFor(w, r), s.Token, pw, facts)
+	err := h.svc.ChangePasswordWithFacts(r.Context(), h.actorFor(w, r), s.Token, pw, facts)
 	var pol *reset.PolicyError
 	switch {
 	case err == nil:
