@@ -20,7 +20,6 @@ import (
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/server"
-	"github.com/resetd/resetd/internal/store"
 )
 
 func asExit(err error, target *interface{ ExitCode() int }) bool { return errors.As(err, target) }
@@ -326,7 +325,7 @@ func (c *OutboxListCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer a.Close()
-	ds, err := a.Store.AllDeliveries(ctx, c.Failed, c.Limit)
+	ds, err := a.Reset.Outbox(ctx, c.Failed, c.Limit)
 	if err != nil {
 		return err
 	}
@@ -363,12 +362,12 @@ func (c *AuditCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer a.Close()
-	rs, err := a.Store.Audit(ctx, store.AuditFilter{InstitutionID: c.Institution, Since: since, Limit: c.Limit})
+	rs, err := a.Reset.OperatorAudit(ctx, c.Institution, since, c.Limit)
 	if err != nil {
 		return err
 	}
 	if g.JSON {
-		return g.printJSON(map[string]any{"records": server.AuditJSON(rs)})
+		return g.printJSON(map[string]any{"records": rs})
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tACTION\tINSTITUTION\tUSER\tCLIENT\tIP\tOUTCOME\tTRANSACTION")

@@ -49,6 +49,8 @@ type Config struct {
 	QueueWorkers int
 	// Argon2 overrides the password-hash parameters (tests use cheap ones).
 	Argon2 *password.Params
+	// HashSlots bounds concurrent argon2id computations; 0 is one per CPU.
+	HashSlots int
 }
 
 // App is a wired resetd.
@@ -60,7 +62,10 @@ type App struct {
 	Reset   *reset.Service
 	Server  *server.Server
 	Metrics *server.Metrics
-	email   delivery.Sender
+	// Hasher is the bounded argon2id hasher the domain uses (tests watch
+	// its slots).
+	Hasher *password.Hasher
+	email  delivery.Sender
 }
 
 // DefaultAddr is where resetd listens unless told otherwise.
@@ -132,7 +137,8 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Argon2 != nil {
 		params = *cfg.Argon2
 	}
-	hasher := password.NewHasher(params, 0, 0)
+	hasher := password.NewHasher(params, cfg.HashSlots, 0)
+	a.Hasher = hasher
 	a.Metrics.WatchHasher(hasher)
 	a.Metrics.WatchQueue(st, cfg.Now)
 	a.Reset = reset.New(reset.Config{

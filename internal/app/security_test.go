@@ -678,12 +678,11 @@ func TestSlowlorisIsCutOff(t *testing.T) {
 // bound: memory is bounded by slots × 19 MiB, whatever the load.
 func TestArgon2BoundUnderLoad(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *app.Config) { c.Argon2 = &password.DefaultParams })
 	// A bound of two slots (and the Hasher's queue of eight waiters per
-	// slot), whatever the machine: installed before any request hashes.
+	// slot), whatever the machine.
 	const slots = 2
-	h.app.Reset.Hasher = password.NewHasher(password.DefaultParams, slots, 0)
-	hasher := h.app.Reset.Hasher
+	h := newHarness(t, func(c *app.Config) { c.Argon2 = &password.DefaultParams; c.HashSlots = slots })
+	hasher := h.app.Hasher
 	tok := h.admin()
 	h.putUser(tok, "acme", "v", map[string]any{"username": "verifier", "password": goodPassword})
 

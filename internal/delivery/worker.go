@@ -130,16 +130,18 @@ func (w *Worker) failed(ctx context.Context, job *river.Job[SendArgs], m Message
 	}
 }
 
+// record stores an attempt's outcome, then tells the observer: a metric
+// that says "sent" is never ahead of the delivery row.
 func (w *Worker) record(ctx context.Context, job *river.Job[SendArgs], m Message, state, lastErr string) {
+	if err := w.Recorder.MarkDelivery(ctx, job.Args.DeliveryID, state, job.Attempt, lastErr, w.Now()); err != nil {
+		w.Logger.ErrorContext(ctx, "recording delivery state", "delivery_id", job.Args.DeliveryID, "err", err)
+	}
 	if w.Observe != nil {
 		st := state
 		if state == StateQueued {
 			st = "retried"
 		}
 		w.Observe(m.Channel, m.Kind, st)
-	}
-	if err := w.Recorder.MarkDelivery(ctx, job.Args.DeliveryID, state, job.Attempt, lastErr, w.Now()); err != nil {
-		w.Logger.ErrorContext(ctx, "recording delivery state", "delivery_id", job.Args.DeliveryID, "err", err)
 	}
 }
 

@@ -39,11 +39,12 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 		}
 		rejected = append(rejected, RowError{Line: line, Reason: reason})
 	}
-	run := s.Store.Update
+	run := s.store.Update
 	if dryRun {
-		run = s.Store.View
+		run = s.store.View
 	}
 	err = run(ctx, func(tx store.Tx) error {
+		now := s.now()
 		imported, rejected = 0, nil
 		st, err := s.settingsIn(ctx, tx, institutionID)
 		if err != nil {
@@ -80,7 +81,7 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 				return err
 			}
 			if !dryRun {
-				if _, err := s.putUserTx(ctx, tx, st, a, institutionID, r.UserID, in, "", false); err != nil {
+				if _, err := s.putUserTx(ctx, tx, now, st, a, institutionID, r.UserID, in, "", false); err != nil {
 					return fmt.Errorf("reset: import line %d: %w", r.Line, err)
 				}
 			}
@@ -89,7 +90,7 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 		if dryRun || imported == 0 {
 			return nil
 		}
-		return s.audit(ctx, tx, a, "user.import", institutionID, "", fmt.Sprintf("imported %d", imported))
+		return s.audit(ctx, tx, now, a, "user.import", institutionID, "", fmt.Sprintf("imported %d", imported))
 	})
 	return imported, rejected, err
 }

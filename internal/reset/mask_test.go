@@ -31,7 +31,7 @@ func TestMasking(t *testing.T) {
 
 func TestSelfServiceTargets(t *testing.T) {
 	t.Parallel()
-	s := &Service{Config: Config{DefaultFrom: "noreply@resetd.example"}}
+	s := New(Config{DefaultFrom: "noreply@resetd.example"})
 	st := DefaultSettings("https://reset.bank.example")
 	st.LinkBases = []string{"https://bank.example/reset", "https://app.bank.example/reset/"}
 	st.Senders = []string{"help@bank.example", "alerts@bank.example"}

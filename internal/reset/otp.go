@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nyaruka/phonenumbers"
-
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/store"
 )
@@ -48,7 +47,7 @@ type ContactMethod struct {
 // contactMethodID is stable while the destination is unchanged, and
 // reveals nothing about it.
 func (s *Service) contactMethodID(u store.User, channel, dest string) string {
-	mac := s.Key.MAC("contact-method", []byte(u.InstitutionID+"\x00"+u.ID+"\x00"+channel+"\x00"+dest))
+	mac := s.key.MAC("contact-method", []byte(u.InstitutionID+"\x00"+u.ID+"\x00"+channel+"\x00"+dest))
 	return channel + "-" + hex.EncodeToString(mac[:6])
 }
 
@@ -69,7 +68,7 @@ func (s *Service) ContactMethods(ctx context.Context, institutionID, userID stri
 		return nil, err
 	}
 	var u store.User
-	err := s.Store.View(ctx, func(tx store.Tx) (err error) {
+	err := s.store.View(ctx, func(tx store.Tx) (err error) {
 		_, u, err = s.userIn(ctx, tx, institutionID, userID)
 		return err
 	})
@@ -95,11 +94,6 @@ func smsAllowed(st Settings, phone string) error {
 	return nil
 }
 
-// smsLimit caps SMS per destination number, across institutions.
-func (s *Service) smsLimit(ctx context.Context, tx store.Tx, phone string) error {
-	return s.limit(ctx, tx, "smsPerDestinationHour", "smsdest:"+phone, smsPerDestinationHour, time.Hour)
-}
-
 func (s *Service) otpCode(n int) string {
 	b := make([]byte, n)
 	ten := big.NewInt(10)
@@ -111,7 +105,7 @@ func (s *Service) otpCode(n int) string {
 }
 
 func (s *Service) otpMAC(institutionID, userID, code string) []byte {
-	return s.Key.MAC("otp", []byte(institutionID+"\x00"+userID+"\x00"+code))
+	return s.key.MAC("otp", []byte(institutionID+"\x00"+userID+"\x00"+code))
 }
 
 // SendOTP sends a one-time passcode to the contact method the user chose
@@ -125,7 +119,8 @@ func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, c
 	}
 	var expires time.Time
 	var masked, channel string
-	err := s.Store.Update(ctx, func(tx store.Tx) error {
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		now := s.now()
 		st, u, err := s.userIn(ctx, tx, institutionID, userID)
 		if err != nil {
 			return err
@@ -139,21 +134,20 @@ func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, c
 		if cm.ID == "" {
 			return fmt.Errorf("%w: no such contact method", ErrNotFound)
 		}
-		to, err := s.linkTarget(st, u, cm.Type, s.Now())
+		to, err := s.linkTarget(st, u, cm.Type, now)
 		if err != nil {
 			return err
 		}
-		if err := s.limit(ctx, tx, "sendsPerUserHour", "send:"+institutionID+":"+userID, st.SendsPerUserHour, time.Hour); err != nil {
+		if err := s.limit(ctx, tx, now, "sendsPerUserHour", sendKey(institutionID, userID), st.SendsPerUserHour, time.Hour); err != nil {
 			return err
 		}
 		if cm.Type == delivery.ChannelSMS {
-			if err := s.smsLimit(ctx, tx, to); err != nil {
+			if err := s.smsLimit(ctx, tx, now, to); err != nil {
 				return err
 			}
 		}
 		code := s.otpCode(st.OTPLength)
 		lifetime := time.Duration(st.OTPExpiration) * time.Second
-		now := s.Now()
 		dispute, err := s.disputeLink(ctx, tx, u, now)
 		if err != nil {
 			return err
@@ -167,18 +161,18 @@ func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, c
 			Channel: cm.Type, CreatedAt: now, ExpiresAt: expires, MaxAttempts: st.OTPMaxAttempts}); err != nil {
 			return err
 		}
-		if err := s.queue(ctx, tx, institutionID, userID, delivery.KindOTP, m); err != nil {
+		if err := s.queue(ctx, tx, now, institutionID, userID, delivery.KindOTP, m); err != nil {
 			return err
 		}
 		masked = cm.Destination
-		if err := s.emit(ctx, tx, st, institutionID, userID, delivery.EventResetRequested, map[string]any{"flow": "otp", "channel": cm.Type}); err != nil {
+		if err := s.emit(ctx, tx, now, st, institutionID, userID, delivery.EventResetRequested, map[string]any{"flow": "otp", "channel": cm.Type}); err != nil {
 			return err
 		}
 		channel = cm.Type
-		return s.audit(ctx, tx, a, "otp.send."+cm.Type, institutionID, userID, "ok")
+		return s.audit(ctx, tx, now, a, "otp.send."+cm.Type, institutionID, userID, "ok")
 	})
 	if err == nil {
-		s.Observer.ResetIssued(channel, "otp")
+		s.observer.ResetIssued(channel, "otp")
 	}
 	return expires, masked, err
 }
@@ -216,12 +210,13 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 	tok, hash := newToken()
 	var expires time.Time
 	var outcome error
-	err := s.Store.Update(ctx, func(tx store.Tx) error {
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		now := s.now()
 		st, err := s.settingsIn(ctx, tx, institutionID)
 		if err != nil {
 			return err
 		}
-		if err := s.limit(ctx, tx, "publicPerIPMinute", "ip:"+institutionID+":"+a.IP, st.PublicPerIPMinute, time.Minute); err != nil {
+		if err := s.limit(ctx, tx, now, "publicPerIPMinute", ipKey(institutionID, a.IP), st.PublicPerIPMinute, time.Minute); err != nil {
 			return err
 		}
 		var u store.User
@@ -241,7 +236,6 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 			knownID = u.ID
 		}
 		failKey := otpFailKey(institutionID, knownID, store.UsernameKey(in.Username)+in.UserID)
-		now := s.Now()
 		if err := otpFailCap(ctx, tx, failKey, now); err != nil {
 			return err
 		}
@@ -277,7 +271,7 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 				return err
 			}
 			outcome = ErrOTPInvalid
-			return s.audit(ctx, tx, a, "otp.verify", institutionID, u.ID, "invalid")
+			return s.audit(ctx, tx, now, a, "otp.verify", institutionID, u.ID, "invalid")
 		}
 		o.UsedAt = now
 		if err := tx.UpdateOTP(ctx, o); err != nil {
@@ -290,17 +284,17 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 		if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: institutionID, UserID: u.ID, Purpose: PurposeOTP, CreatedAt: now, ExpiresAt: expires}); err != nil {
 			return err
 		}
-		return s.audit(ctx, tx, a, "otp.verify", institutionID, u.ID, "ok")
+		return s.audit(ctx, tx, now, a, "otp.verify", institutionID, u.ID, "ok")
 	})
 	var lim *LimitError
 	switch {
 	case errors.As(err, &lim):
-		s.Observer.OTPVerified("limited")
+		s.observer.OTPVerified("limited")
 	case err != nil:
 	case outcome != nil:
-		s.Observer.OTPVerified("invalid")
+		s.observer.OTPVerified("invalid")
 	default:
-		s.Observer.OTPVerified("ok")
+		s.observer.OTPVerified("ok")
 	}
 	if err != nil {
 		return "", time.Time{}, err
@@ -318,27 +312,4 @@ func allDigits(s string) bool {
 		}
 	}
 	return true
-}
-
-// otpFailKey names the daily wrong-try counter: per user when the user
-// exists (userID non-empty), else per name asked for, so an unknown user
-// is capped alike and the cap is no oracle.
-func otpFailKey(institutionID, userID, asked string) string {
-	if userID != "" {
-		return "otpfail:" + institutionID + ":id:" + userID
-	}
-	return "otpfail:" + institutionID + ":name:" + asked
-}
-
-// otpFailCap refuses once a key has had otpFailMax wrong tries (wrong codes
-// and wrong facts alike) in the day.
-func otpFailCap(ctx context.Context, tx store.Tx, key string, now time.Time) error {
-	fails, err := tx.Count(ctx, key, otpFailWindow, now)
-	if err != nil {
-		return err
-	}
-	if fails >= otpFailMax {
-		return limited("otpFailuresPerDay", otpFailWindow, now)
-	}
-	return nil
 }

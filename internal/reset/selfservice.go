@@ -54,7 +54,8 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 	tok, hash := newToken()
 	var out SelfServiceEmail
 	sent := false
-	err := s.Store.Update(ctx, func(tx store.Tx) error {
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		now := s.now()
 		var inst store.Institution
 		var err error
 		if in.InstitutionID != "" {
@@ -73,17 +74,17 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 		if err != nil {
 			return err
 		}
-		if err := s.limit(ctx, tx, "publicPerIPMinute", "ip:"+inst.ID+":"+a.IP, st.PublicPerIPMinute, time.Minute); err != nil {
+		if err := s.limit(ctx, tx, now, "publicPerIPMinute", ipKey(inst.ID, a.IP), st.PublicPerIPMinute, time.Minute); err != nil {
 			return err
 		}
-		if err := s.limit(ctx, tx, "publicPerUsernameHour", "selfname:"+inst.ID+":"+store.UsernameKey(in.Username), st.PublicPerUsernameHour, time.Hour); err != nil {
+		if err := s.limit(ctx, tx, now, "publicPerUsernameHour", selfServiceNameKey(inst.ID, in.Username), st.PublicPerUsernameHour, time.Hour); err != nil {
 			return err
 		}
 		u, err := tx.UserByUsername(ctx, inst.ID, in.Username)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		send := err == nil && u.Status == StatusActive && u.Email != "" && s.sendable(st, u, delivery.ChannelEmail, s.Now()) == nil
+		send := err == nil && u.Status == StatusActive && u.Email != "" && s.sendable(st, u, delivery.ChannelEmail, now) == nil
 		lifetime := time.Duration(st.Expiration) * time.Second
 
 		// The masked copy for the answer: rendered with sentinels that
@@ -104,11 +105,10 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 		if send && st.RevealRecipient {
 			out.To = MaskEmail(u.Email)
 		}
-		now := s.Now()
 		if send {
 			// The per-user send cap applies silently here: a 429 would
 			// tell the caller that the username exists.
-			if n, err := tx.Count(ctx, "send:"+inst.ID+":"+u.ID, time.Hour, now); err != nil {
+			if n, err := tx.Count(ctx, sendKey(inst.ID, u.ID), time.Hour, now); err != nil {
 				return err
 			} else if st.SendsPerUserHour > 0 && n >= st.SendsPerUserHour {
 				send = false
@@ -117,9 +117,9 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 		if !send {
 			// Nothing goes out; the latency floor below keeps this answer
 			// as slow as one that sent.
-			return s.audit(ctx, tx, a, "reset.selfservice", inst.ID, "", "not_sent")
+			return s.audit(ctx, tx, now, a, "reset.selfservice", inst.ID, "", "not_sent")
 		}
-		if _, err := tx.Hit(ctx, "send:"+inst.ID+":"+u.ID, time.Hour, now); err != nil {
+		if _, err := tx.Hit(ctx, sendKey(inst.ID, u.ID), time.Hour, now); err != nil {
 			return err
 		}
 		dispute, err := s.disputeLink(ctx, tx, u, now)
@@ -133,7 +133,7 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 			return err
 		}
 		m.From = from
-		if err := s.emit(ctx, tx, st, inst.ID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "self_service", "channel": delivery.ChannelEmail}); err != nil {
+		if err := s.emit(ctx, tx, now, st, inst.ID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "self_service", "channel": delivery.ChannelEmail}); err != nil {
 			return err
 		}
 		if err := tx.KillTokens(ctx, inst.ID, u.ID, now, PurposeLink); err != nil {
@@ -142,14 +142,14 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 		if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: inst.ID, UserID: u.ID, Purpose: PurposeLink, CreatedAt: now, ExpiresAt: now.Add(lifetime)}); err != nil {
 			return err
 		}
-		if err := s.queue(ctx, tx, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {
+		if err := s.queue(ctx, tx, now, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {
 			return err
 		}
 		sent = true
-		return s.audit(ctx, tx, a, "reset.selfservice", inst.ID, u.ID, "ok")
+		return s.audit(ctx, tx, now, a, "reset.selfservice", inst.ID, u.ID, "ok")
 	})
 	if err == nil && sent {
-		s.Observer.ResetIssued(delivery.ChannelEmail, "self_service")
+		s.observer.ResetIssued(delivery.ChannelEmail, "self_service")
 	}
 	if err == nil {
 		s.selfServicePad.settle(ctx, start, sent)

@@ -6,7 +6,6 @@ import (
 
 	"github.com/resetd/resetd/internal/auth"
 	"github.com/resetd/resetd/internal/reset"
-	"github.com/resetd/resetd/internal/store"
 )
 
 func (s *Server) sendResetLink(w http.ResponseWriter, r *http.Request, c auth.Claims) {
@@ -138,7 +137,7 @@ type deliveryJSON struct {
 	LastError   string    `json:"lastError"`
 }
 
-func deliveriesJSON(ds []store.Delivery) []deliveryJSON {
+func deliveriesJSON(ds []reset.Delivery) []deliveryJSON {
 	out := make([]deliveryJSON, 0, len(ds))
 	for _, d := range ds {
 		out = append(out, deliveryJSON{ID: d.ID, Kind: d.Kind, Channel: d.Channel, Destination: d.Destination, State: d.State,
@@ -171,27 +170,6 @@ func (s *Server) verifyPassword(w http.ResponseWriter, r *http.Request, c auth.C
 	w.WriteHeader(http.StatusNoContent)
 }
 
-type auditJSON struct {
-	Time          time.Time `json:"time"`
-	Action        string    `json:"action"`
-	InstitutionID string    `json:"institutionId"`
-	UserID        string    `json:"userId"`
-	ClientID      string    `json:"clientId"`
-	IP            string    `json:"ip"`
-	TransactionID string    `json:"transactionId"`
-	Outcome       string    `json:"outcome"`
-}
-
-// AuditJSON is the wire form of audit records (shared with the CLI).
-func AuditJSON(rs []store.AuditRecord) []auditJSON {
-	out := make([]auditJSON, 0, len(rs))
-	for _, a := range rs {
-		out = append(out, auditJSON{Time: a.Time, Action: a.Action, InstitutionID: a.InstitutionID, UserID: a.UserID,
-			ClientID: a.ClientID, IP: a.IP, TransactionID: a.TransactionID, Outcome: a.Outcome})
-	}
-	return out
-}
-
 func (s *Server) audit(w http.ResponseWriter, r *http.Request, c auth.Claims) {
 	var since time.Time
 	if len(r.URL.Query()["since"]) > 1 {
@@ -211,7 +189,7 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, c auth.Claims) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"records": AuditJSON(rs)})
+	writeJSON(w, http.StatusOK, map[string]any{"records": rs})
 }
 
 // changePassword is P/password/change: 204 on success.

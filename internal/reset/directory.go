@@ -1,0 +1,257 @@
+package reset
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nyaruka/phonenumbers"
+	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/store"
+)
+
+// UserInput is a user as an administrator writes it.
+type UserInput struct {
+	Username string
+	Email    string
+	Phone    string
+	Status   string
+	// Password, when set, replaces the current one (after the policy).
+	Password *string
+	// Facts, when set, replace the stored knowledge facts.
+	Facts map[string]string
+}
+
+// NormalizeEmail validates an address and returns its stored form.
+func NormalizeEmail(e string) (string, error) {
+	if e == "" {
+		return "", nil
+	}
+	if !validEmail(e) {
+		return "", invalid("email", "not a valid email address")
+	}
+	at := strings.LastIndexByte(e, '@')
+	return e[:at] + "@" + strings.ToLower(e[at+1:]), nil
+}
+
+// NormalizePhone validates an E.164 number (premium-rate numbers are
+// refused: SMS pumping) and returns it in E.164.
+func NormalizePhone(p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	if !strings.HasPrefix(p, "+") || len(p) > 20 || !printable(p) {
+		return "", invalid("phone", "phone must be in E.164 form, e.g. +14155550100")
+	}
+	num, err := phonenumbers.Parse(p, "")
+	if err != nil || !phonenumbers.IsValidNumber(num) {
+		return "", invalid("phone", "not a valid phone number")
+	}
+	if phonenumbers.GetNumberType(num) == phonenumbers.PREMIUM_RATE {
+		return "", invalid("phone", "premium-rate numbers are not accepted")
+	}
+	e164 := phonenumbers.Format(num, phonenumbers.E164)
+	if len(e164) > 16 { // E.164 allows at most 15 digits; libphonenumber's metadata lets some longer through
+		return "", invalid("phone", "not a valid phone number")
+	}
+	return e164, nil
+}
+
+func validUsername(u string) bool {
+	n := utf8.RuneCountInString(u)
+	return n >= 1 && n <= 256 && utf8.ValidString(u) && printable(u) && strings.TrimSpace(u) == u
+}
+
+// PutUser creates or replaces a user; an omitted password keeps the
+// current one.
+func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID string, in UserInput) (created bool, err error) {
+	if err := checkIDs(institutionID, userID); err != nil {
+		return false, err
+	}
+	if err := in.normalize(); err != nil {
+		return false, err
+	}
+	var newHash string
+	if in.Password != nil {
+		var st Settings
+		var history []string
+		if err := s.store.View(ctx, func(tx store.Tx) (err error) {
+			if st, err = s.settingsIn(ctx, tx, institutionID); err != nil {
+				return err
+			}
+			history, err = tx.PasswordHistory(ctx, institutionID, userID, st.PasswordHistory)
+			return err
+		}); err != nil {
+			return false, err
+		}
+		if newHash, err = s.checkAndHash(ctx, st, *in.Password, in.Username, history); err != nil {
+			return false, err
+		}
+	}
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		now := s.now()
+		st, err := s.settingsIn(ctx, tx, institutionID)
+		if err != nil {
+			return err
+		}
+		created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, newHash, true)
+		return err
+	})
+	return created, err
+}
+
+// normalize validates a user's fields and puts them in stored form.
+func (in *UserInput) normalize() error {
+	if !validUsername(in.Username) {
+		return invalid("username", "username must be 1 to 256 printable characters without surrounding spaces")
+	}
+	var err error
+	if in.Email, err = NormalizeEmail(in.Email); err != nil {
+		return err
+	}
+	if in.Phone, err = NormalizePhone(in.Phone); err != nil {
+		return err
+	}
+	if in.Status == "" {
+		in.Status = StatusActive
+	}
+	if in.Status != StatusActive && in.Status != StatusDisabled {
+		return invalid("status", `status must be "active" or "disabled"`)
+	}
+	return nil
+}
+
+// putUserTx writes a normalised user in tx, with every rule that goes
+// with it: kept password and facts, the contact-change cooldown and its
+// notice, killed tokens for a disabled user, the audit record.
+func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, newHash string, audit bool) (bool, error) {
+	email, phone, status := in.Email, in.Phone, in.Status
+	u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
+	old, err := tx.User(ctx, institutionID, userID)
+	existed := err == nil
+	switch {
+	case existed:
+		u.PasswordHash, u.CreatedAt, u.Facts, u.LockedUntil = old.PasswordHash, old.CreatedAt, old.Facts, old.LockedUntil
+		u.EmailChangedAt, u.PhoneChangedAt = old.EmailChangedAt, old.PhoneChangedAt
+	case !errors.Is(err, store.ErrNotFound):
+		return false, err
+	}
+	if newHash != "" {
+		u.PasswordHash = newHash
+	}
+	if in.Facts != nil {
+		if u.Facts, err = s.hashFacts(institutionID, userID, in.Facts); err != nil {
+			return false, err
+		}
+	}
+	// A replaced contact starts the cooldown for the new value, and
+	// the old value hears of it (SIM-swap and takeover defence). A
+	// first set is not a change.
+	var notices []delivery.Message
+	if existed {
+		if old.Email != "" && !sameContact(old.Email, email) {
+			u.EmailChangedAt = now
+			m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelEmail, old.Email, delivery.TemplateData{UserName: old.Username, Changed: "email address"})
+			if err != nil {
+				return false, err
+			}
+			notices = append(notices, m)
+		}
+		if old.Phone != "" && old.Phone != phone {
+			u.PhoneChangedAt = now
+			m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelSMS, old.Phone, delivery.TemplateData{Changed: "phone number"})
+			if err != nil {
+				return false, err
+			}
+			notices = append(notices, m)
+		}
+	}
+	created, err := tx.PutUser(ctx, u)
+	if errors.Is(err, store.ErrConflict) {
+		return false, fmt.Errorf("%w: username %q belongs to another user", ErrConflict, in.Username)
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, m := range notices {
+		if err := s.queue(ctx, tx, now, institutionID, userID, delivery.KindContactChanged, m); err != nil {
+			return false, err
+		}
+	}
+	if newHash != "" {
+		if err := tx.AddPasswordHistory(ctx, institutionID, userID, newHash, now, MaxPasswordHistory); err != nil {
+			return false, err
+		}
+	}
+	if status == StatusDisabled {
+		if err := tx.KillTokens(ctx, institutionID, userID, now); err != nil {
+			return false, err
+		}
+		if err := tx.KillOTP(ctx, institutionID, userID, now); err != nil {
+			return false, err
+		}
+	}
+	if !audit {
+		return created, nil
+	}
+	return created, s.audit(ctx, tx, now, a, "user.put", institutionID, userID, "ok")
+}
+
+// DeleteUser removes a user; their outstanding tokens die with them.
+func (s *Service) DeleteUser(ctx context.Context, a Actor, institutionID, userID string) error {
+	if err := checkIDs(institutionID, userID); err != nil {
+		return err
+	}
+	return s.store.Update(ctx, func(tx store.Tx) error {
+		now := s.now()
+		if _, err := s.settingsIn(ctx, tx, institutionID); err != nil {
+			return err
+		}
+		if err := tx.KillTokens(ctx, institutionID, userID, now); err != nil {
+			return err
+		}
+		if err := tx.KillOTP(ctx, institutionID, userID, now); err != nil {
+			return err
+		}
+		if err := tx.DeleteUser(ctx, institutionID, userID); err != nil {
+			return mapNotFound(err)
+		}
+		return s.audit(ctx, tx, now, a, "user.delete", institutionID, userID, "ok")
+	})
+}
+
+// UserSummary is a directory entry as a lookup shows it.
+type UserSummary struct {
+	ID       string
+	Username string
+	Status   string
+}
+
+// FindUsers looks a username up (exact, case-insensitive).
+func (s *Service) FindUsers(ctx context.Context, institutionID, username string) ([]UserSummary, error) {
+	if err := checkIDs(institutionID); err != nil {
+		return nil, err
+	}
+	if !validUsername(username) {
+		return nil, invalid("username", "username must be 1 to 256 printable characters")
+	}
+	out := []UserSummary{}
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		if _, err := s.settingsIn(ctx, tx, institutionID); err != nil {
+			return err
+		}
+		u, err := tx.UserByUsername(ctx, institutionID, username)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		out = append(out, UserSummary{ID: u.ID, Username: u.Username, Status: u.Status})
+		return nil
+	})
+	return out, err
+}

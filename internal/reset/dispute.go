@@ -1,0 +1,87 @@
+package reset
+
+import (
+	"context"
+	"time"
+
+	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/store"
+)
+
+// More token purposes and windows.
+const (
+	PurposeDispute   = "dispute"
+	disputeLifetime  = 7 * 24 * time.Hour
+	approvalLifetime = time.Hour
+)
+
+// disputeLink issues a "this wasn't me" token for a message.
+func (s *Service) disputeLink(ctx context.Context, tx store.Tx, u store.User, now time.Time) (string, error) {
+	tok, hash := newToken()
+	if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeDispute, CreatedAt: now, ExpiresAt: now.Add(disputeLifetime)}); err != nil {
+		return "", err
+	}
+	return s.publicURL + "/reset/dispute?token=" + tok, nil
+}
+
+// DisputeInfo describes a live dispute link for its confirm page.
+type DisputeInfo struct {
+	DisplayName string
+}
+
+// InspectDispute checks a dispute link without spending it.
+func (s *Service) InspectDispute(ctx context.Context, tok string) (DisputeInfo, error) {
+	if !wellFormedToken(tok) {
+		return DisputeInfo{}, ErrGone
+	}
+	var info DisputeInfo
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		_, st, err := s.disputeToken(ctx, tx, tok, s.now())
+		info.DisplayName = st.DisplayName
+		return err
+	})
+	return info, err
+}
+
+// disputeToken reads a live dispute link's token and its institution's
+// settings; anything else is ErrGone.
+func (s *Service) disputeToken(ctx context.Context, tx store.Tx, tok string, now time.Time) (store.Token, Settings, error) {
+	t, err := tx.LookupToken(ctx, hashToken(tok), now)
+	if err != nil || t.Purpose != PurposeDispute {
+		return t, Settings{}, ErrGone
+	}
+	st, err := s.settingsIn(ctx, tx, t.InstitutionID)
+	return t, st, goneIfNotFound(err)
+}
+
+// ConfirmDispute is "this wasn't me": it kills every outstanding token and
+// OTP of the user, blocks new sends for disputeLock seconds, audits and
+// emits reset.disputed.
+func (s *Service) ConfirmDispute(ctx context.Context, a Actor, tok string) (DisputeInfo, error) {
+	if !wellFormedToken(tok) {
+		return DisputeInfo{}, ErrGone
+	}
+	var info DisputeInfo
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		now := s.now()
+		t, st, err := s.disputeToken(ctx, tx, tok, now)
+		if err != nil {
+			return err
+		}
+		info.DisplayName = st.DisplayName
+		if err := tx.KillTokens(ctx, t.InstitutionID, t.UserID, now); err != nil {
+			return err
+		}
+		if err := tx.KillOTP(ctx, t.InstitutionID, t.UserID, now); err != nil {
+			return err
+		}
+		if err := tx.LockUser(ctx, t.InstitutionID, t.UserID, now.Add(time.Duration(st.DisputeLock)*time.Second)); err != nil {
+			return goneIfNotFound(err)
+		}
+		if err := s.emit(ctx, tx, now, st, t.InstitutionID, t.UserID, delivery.EventResetDisputed, nil); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, now, a, "reset.disputed", t.InstitutionID, t.UserID, "ok")
+	})
+	return info, err
+}

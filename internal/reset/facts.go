@@ -1,0 +1,80 @@
+package reset
+
+import (
+	"crypto/hmac"
+	"encoding/hex"
+	"regexp"
+	"strings"
+
+	"github.com/resetd/resetd/internal/store"
+)
+
+// Knowledge facts a user record may hold (SPEC §7).
+const (
+	FactDateOfBirth  = "dateOfBirth"
+	FactAccountLast4 = "accountLast4"
+	FactPostalCode   = "postalCode"
+)
+
+// FactNames lists the facts resetd knows.
+var FactNames = []string{FactDateOfBirth, FactAccountLast4, FactPostalCode}
+
+var factFormats = map[string]*regexp.Regexp{
+	FactDateOfBirth:  regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`),
+	FactAccountLast4: regexp.MustCompile(`^\d{4}$`),
+	FactPostalCode:   regexp.MustCompile(`^[a-z0-9-]{2,12}$`),
+}
+
+// normalizeFact trims, lower-cases and removes inner spaces, so "SW1A 1AA"
+// and "sw1a1aa" are one postal code.
+func normalizeFact(v string) string {
+	return strings.ToLower(strings.Join(strings.Fields(v), ""))
+}
+
+func (s *Service) factMAC(institutionID, userID, name, value string) string {
+	return hex.EncodeToString(s.key.MAC("fact", []byte(institutionID+"\x00"+userID+"\x00"+name+"\x00"+normalizeFact(value))))
+}
+
+// hashFacts validates and hashes facts given on a user PUT.
+func (s *Service) hashFacts(institutionID, userID string, facts map[string]string) (map[string]string, error) {
+	out := map[string]string{}
+	for name, v := range facts {
+		re, ok := factFormats[name]
+		if !ok {
+			return nil, invalid("facts", "unknown fact "+quote(name)+"; known: "+strings.Join(FactNames, ", "))
+		}
+		if !re.MatchString(normalizeFact(v)) {
+			return nil, invalid("facts", "fact "+name+" is malformed")
+		}
+		out[name] = s.factMAC(institutionID, userID, name, v)
+	}
+	return out, nil
+}
+
+func quote(s string) string {
+	if len(s) > 40 {
+		s = s[:40]
+	}
+	return `"` + strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s) + `"`
+}
+
+// factsMatch reports whether given facts meet every fact the institution
+// requires. A user without a stored fact never matches it: a fact cannot
+// be skipped by not having one.
+func (s *Service) factsMatch(st Settings, u store.User, given map[string]string) bool {
+	ok := true
+	for _, name := range st.RequireFacts {
+		want := u.Facts[name]
+		got := s.factMAC(u.InstitutionID, u.ID, name, given[name])
+		// Compare every fact, even after a miss: no timing hint of which.
+		if want == "" || given[name] == "" || !hmac.Equal([]byte(want), []byte(got)) {
+			ok = false
+		}
+	}
+	return ok
+}

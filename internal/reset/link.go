@@ -1,0 +1,181 @@
+package reset
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"time"
+
+	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/store"
+)
+
+// newToken returns a 256-bit URL-safe token and the hash that is stored.
+func newToken() (string, []byte) {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	tok := base64.RawURLEncoding.EncodeToString(b)
+	return tok, hashToken(tok)
+}
+
+func hashToken(tok string) []byte {
+	h := sha256.Sum256([]byte(tok))
+	return h[:]
+}
+
+// wellFormedToken spares the database tokens that cannot exist.
+func wellFormedToken(tok string) bool {
+	if len(tok) != 43 {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(tok)
+	return err == nil
+}
+
+// SendResetLink issues a reset-link token to a user and queues its
+// delivery by email or SMS, all in one transaction. With the institution's
+// adminResetApproval on, it sends nothing and returns the approval that a
+// second client must give (SPEC §7 maker-checker).
+func (s *Service) SendResetLink(ctx context.Context, a Actor, institutionID, userID, method string) (ApprovalRequest, error) {
+	if err := checkIDs(institutionID, userID); err != nil {
+		return ApprovalRequest{}, err
+	}
+	if method != delivery.ChannelEmail && method != delivery.ChannelSMS {
+		return ApprovalRequest{}, invalid("method", `method must be "email" or "sms"`)
+	}
+	var pending ApprovalRequest
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		now := s.now()
+		st, u, err := s.userIn(ctx, tx, institutionID, userID)
+		if err != nil {
+			return err
+		}
+		if !st.AdminResetApproval {
+			return s.sendLink(ctx, tx, now, st, u, method, a)
+		}
+		if _, err := s.linkTarget(st, u, method, now); err != nil {
+			return err
+		}
+		pending = ApprovalRequest{ID: newApprovalID(), ExpiresAt: now.Add(approvalLifetime)}
+		if err := tx.InsertApproval(ctx, store.Approval{ID: pending.ID, InstitutionID: institutionID, UserID: userID, Method: method,
+			RequestedBy: a.ClientID, CreatedAt: now, ExpiresAt: pending.ExpiresAt}); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, now, a, "reset.request_approval", institutionID, userID, "pending")
+	})
+	if err == nil && pending.ID == "" {
+		s.observer.ResetIssued(method, "admin")
+	}
+	return pending, err
+}
+
+// linkTarget checks that a user can get a message on channel now and
+// returns the destination.
+func (s *Service) linkTarget(st Settings, u store.User, channel string, now time.Time) (string, error) {
+	if u.Status != StatusActive {
+		return "", ErrUserDisabled
+	}
+	to := u.Email
+	if channel == delivery.ChannelSMS {
+		to = u.Phone
+	}
+	if to == "" {
+		return "", fmt.Errorf("%w: user has no %s contact", ErrNoContact, channel)
+	}
+	if channel == delivery.ChannelSMS {
+		if err := smsAllowed(st, to); err != nil {
+			return "", err
+		}
+	}
+	return to, s.sendable(st, u, channel, now)
+}
+
+// sendLink issues the token and queues the message in tx.
+func (s *Service) sendLink(ctx context.Context, tx store.Tx, now time.Time, st Settings, u store.User, method string, a Actor) error {
+	to, err := s.linkTarget(st, u, method, now)
+	if err != nil {
+		return err
+	}
+	if err := s.limit(ctx, tx, now, "sendsPerUserHour", sendKey(u.InstitutionID, u.ID), st.SendsPerUserHour, time.Hour); err != nil {
+		return err
+	}
+	if method == delivery.ChannelSMS {
+		if err := s.smsLimit(ctx, tx, now, to); err != nil {
+			return err
+		}
+	}
+	tok, hash := newToken()
+	dispute, err := s.disputeLink(ctx, tx, u, now)
+	if err != nil {
+		return err
+	}
+	m, err := s.render(st, delivery.KindResetLink, method, to, delivery.TemplateData{
+		UserName: u.Username, Link: st.LinkBases[0] + "?token=" + tok, ExpiresIn: time.Duration(st.Expiration) * time.Second, DisputeLink: dispute,
+	})
+	if err != nil {
+		return err
+	}
+	if err := tx.KillTokens(ctx, u.InstitutionID, u.ID, now, PurposeLink); err != nil {
+		return err
+	}
+	if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeLink,
+		CreatedAt: now, ExpiresAt: now.Add(time.Duration(st.Expiration) * time.Second)}); err != nil {
+		return err
+	}
+	if err := s.queue(ctx, tx, now, u.InstitutionID, u.ID, delivery.KindResetLink, m); err != nil {
+		return err
+	}
+	if err := s.emit(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "admin", "channel": method}); err != nil {
+		return err
+	}
+	return s.audit(ctx, tx, now, a, "reset.send."+method, u.InstitutionID, u.ID, "ok")
+}
+
+// TokenInfo describes a live reset token without consuming it.
+type TokenInfo struct {
+	InstitutionID string
+	UserID        string
+	Username      string
+	DisplayName   string
+	Policy        password.Policy
+	ExpiresAt     time.Time
+	// Facts names the knowledge facts the change must come with, as the
+	// institution requires them now (link tokens only: a token won by an
+	// OTP was checked for facts at the code).
+	Facts []string
+}
+
+// InspectToken checks a reset token without consuming it (opening a link
+// must not spend it: mail scanners prefetch links).
+func (s *Service) InspectToken(ctx context.Context, tok string) (TokenInfo, error) {
+	if !wellFormedToken(tok) {
+		return TokenInfo{}, ErrGone
+	}
+	var info TokenInfo
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		t, err := tx.LookupToken(ctx, hashToken(tok), s.now())
+		if err != nil {
+			return goneIfNotFound(err)
+		}
+		if t.Purpose != PurposeLink && t.Purpose != PurposeOTP {
+			return ErrGone // a dispute link is no reset link
+		}
+		st, err := s.settingsIn(ctx, tx, t.InstitutionID)
+		if err != nil {
+			return goneIfNotFound(err)
+		}
+		u, err := tx.User(ctx, t.InstitutionID, t.UserID)
+		if err != nil {
+			return goneIfNotFound(err)
+		}
+		info = TokenInfo{InstitutionID: t.InstitutionID, UserID: t.UserID, Username: u.Username, DisplayName: st.DisplayName, Policy: policyFor(st), ExpiresAt: t.ExpiresAt}
+		if t.Purpose == PurposeLink && len(st.RequireFacts) > 0 {
+			info.Facts = st.RequireFacts
+		}
+		return nil
+	})
+	return info, err
+}

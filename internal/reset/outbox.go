@@ -1,0 +1,88 @@
+package reset
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/store"
+)
+
+// sender picks the From address of an institution's email.
+func (s *Service) sender(st Settings) string {
+	if len(st.Senders) > 0 {
+		return st.Senders[0]
+	}
+	return s.defaultFrom
+}
+
+// queue commits a rendered message's delivery row and send job in tx.
+func (s *Service) queue(ctx context.Context, tx store.Tx, now time.Time, institutionID, userID, kind string, m delivery.Message) error {
+	dest := MaskEmail(m.To)
+	if m.Channel == delivery.ChannelSMS {
+		dest = MaskPhone(m.To)
+	}
+	id, err := tx.InsertDelivery(ctx, store.Delivery{
+		InstitutionID: institutionID, UserID: userID, Kind: kind, Channel: m.Channel,
+		Destination: dest, State: store.DeliveryQueued, CreatedAt: now,
+	})
+	if err != nil {
+		return err
+	}
+	args, err := delivery.Seal(s.key, id, m)
+	if err != nil {
+		return err
+	}
+	args.InstitutionID, args.UserID = institutionID, userID
+	return tx.Enqueue(ctx, args, nil)
+}
+
+func (s *Service) render(st Settings, kind, channel, to string, d delivery.TemplateData) (delivery.Message, error) {
+	d.DisplayName = st.DisplayName
+	tmpl, err := s.templatesFor(st)
+	if err != nil {
+		return delivery.Message{}, err
+	}
+	r, err := tmpl.Render(kind, channel, d)
+	if err != nil {
+		return delivery.Message{}, fmt.Errorf("reset: render %s/%s: %w", kind, channel, err)
+	}
+	m := delivery.Message{Channel: channel, Kind: kind, To: to, Subject: r.Subject, Text: r.Text, HTML: r.HTML}
+	if channel == delivery.ChannelEmail {
+		m.From = s.sender(st)
+	}
+	return m, nil
+}
+
+// emit queues a webhook event when the institution has a webhookUrl.
+func (s *Service) emit(ctx context.Context, tx store.Tx, now time.Time, st Settings, institutionID, userID, typ string, data map[string]any) error {
+	if st.WebhookURL == "" {
+		return nil
+	}
+	return tx.Enqueue(ctx, delivery.WebhookArgs{URL: st.WebhookURL, Event: delivery.Event{
+		ID: uuid.NewString(), Type: typ, Time: now.UTC(), InstitutionID: institutionID, UserID: userID, Data: data,
+	}}, nil)
+}
+
+// DeliveryFailed emits delivery.failed for a message that will never be
+// delivered (the send worker calls it).
+func (s *Service) DeliveryFailed(ctx context.Context, args delivery.SendArgs, m delivery.Message) {
+	if args.InstitutionID == "" {
+		return
+	}
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		now := s.now()
+		st, err := s.settingsIn(ctx, tx, args.InstitutionID)
+		if err != nil {
+			return err
+		}
+		return s.emit(ctx, tx, now, st, args.InstitutionID, args.UserID, delivery.EventDeliveryFailed, map[string]any{
+			"deliveryId": args.DeliveryID, "channel": m.Channel, "kind": m.Kind,
+		})
+	})
+	if err != nil {
+		s.logger.ErrorContext(ctx, "emitting delivery.failed", "delivery_id", args.DeliveryID, "err", err)
+	}
+}

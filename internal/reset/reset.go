@@ -1,0 +1,183 @@
+// Package reset is the domain of resetd: institutions and their settings,
+// the user directory, and every way a password is reset or checked — the
+// admin reset link (link.go), the one-time passcode (otp.go), self-service
+// "forgot password" (selfservice.go), the change that redeems a token
+// (change.go) and the platform's login check (login.go) — with the bank
+// defences around them: rate caps (caps.go), the dispute lock and contact
+// cooldown (guards.go, dispute.go), knowledge facts (facts.go) and
+// maker-checker approvals (approval.go). It owns the rules: tenant
+// isolation, single use, expiry, limits, what is audited (records.go) and
+// which messages and events go out (outbox.go). It decides; the store
+// remembers and delivery carries. Each flow runs in one store transaction
+// that also holds its audit record and its delivery jobs.
+package reset
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/seal"
+	"github.com/resetd/resetd/internal/store"
+)
+
+// Token purposes.
+const (
+	PurposeLink = "link"
+)
+
+// User statuses.
+const (
+	StatusActive   = "active"
+	StatusDisabled = "disabled"
+)
+
+// Store is what the domain needs of persistence: transactions, and the
+// two listings that read beyond one transaction's worth of rows.
+type Store interface {
+	// Update runs fn in a write transaction; an error from fn rolls back.
+	Update(ctx context.Context, fn func(store.Tx) error) error
+	// View runs fn against a consistent read-only view.
+	View(ctx context.Context, fn func(store.Tx) error) error
+	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error)
+	Deliveries(ctx context.Context, institutionID, userID string, limit int) ([]store.Delivery, error)
+	AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]store.Delivery, error)
+}
+
+// Config is what New needs. It is read once: a running Service keeps its
+// own copy, so nothing outside the package can swap a dependency of a
+// live service.
+type Config struct {
+	Store     Store
+	Hasher    *password.Hasher
+	Key       *seal.Key
+	Templates *delivery.Templates
+	// PublicURL is the base of links resetd itself serves (the reset page).
+	PublicURL string
+	// DefaultFrom is the email sender when an institution names none.
+	DefaultFrom string
+	Now         func() time.Time
+	Logger      *slog.Logger
+	// Observer hears of issued resets and OTP outcomes (metrics); may be nil.
+	Observer Observer
+}
+
+// Observer is told what the flows did, after their transaction committed.
+type Observer interface {
+	ResetIssued(channel, flow string)
+	OTPVerified(outcome string)
+}
+
+type noObserver struct{}
+
+func (noObserver) ResetIssued(string, string) {}
+func (noObserver) OTPVerified(string)         {}
+
+// Service runs the flows. Its dependencies are unexported and fixed at New.
+type Service struct {
+	store       Store
+	hasher      *password.Hasher
+	key         *seal.Key
+	templates   *delivery.Templates
+	publicURL   string
+	defaultFrom string
+	now         func() time.Time
+	logger      *slog.Logger
+	observer    Observer
+	// overrides caches parsed per-institution templates by their source.
+	overrides sync.Map // string → *delivery.Templates
+	// selfServicePad holds self-service answers until a floor (timing).
+	selfServicePad latencyFloor
+}
+
+// New returns a Service.
+func New(c Config) *Service {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
+	}
+	return &Service{
+		store: c.Store, hasher: c.Hasher, key: c.Key, templates: c.Templates,
+		publicURL: strings.TrimRight(c.PublicURL, "/"), defaultFrom: c.DefaultFrom,
+		now: c.Now, logger: c.Logger, observer: c.Observer,
+	}
+}
+
+// Actor is who asked: the client, its IP and the request's transaction id.
+type Actor struct {
+	ClientID      string
+	IP            string
+	TransactionID string
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
+
+// ValidID reports whether s can be an institution or user id.
+func ValidID(s string) bool { return idPattern.MatchString(s) }
+
+func checkIDs(institutionID string, userID ...string) error {
+	if !ValidID(institutionID) {
+		return invalid("institutionId", "malformed institution id")
+	}
+	for _, u := range userID {
+		if !ValidID(u) {
+			return invalid("userId", "malformed user id")
+		}
+	}
+	return nil
+}
+
+func mapNotFound(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrNotFound
+	}
+	return err
+}
+
+func goneIfNotFound(err error) error {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotFound) {
+		return ErrGone
+	}
+	return err
+}
+
+func (s *Service) settingsIn(ctx context.Context, tx store.Tx, institutionID string) (Settings, error) {
+	in, err := tx.Institution(ctx, institutionID)
+	if err != nil {
+		return Settings{}, mapNotFound(err)
+	}
+	return s.decode(in)
+}
+
+// userIn reads an institution's settings and one of its users: the
+// institution or the user missing is ErrNotFound.
+func (s *Service) userIn(ctx context.Context, tx store.Tx, institutionID, userID string) (Settings, store.User, error) {
+	st, err := s.settingsIn(ctx, tx, institutionID)
+	if err != nil {
+		return st, store.User{}, err
+	}
+	u, err := tx.User(ctx, institutionID, userID)
+	return st, u, mapNotFound(err)
+}
+
+func (s *Service) decode(in store.Institution) (Settings, error) {
+	st, err := decodeSettings(in.Settings, s.publicURL)
+	if err != nil {
+		return st, err
+	}
+	if st.DisplayName == "" {
+		st.DisplayName = in.ID
+	}
+	return st, nil
+}
