@@ -30,7 +30,8 @@ import (
 	"github.com/resetd/resetd/internal/web"
 )
 
-// Config is everything SPEC §1 lets an operator set, plus test hooks.
+// Config is everything SPEC §1 lets an operator set, plus test hooks. An
+// unset Addr, DB, PublicURL or QueueWorkers takes internal/config's default.
 type Config struct {
 	Addr           string
 	DB             string
