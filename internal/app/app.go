@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/resetd/resetd/internal/auth"
+	"github.com/resetd/resetd/internal/config"
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/reset"
@@ -29,7 +30,8 @@ import (
 	"github.com/resetd/resetd/internal/web"
 )
 
-// Config is everything SPEC §1 lets an operator set, plus test hooks.
+// Config is everything SPEC §1 lets an operator set, plus test hooks. An
+// unset Addr, DB, PublicURL or QueueWorkers takes internal/config's default.
 type Config struct {
 	Addr           string
 	DB             string
@@ -45,7 +47,7 @@ type Config struct {
 	Now func() time.Time
 	// HTTPClient carries SMS API calls; nil is a client with a timeout.
 	HTTPClient *http.Client
-	// QueueWorkers bounds concurrent deliveries; 0 is 100.
+	// QueueWorkers bounds concurrent deliveries; 0 is config.QueueWorkers.
 	QueueWorkers int
 	// Argon2 overrides the password-hash parameters (tests use cheap ones).
 	Argon2 *password.Params
@@ -68,9 +70,6 @@ type App struct {
 	email  delivery.Sender
 }
 
-// DefaultAddr is where resetd listens unless told otherwise.
-const DefaultAddr = "127.0.0.1:8080"
-
 // Open builds an App: opens and (unless NoMigrate) migrates the store and
 // loads the secret key. The queue is not worked until Serve.
 func Open(ctx context.Context, cfg Config) (*App, error) {
@@ -81,12 +80,12 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Addr == "" {
-		cfg.Addr = DefaultAddr
+		cfg.Addr = config.Addr
 	}
-	if cfg.PublicURL == "" {
-		cfg.PublicURL = "http://" + cfg.Addr
+	cfg.PublicURL = config.PublicURL(cfg.PublicURL, cfg.Addr)
+	if cfg.QueueWorkers == 0 {
+		cfg.QueueWorkers = config.QueueWorkers
 	}
-	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	proxies, err := parseProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, err
@@ -155,7 +154,7 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.S
 	q := store.QueueOptions{Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts}
 	dsn := cfg.DB
 	if dsn == "" {
-		dsn = "sqlite:resetd.db"
+		dsn = config.DB
 	}
 	switch {
 	case strings.HasPrefix(dsn, "sqlite:"):

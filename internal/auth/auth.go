@@ -9,8 +9,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -22,6 +20,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/resetd/resetd/internal/seal"
+	"github.com/resetd/resetd/internal/secret"
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -127,7 +126,7 @@ func (s *Service) Rotate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("auth: generate key: %w", err)
 	}
-	kid := randomHex(8)
+	kid := secret.Hex(8)
 	k := store.SigningKey{ID: kid, Alg: string(jose.EdDSA), Private: s.key.Seal(priv.Seed(), "signing-key:"+kid), Public: pub, CreatedAt: s.now()}
 	if err := s.store.InsertSigningKey(ctx, k); err != nil {
 		return err
@@ -172,7 +171,7 @@ func (s *Service) reload(ctx context.Context) error {
 
 // CreateClient makes a client and returns its id and secret; the secret
 // exists only in this return value.
-func (s *Service) CreateClient(ctx context.Context, institutionID, name string, scopes []string) (id, secret string, err error) {
+func (s *Service) CreateClient(ctx context.Context, institutionID, name string, scopes []string) (id, clientSecret string, err error) {
 	for _, sc := range scopes {
 		if !slices.Contains(AllScopes, sc) {
 			return "", "", fmt.Errorf("%w: unknown scope %q", ErrInvalidScope, sc)
@@ -181,15 +180,13 @@ func (s *Service) CreateClient(ctx context.Context, institutionID, name string, 
 	if len(scopes) == 0 {
 		return "", "", fmt.Errorf("%w: at least one scope", ErrInvalidScope)
 	}
-	id = "rc_" + randomHex(12)
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	secret = base64.RawURLEncoding.EncodeToString(raw)
-	c := store.Client{ID: id, InstitutionID: institutionID, Name: name, SecretHash: hashSecret(secret), Scopes: slices.Compact(slices.Sorted(slices.Values(scopes))), CreatedAt: s.now()}
+	id = "rc_" + secret.Hex(12)
+	clientSecret = secret.Token(32)
+	c := store.Client{ID: id, InstitutionID: institutionID, Name: name, SecretHash: hashSecret(clientSecret), Scopes: slices.Compact(slices.Sorted(slices.Values(scopes))), CreatedAt: s.now()}
 	if err := s.store.InsertClient(ctx, c); err != nil {
 		return "", "", err
 	}
-	return id, secret, nil
+	return id, clientSecret, nil
 }
 
 // hashSecret is a fast keyed hash: client secrets are 256-bit random
@@ -257,7 +254,7 @@ func (s *Service) Issue(c store.Client, requested []string) (token string, scope
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now),
 		Expiry:    jwt.NewNumericDate(now.Add(TokenTTL)),
-		ID:        randomHex(12),
+		ID:        secret.Hex(12),
 	}
 	s.mu.RLock()
 	signer := s.signer
@@ -319,10 +316,4 @@ func (s *Service) JWKS() jose.JSONWebKeySet {
 	}
 	slices.SortFunc(set.Keys, func(a, b jose.JSONWebKey) int { return strings.Compare(a.KeyID, b.KeyID) })
 	return set
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

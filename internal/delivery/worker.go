@@ -3,7 +3,6 @@ package delivery
 import (
 	"context"
 	"encoding/json"
-
 	"fmt"
 	"log/slog"
 	"math"
@@ -13,6 +12,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/resetd/resetd/internal/seal"
+	"github.com/resetd/resetd/internal/store"
 )
 
 // SendArgs is the durable send job. The message itself carries a secret
@@ -53,17 +53,11 @@ func Open(key *seal.Key, a SendArgs) (Message, error) {
 	return m, nil
 }
 
-// Recorder keeps the support-staff view of a delivery up to date.
+// Recorder keeps the support-staff view of a delivery up to date; state
+// is one of the store's persisted values (store.DeliveryQueued, …).
 type Recorder interface {
 	MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time) error
 }
-
-// Delivery states, as the Recorder stores them.
-const (
-	StateQueued = "queued"
-	StateSent   = "sent"
-	StateFailed = "failed"
-)
 
 // Observer hears the outcome of every attempt (metrics); may be nil.
 type Observer func(channel, kind, state string)
@@ -88,7 +82,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	m, err := Open(w.Key, job.Args)
 	if err != nil {
 		// Sealed under a key this server no longer has: it can never be sent.
-		w.record(ctx, job, Message{}, StateFailed, "undecryptable")
+		w.record(ctx, job, Message{}, store.DeliveryFailed, "undecryptable")
 		return river.JobCancel(err)
 	}
 	sender := w.Email
@@ -96,24 +90,24 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 		sender = w.SMS
 	}
 	if sender == nil {
-		w.record(ctx, job, m, StateFailed, "no_sender")
+		w.record(ctx, job, m, store.DeliveryFailed, "no_sender")
 		return river.JobCancel(fmt.Errorf("delivery: no sender for channel %q", m.Channel))
 	}
 	err = sender.Send(ctx, m)
 	switch {
 	case err == nil:
-		w.record(ctx, job, m, StateSent, "")
+		w.record(ctx, job, m, store.DeliverySent, "")
 		return nil
 	case IsPermanent(err):
 		w.Logger.WarnContext(ctx, "delivery refused by carrier", "delivery_id", job.Args.DeliveryID, "channel", m.Channel, "attempt", job.Attempt, "class", "rejected")
-		w.record(ctx, job, m, StateFailed, "rejected")
+		w.record(ctx, job, m, store.DeliveryFailed, "rejected")
 		w.failed(ctx, job, m)
 		return river.JobCancel(err)
 	default:
 		last := job.Attempt >= job.MaxAttempts
-		state := StateQueued
+		state := store.DeliveryQueued
 		if last {
-			state = StateFailed
+			state = store.DeliveryFailed
 		}
 		w.Logger.WarnContext(ctx, "delivery attempt failed", "delivery_id", job.Args.DeliveryID, "channel", m.Channel, "attempt", job.Attempt, "class", "unavailable", "final", last)
 		w.record(ctx, job, m, state, "unavailable")
@@ -138,7 +132,7 @@ func (w *Worker) record(ctx context.Context, job *river.Job[SendArgs], m Message
 	}
 	if w.Observe != nil {
 		st := state
-		if state == StateQueued {
+		if state == store.DeliveryQueued {
 			st = "retried"
 		}
 		w.Observe(m.Channel, m.Kind, st)
