@@ -2,10 +2,9 @@ package reset
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"time"
 
+	"github.com/resetd/resetd/internal/secret"
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -16,9 +15,7 @@ type ApprovalRequest struct {
 }
 
 func newApprovalID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return "ap_" + hex.EncodeToString(b)
+	return "ap_" + secret.Hex(16)
 }
 
 // Approve releases a reset link that waits for approval. The approver

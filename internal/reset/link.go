@@ -2,7 +2,6 @@ package reset
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -10,14 +9,13 @@ import (
 
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/secret"
 	"github.com/resetd/resetd/internal/store"
 )
 
 // newToken returns a 256-bit URL-safe token and the hash that is stored.
 func newToken() (string, []byte) {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	tok := base64.RawURLEncoding.EncodeToString(b)
+	tok := secret.Token(32)
 	return tok, hashToken(tok)
 }
 

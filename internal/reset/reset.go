@@ -17,10 +17,10 @@ import (
 	"errors"
 	"log/slog"
 	"regexp"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/resetd/resetd/internal/config"
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/seal"
@@ -109,7 +109,7 @@ func New(c Config) *Service {
 	}
 	return &Service{
 		store: c.Store, hasher: c.Hasher, key: c.Key, templates: c.Templates,
-		publicURL: strings.TrimRight(c.PublicURL, "/"), defaultFrom: c.DefaultFrom,
+		publicURL: config.BaseURL(c.PublicURL), defaultFrom: c.DefaultFrom,
 		now: c.Now, logger: c.Logger, observer: c.Observer,
 	}
 }

@@ -2,15 +2,15 @@ package reset
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/resetd/resetd/internal/config"
 	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/secret"
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -214,7 +214,7 @@ func (f *latencyFloor) settle(ctx context.Context, start time.Time, sent bool) {
 func (s *Service) selfServiceTargets(st Settings, in SelfServiceInput) (base, from string, err error) {
 	base, from = st.LinkBases[0], s.sender(st)
 	onBases := func(u string) bool {
-		return slices.ContainsFunc(st.LinkBases, func(b string) bool { return strings.TrimRight(b, "/") == strings.TrimRight(u, "/") })
+		return slices.ContainsFunc(st.LinkBases, func(b string) bool { return config.BaseURL(b) == config.BaseURL(u) })
 	}
 	if in.SiteName != "" {
 		if !onBases(in.SiteName) {
@@ -241,7 +241,5 @@ func (s *Service) selfServiceTargets(st Settings, in SelfServiceInput) (base, fr
 }
 
 func sentinel() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return "x" + hex.EncodeToString(b)
+	return "x" + secret.Hex(12)
 }
