@@ -15,15 +15,6 @@ const (
 	approvalLifetime = time.Hour
 )
 
-// disputeLink issues a "this wasn't me" token for a message.
-func (s *Service) disputeLink(ctx context.Context, tx store.Tx, u store.User, now time.Time) (string, error) {
-	tok, hash := newToken()
-	if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeDispute, CreatedAt: now, ExpiresAt: now.Add(disputeLifetime)}); err != nil {
-		return "", err
-	}
-	return s.publicURL + "/reset/dispute?token=" + tok, nil
-}
-
 // DisputeInfo describes a live dispute link for its confirm page.
 type DisputeInfo struct {
 	DisplayName string
