@@ -182,14 +182,14 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.S
 			return nil, nil, err
 		}
 		q.Poll = true // SQLite has no LISTEN/NOTIFY
-		return attached(s, q)
+		return attached(s, s, q)
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		// pgx's pool_* parameters in the URL size the pool (docs/DEPLOYMENT.md).
 		s, err := postgres.Open(ctx, dsn, postgres.Options{Logger: cfg.Logger})
 		if err := migrated(ctx, s, err, cfg.NoMigrate); err != nil {
 			return nil, nil, err
 		}
-		return attached(s, q)
+		return attached(s, s, q)
 	default:
 		return nil, nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
 	}
@@ -213,17 +213,15 @@ func migrated(ctx context.Context, s interface {
 	return nil
 }
 
-// attached builds the one queue of the process on s's driver.
-func attached[TTx any, S interface {
-	store.Store
-	queue.Backend[TTx]
-}](s S, o queue.Options) (store.Store, lifecycle, error) {
-	q, err := queue.Attach[TTx](s, o)
+// attached builds the one queue of the process on the backend's driver
+// (st and b are the same backend, seen as a store and as a queue carrier).
+func attached[TTx any](st store.Store, b queue.Backend[TTx], o queue.Options) (store.Store, lifecycle, error) {
+	q, err := queue.Attach(b, o)
 	if err != nil {
-		s.Close()
+		st.Close()
 		return nil, nil, err
 	}
-	return s, q, nil
+	return st, q, nil
 }
 
 // Migrate opens the store, applies migrations and closes it.
