@@ -80,7 +80,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		var st Settings
 		var history []string
 		var notices contactNotices
-		if err := s.store.View(ctx, func(tx store.Tx) (err error) {
+		if err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 			if inst, st, err = s.institutionIn(ctx, tx, institutionID); err != nil {
 				return err
 			}
@@ -249,7 +249,7 @@ func (s *Service) FindUsers(ctx context.Context, institutionID, username string)
 		return nil, invalid("username", "username must be 1 to 256 printable characters")
 	}
 	out := []UserSummary{}
-	err := s.store.View(ctx, func(tx store.Tx) error {
+	err := s.store.View(ctx, func(tx store.ReadTx) error {
 		if _, err := s.settingsIn(ctx, tx, institutionID); err != nil {
 			return err
 		}

@@ -173,7 +173,7 @@ func (s *Service) InspectToken(ctx context.Context, tok string) (TokenInfo, erro
 		return TokenInfo{}, ErrGone
 	}
 	var info TokenInfo
-	err := s.store.View(ctx, func(tx store.Tx) error {
+	err := s.store.View(ctx, func(tx store.ReadTx) error {
 		t, err := tx.LookupToken(ctx, hashToken(tok), s.now())
 		if err != nil {
 			return goneIfNotFound(err)

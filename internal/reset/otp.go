@@ -68,7 +68,7 @@ func (s *Service) ContactMethods(ctx context.Context, institutionID, userID stri
 		return nil, err
 	}
 	var u store.User
-	err := s.store.View(ctx, func(tx store.Tx) (err error) {
+	err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		_, u, err = s.userIn(ctx, tx, institutionID, userID)
 		return err
 	})

@@ -36,7 +36,7 @@ func (s *Service) queue(ctx context.Context, tx store.Tx, now time.Time, institu
 		return err
 	}
 	args.InstitutionID, args.UserID = institutionID, userID
-	return tx.Enqueue(ctx, args, nil)
+	return tx.Enqueue(ctx, args)
 }
 
 func (s *Service) render(st Settings, kind, channel, to string, d delivery.TemplateData) (delivery.Message, error) {
@@ -63,7 +63,7 @@ func (s *Service) emit(ctx context.Context, tx store.Tx, now time.Time, st Setti
 	}
 	return tx.Enqueue(ctx, delivery.WebhookArgs{URL: st.WebhookURL, Event: delivery.Event{
 		ID: uuid.NewString(), Type: typ, Time: now.UTC(), InstitutionID: institutionID, UserID: userID, Data: data,
-	}}, nil)
+	}})
 }
 
 // DeliveryFailed emits delivery.failed for a message that will never be
