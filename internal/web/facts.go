@@ -171,14 +171,3 @@ func firstFactError(fields []factField) string {
 	}
 	return ""
 }
-
-// requiredFacts is what the form of session s must ask for: the facts
-// the institution requires now (read with the token) for a link's
-// session, none for a session won with a code (the code came with them,
-// and the domain does not ask again).
-func requiredFacts(s session, info reset.TokenInfo) []string {
-	if s.CodeInstitution != "" {
-		return nil
-	}
-	return info.Facts
-}

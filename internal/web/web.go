@@ -131,26 +131,27 @@ func (h *handler) form(w http.ResponseWriter, r *http.Request) {
 		h.expired(w, r, s)
 		return
 	}
-	info, required, ok := h.live(w, r, s)
+	info, ok := h.live(w, r, s)
 	if !ok {
 		return
 	}
 	v := h.formView(s, info)
-	v.Facts = factFields(required)
+	v.Facts = factFields(info.Facts)
 	describe(v.Facts, false)
 	h.pages.render(w, r, http.StatusOK, pageForm, v)
 }
 
 // live checks, in one domain call, that the session's token is still
-// live and returns it with the facts its form must ask for; otherwise it
-// has answered already.
-func (h *handler) live(w http.ResponseWriter, r *http.Request, s session) (reset.TokenInfo, []string, bool) {
+// live and returns it with the facts the form must ask for (none for a
+// token won with a code: the code came with them); otherwise it has
+// answered already.
+func (h *handler) live(w http.ResponseWriter, r *http.Request, s session) (reset.TokenInfo, bool) {
 	info, err := h.svc.InspectToken(r.Context(), s.Token)
 	if err != nil {
 		h.sessionFail(w, r, s, err, "")
-		return info, nil, false
+		return info, false
 	}
-	return info, requiredFacts(s, info), true
+	return info, true
 }
 
 func (h *handler) formView(s session, info reset.TokenInfo) view {
@@ -174,11 +175,11 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	// The facts asked for are those the settings require now, so a form
 	// opened before requireFacts changed comes back with the fields to fill.
-	info, required, ok := h.live(w, r, s)
+	info, ok := h.live(w, r, s)
 	if !ok {
 		return
 	}
-	facts, fields, factsBad := readFacts(required, form)
+	facts, fields, factsBad := readFacts(info.Facts, form)
 	pw, confirm := form.Get(fieldPassword), form.Get(fieldConfirm)
 	v := h.formView(s, info)
 	v.Error, v.Facts = true, fields
