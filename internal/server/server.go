@@ -30,16 +30,14 @@ const P = "/a/password-reset/api/v0"
 // TokenPath is the OAuth2 token endpoint (the seed's tokenUrl path).
 const TokenPath = "/a/oidc-provider/api/v0/token"
 
-// Config wires a Server.
+// Config wires a Server. Nil Metrics is a fresh metrics.Metrics; Logger
+// is wrapped so each line of a request carries its transaction id
+// (request.Logger).
 type Config struct {
-	Reset *reset.Service
-	Auth  *auth.Service
-	Store store.Store
-	// Metrics hears each request and rate-limit refusal and serves
-	// /metrics; nil is a fresh metrics.Metrics.
-	Metrics Metrics
-	// Logger is wrapped to stamp each line of a request with its
-	// transaction id (request.Logger).
+	Reset          *reset.Service
+	Auth           *auth.Service
+	Store          store.Store
+	Metrics        Metrics
 	Logger         *slog.Logger
 	TrustedProxies []netip.Prefix
 }
