@@ -20,8 +20,10 @@ import (
 	"github.com/resetd/resetd/internal/auth"
 	"github.com/resetd/resetd/internal/config"
 	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/metrics"
 	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/queue"
+	"github.com/resetd/resetd/internal/request"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/seal"
 	"github.com/resetd/resetd/internal/server"
@@ -64,7 +66,7 @@ type App struct {
 	Auth    *auth.Service
 	Reset   *reset.Service
 	Server  *server.Server
-	Metrics *server.Metrics
+	Metrics *metrics.Metrics
 	// Hasher is the bounded argon2id hasher the domain uses (tests watch
 	// its slots).
 	Hasher *password.Hasher
@@ -84,6 +86,9 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	// Every part logs through this one: a line logged during a request
+	// carries its transaction id.
+	cfg.Logger = request.Logger(cfg.Logger)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -98,7 +103,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, Metrics: server.NewMetrics()}
+	a := &App{cfg: cfg, Metrics: metrics.New()}
 
 	// Senders first: a bad URL should fail before anything is opened.
 	var sms delivery.Sender = delivery.LogSender{Logger: cfg.Logger}
@@ -154,7 +159,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	})
 	sendWorker.Failed = a.Reset.DeliveryFailed
 	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies})
-	web.Register(a.Server, web.Config{Reset: a.Reset, Key: a.Key, PublicURL: cfg.PublicURL, Now: cfg.Now, Logger: cfg.Logger, Actor: a.Server.Actor}) // the reset page (SPEC §6)
+	web.Register(a.Server, web.Config{Reset: a.Reset, Key: a.Key, PublicURL: cfg.PublicURL, Now: cfg.Now, Logger: cfg.Logger}) // the reset page (SPEC §6)
 	return a, nil
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/queue"
+	"github.com/resetd/resetd/internal/request"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/seal"
 	"github.com/resetd/resetd/internal/store"
@@ -81,7 +82,7 @@ func FuzzDecode(f *testing.F) {
 		if contentType != "" {
 			r.Header.Set("Content-Type", contentType)
 		}
-		r = r.WithContext(context.WithValue(r.Context(), ctxTransactionID, "fuzz"))
+		r = r.WithContext(request.With(r.Context(), "fuzz", ""))
 		r.Body = http.MaxBytesReader(rec, r.Body, maxBody)
 		v := newTarget()
 		err := decode(r, v, allowEmpty)

@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/resetd/resetd/internal/auth"
+	"github.com/resetd/resetd/internal/metrics"
+	"github.com/resetd/resetd/internal/request"
 	"github.com/resetd/resetd/internal/reset"
 )
 
@@ -27,16 +29,26 @@ const P = "/a/password-reset/api/v0"
 // TokenPath is the OAuth2 token endpoint (the seed's tokenUrl path).
 const TokenPath = "/a/oidc-provider/api/v0/token"
 
-// Config wires a Server.
+// Config wires a Server. Nil Metrics is a fresh metrics.Metrics; Logger
+// is wrapped so each line of a request carries its transaction id
+// (request.Logger).
 type Config struct {
 	Reset *reset.Service
 	Auth  *auth.Service
 	// Ready reports whether the service can serve (the database
 	// answers); /readyz calls it. Nil is always ready.
 	Ready          func(ctx context.Context) error
-	Metrics        *Metrics
+	Metrics        Metrics
 	Logger         *slog.Logger
 	TrustedProxies []netip.Prefix
+}
+
+// Metrics is what the server reports to and serves at /metrics;
+// *metrics.Metrics has it.
+type Metrics interface {
+	ObserveRequest(route, method string, status int, d time.Duration)
+	RateLimited(limit string)
+	Handler() http.Handler
 }
 
 // Server serves resetd's HTTP API.
@@ -44,7 +56,7 @@ type Server struct {
 	reset          *reset.Service
 	auth           *auth.Service
 	ready          func(ctx context.Context) error
-	metrics        *Metrics
+	metrics        Metrics
 	logger         *slog.Logger
 	trustedProxies []netip.Prefix
 	mux            *recordingMux
@@ -53,11 +65,12 @@ type Server struct {
 // New builds the server and its routes.
 func New(c Config) *Server {
 	if c.Metrics == nil {
-		c.Metrics = NewMetrics()
+		c.Metrics = metrics.New()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Logger = request.Logger(c.Logger)
 	s := &Server{reset: c.Reset, auth: c.Auth, ready: c.Ready, metrics: c.Metrics, logger: c.Logger, trustedProxies: c.TrustedProxies, mux: newRecordingMux()}
 	s.routes()
 	return s
@@ -111,7 +124,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /readyz", s.readyz)
-	m.Handle("GET /metrics", s.metrics.handler())
+	m.Handle("GET /metrics", s.metrics.Handler())
 	m.HandleFunc("GET /openapi.yaml", s.openAPI)
 
 	inst := P + "/institutions/{institutionId}"
@@ -136,7 +149,7 @@ func (s *Server) routes() {
 }
 
 func actor(r *http.Request, clientID string) reset.Actor {
-	return reset.Actor{ClientID: clientID, IP: clientIP(r.Context()), TransactionID: transactionID(r.Context())}
+	return reset.Actor{ClientID: clientID, IP: request.ClientIP(r.Context()), TransactionID: request.TransactionID(r.Context())}
 }
 
 // apiHandler is an authorized API handler: it knows the caller.
@@ -168,7 +181,7 @@ func (s *Server) authorize(scope string, next apiHandler) http.HandlerFunc {
 			s.unauthorized(w, r, "invalid_token", "the access token is invalid or expired")
 			return
 		}
-		setClientID(r.Context(), claims.ClientID)
+		request.SetClientID(r.Context(), claims.ClientID)
 		if i := r.PathValue("institutionId"); i != "" && !claims.Allows(i) {
 			s.problem(w, r, http.StatusNotFound, "not-found", "no such resource")
 			return
