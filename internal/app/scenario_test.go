@@ -43,16 +43,18 @@ type step struct {
 	check   func(t *testing.T, r response)
 }
 
+// at is the path of r, resolved now.
+func (r req) at() string {
+	if f, ok := r.path.(func() string); ok {
+		return f()
+	}
+	return r.path.(string)
+}
+
 // call makes the request of r, resolving the values known only by now.
 func (h *harness) call(r req) response {
 	h.t.Helper()
-	path, ok := r.path.(string)
-	if f, isFunc := r.path.(func() string); isFunc {
-		path, ok = f(), true
-	}
-	if !ok {
-		h.t.Fatalf("req path %T", r.path)
-	}
+	path := r.at()
 	body := r.body
 	if f, isFunc := body.(func() any); isFunc {
 		body = f()
@@ -85,7 +87,7 @@ func (h *harness) step(t *testing.T, s step) {
 	if s.method != "" {
 		r = h.call(s.req)
 		if s.status != 0 && r.Status != s.status {
-			t.Fatalf("%s %v: %d %s, want %d", s.method, s.path, r.Status, r.Body, s.status)
+			t.Fatalf("%s %s: %d %s, want %d", s.method, s.at(), r.Status, r.Body, s.status)
 		}
 		if s.retry && r.Header.Get("Retry-After") == "" {
 			t.Fatalf("%d without Retry-After", r.Status)
