@@ -269,15 +269,19 @@ func TestChangeNoticeGoesToEveryContact(t *testing.T) {
 	tok := h.admin()
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com", "phone": "+14155550123"})
 	link := h.resetLink(tok, "acme", "u")
-	if r := h.do("POST", P+"/password/change", "", map[string]string{"token": link, "newPassword": goodPassword}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
-	if m := h.waitMail(2)[1]; !strings.Contains(m.Subject, "changed") {
-		t.Errorf("email notice: %q", m.Subject)
-	}
-	if sms := h.waitSMS(1)[0]; !strings.Contains(sms, "changed") || strings.Contains(sms, "u@example.com") {
-		t.Errorf("SMS notice: %q", sms)
-	}
+	h.run(t, []step{
+		{name: "change", req: changeTo(&link, goodPassword), status: 204},
+		{name: "email notice", check: func(t *testing.T, _ response) {
+			if m := h.waitMail(2)[1]; !strings.Contains(m.Subject, "changed") {
+				t.Errorf("email notice: %q", m.Subject)
+			}
+		}},
+		{name: "SMS notice", check: func(t *testing.T, _ response) {
+			if sms := h.waitSMS(1)[0]; !strings.Contains(sms, "changed") || strings.Contains(sms, "u@example.com") {
+				t.Errorf("SMS notice: %q", sms)
+			}
+		}},
+	})
 }
 
 // webhookReceiver verifies signatures the way docs/OPERATIONS.md tells a

@@ -70,29 +70,36 @@ func TestContactMethodsAreMasked(t *testing.T) {
 	h := newHarness(t)
 	tok := h.admin()
 	h.putUser(tok, "acme", "u", map[string]any{"username": "jane", "email": "jane.doe@example.com", "phone": "+14155550123"})
-	r := h.do("GET", P+"/institutions/acme/users/u/contact-methods", tok, nil)
-	for _, full := range []string{"jane.doe@example.com", "jane.doe", "example", "4155550123", "+1415"} {
-		if strings.Contains(string(r.Body), full) {
-			t.Errorf("contact methods reveal %q: %s", full, r.Body)
-		}
-	}
-	cm := h.contactMethods(tok, "acme", "u")
-	if cm["email.destination"] != "j•••@e•••.com" || cm["sms.destination"] != "•••••0123" {
-		t.Errorf("masking: %v", cm)
-	}
-	if again := h.contactMethods(tok, "acme", "u"); again["email"] != cm["email"] || again["sms"] != cm["sms"] {
-		t.Error("contact method ids are not stable")
-	}
-	h.putUser(tok, "acme", "u", map[string]any{"username": "jane", "email": "jane@example.org", "phone": "+14155550123"})
-	if changed := h.contactMethods(tok, "acme", "u"); changed["email"] == cm["email"] || changed["sms"] != cm["sms"] {
-		t.Error("a changed address must get a new id, an unchanged one keep its id")
-	}
-	if r := h.sendOTP(tok, "acme", "u", cm["email"]); r.Status != 404 {
-		t.Errorf("OTP to the old address's id: %d", r.Status)
-	}
-	if r := h.do("GET", P+"/institutions/acme/users/ghost/contact-methods", tok, nil); r.Status != 404 {
-		t.Errorf("unknown user: %d", r.Status)
-	}
+	var cm map[string]string
+	var oldEmail string
+	h.run(t, []step{
+		{name: "the answer shows no destination in full", req: get(P+"/institutions/acme/users/u/contact-methods", &tok), check: func(t *testing.T, r response) {
+			for _, full := range []string{"jane.doe@example.com", "jane.doe", "example", "4155550123", "+1415"} {
+				if strings.Contains(string(r.Body), full) {
+					t.Errorf("contact methods reveal %q: %s", full, r.Body)
+				}
+			}
+		}},
+		{name: "masking and stable ids", check: func(t *testing.T, _ response) {
+			cm = h.contactMethods(tok, "acme", "u")
+			if cm["email.destination"] != "j•••@e•••.com" || cm["sms.destination"] != "•••••0123" {
+				t.Errorf("masking: %v", cm)
+			}
+			if again := h.contactMethods(tok, "acme", "u"); again["email"] != cm["email"] || again["sms"] != cm["sms"] {
+				t.Error("contact method ids are not stable")
+			}
+		}},
+		{name: "a changed address gets a new id", before: func(*testing.T) {
+			h.putUser(tok, "acme", "u", map[string]any{"username": "jane", "email": "jane@example.org", "phone": "+14155550123"})
+		}, check: func(t *testing.T, _ response) {
+			if changed := h.contactMethods(tok, "acme", "u"); changed["email"] == cm["email"] || changed["sms"] != cm["sms"] {
+				t.Error("a changed address must get a new id, an unchanged one keep its id")
+			}
+			oldEmail = cm["email"]
+		}},
+		{name: "OTP to the old address's id", req: otpSend(&tok, "acme", "u", &oldEmail), status: 404},
+		{name: "unknown user", req: get(P+"/institutions/acme/users/ghost/contact-methods", &tok), status: 404},
+	})
 }
 
 func TestOTPBySMSThenChange(t *testing.T) {
@@ -138,17 +145,20 @@ func TestOTPByEmailWithUserID(t *testing.T) {
 	tok := h.admin()
 	h.putSettings(tok, map[string]int{"otpLength": 8})
 	h.putUser(tok, "acme", "u", map[string]any{"username": "ann", "email": "ann@example.com"})
-	if r := h.sendOTP(tok, "acme", "u", h.contactMethods(tok, "acme", "u")["email"]); r.Status != 202 {
-		t.Fatalf("send: %d %s", r.Status, r.Body)
-	}
-	m := h.waitMail(1)[0]
-	code := sixDigits.FindStringSubmatch(m.Text)
-	if code == nil || len(code[1]) != 8 {
-		t.Fatalf("email text %q: want an 8-digit code", m.Text)
-	}
-	if r := h.verifyOTP("acme", map[string]string{"userId": "u", "otp": code[1]}); r.Status != 200 {
-		t.Fatalf("verify by userId: %d %s", r.Status, r.Body)
-	}
+	cm := h.contactMethods(tok, "acme", "u")["email"]
+	var code string
+	h.run(t, []step{
+		{name: "send", req: otpSend(&tok, "acme", "u", &cm), status: 202},
+		{name: "the email has an 8-digit code", check: func(t *testing.T, _ response) {
+			m := h.waitMail(1)[0]
+			c := sixDigits.FindStringSubmatch(m.Text)
+			if c == nil || len(c[1]) != 8 {
+				t.Fatalf("email text %q: want an 8-digit code", m.Text)
+			}
+			code = c[1]
+		}},
+		{name: "verify by userId", req: otpVerify("acme", func() any { return map[string]string{"userId": "u", "otp": code} }), status: 200},
+	})
 }
 
 func TestOTPAttemptsExpiryAndReplacement(t *testing.T) {
@@ -325,53 +335,67 @@ func TestSelfServiceKnownAndUnknownLookAlike(t *testing.T) {
 	tok := h.admin()
 	base := h.url + "/reset"
 	h.putUser(tok, "acme", "u", map[string]any{"username": "admin", "email": "admin@example.com"})
-	known := selfService(h, "GET", url.Values{"username": {"admin"}, "linkReset": {"security@acme.example"}, "siteName": {base}})
-	unknown := selfService(h, "GET", url.Values{"username": {"nobody"}, "linkReset": {"security@acme.example"}, "siteName": {base}})
-	if known.Status != 200 || unknown.Status != 200 {
-		t.Fatalf("known %d %s / unknown %d %s", known.Status, known.Body, unknown.Status, unknown.Body)
-	}
-	kb, ub := known.json(t), unknown.json(t)
-	if len(kb) != 4 || len(ub) != 4 {
-		t.Fatalf("want exactly from,to,subject,body: %v %v", kb, ub)
-	}
-	for _, k := range []string{"from", "to", "subject", "body"} {
-		if kb[k] != ub[k] {
-			t.Errorf("%s differs: %q vs %q", k, kb[k], ub[k])
+	var known response
+	var token string
+	to := func(want string) func(t *testing.T, r response) {
+		return func(t *testing.T, r response) {
+			if got := r.json(t)["to"]; got != want {
+				t.Errorf("revealRecipient: to %v, want %s", got, want)
+			}
 		}
 	}
-	if kb["to"] != "***" || kb["from"] != "security@acme.example" {
-		t.Errorf("to/from: %v", kb)
-	}
-	body := kb["body"].(string)
-	if !strings.Contains(body, `href="`+base+`?token={generatedToken}"`) || !strings.Contains(body, "{userName}") || strings.Contains(body, "admin") {
-		t.Errorf("masked body: %s", body)
-	}
-	// Only the known user gets an email, with a real token that works.
-	m := h.waitMail(1)[0]
-	token := linkToken.FindStringSubmatch(m.Text)
-	if m.To[0] != "admin@example.com" || token == nil {
-		t.Fatalf("email to %v: %s", m.To, m.Text)
-	}
-	r := h.do("POST", "/api/Authorize/ChangePassword", "", map[string]string{"token": token[1], "newPassword": goodPassword})
-	if r.Status != 200 || strings.TrimSpace(string(r.Body)) != "{}" {
-		t.Fatalf("compat ChangePassword: %d %s", r.Status, r.Body)
-	}
-	if r := h.do("POST", "/api/Authorize/ChangePassword", "", map[string]string{"token": token[1], "newPassword": goodPassword}); r.Status != 410 {
-		t.Errorf("compat ChangePassword reuse: %d", r.Status)
-	}
-	h.waitMail(2) // the change notice
-	if n := h.mail.Count(); n != 2 {
-		t.Errorf("%d emails; the unknown user must get none", n)
-	}
-
-	// revealRecipient: the known user's address masked, the unknown's still ***.
-	h.putSettings(tok, map[string]bool{"revealRecipient": true})
-	if got := selfService(h, "POST", url.Values{"username": {"admin"}}).json(t)["to"]; got != "a•••@e•••.com" {
-		t.Errorf("revealRecipient, known: %v", got)
-	}
-	if got := selfService(h, "POST", url.Values{"username": {"nobody"}}).json(t)["to"]; got != "***" {
-		t.Errorf("revealRecipient, unknown: %v", got)
-	}
+	compat := post("/api/Authorize/ChangePassword", nil, func() any { return map[string]string{"token": token, "newPassword": goodPassword} })
+	h.run(t, []step{
+		{name: "known", req: selfServiceReq("GET", url.Values{"username": {"admin"}, "linkReset": {"security@acme.example"}, "siteName": {base}}),
+			check: func(_ *testing.T, r response) { known = r }},
+		{name: "unknown, alike", req: selfServiceReq("GET", url.Values{"username": {"nobody"}, "linkReset": {"security@acme.example"}, "siteName": {base}}),
+			check: func(t *testing.T, unknown response) {
+				if known.Status != 200 || unknown.Status != 200 {
+					t.Fatalf("known %d %s / unknown %d %s", known.Status, known.Body, unknown.Status, unknown.Body)
+				}
+				kb, ub := known.json(t), unknown.json(t)
+				if len(kb) != 4 || len(ub) != 4 {
+					t.Fatalf("want exactly from,to,subject,body: %v %v", kb, ub)
+				}
+				for _, k := range []string{"from", "to", "subject", "body"} {
+					if kb[k] != ub[k] {
+						t.Errorf("%s differs: %q vs %q", k, kb[k], ub[k])
+					}
+				}
+				if kb["to"] != "***" || kb["from"] != "security@acme.example" {
+					t.Errorf("to/from: %v", kb)
+				}
+				body := kb["body"].(string)
+				if !strings.Contains(body, `href="`+base+`?token={generatedToken}"`) || !strings.Contains(body, "{userName}") || strings.Contains(body, "admin") {
+					t.Errorf("masked body: %s", body)
+				}
+			}},
+		// Only the known user gets an email, with a real token that works.
+		{name: "the known user's email", check: func(t *testing.T, _ response) {
+			m := h.waitMail(1)[0]
+			match := linkToken.FindStringSubmatch(m.Text)
+			if m.To[0] != "admin@example.com" || match == nil {
+				t.Fatalf("email to %v: %s", m.To, m.Text)
+			}
+			token = match[1]
+		}},
+		{name: "compat ChangePassword", req: compat, status: 200, check: func(t *testing.T, r response) {
+			if strings.TrimSpace(string(r.Body)) != "{}" {
+				t.Fatalf("compat ChangePassword: %d %s", r.Status, r.Body)
+			}
+		}},
+		{name: "compat ChangePassword reuse", req: compat, status: 410},
+		{name: "the unknown user gets no email", check: func(t *testing.T, _ response) {
+			h.waitMail(2) // the change notice
+			if n := h.mail.Count(); n != 2 {
+				t.Errorf("%d emails; the unknown user must get none", n)
+			}
+		}},
+		// revealRecipient: the known user's address masked, the unknown's still ***.
+		{name: "revealRecipient, known", before: func(*testing.T) { h.putSettings(tok, map[string]bool{"revealRecipient": true}) },
+			req: selfServiceReq("POST", url.Values{"username": {"admin"}}), check: to("a•••@e•••.com")},
+		{name: "revealRecipient, unknown", req: selfServiceReq("POST", url.Values{"username": {"nobody"}}), check: to("***")},
+	})
 }
 
 func TestSelfServiceAllowlists(t *testing.T) {
@@ -432,24 +456,20 @@ func TestInstitutionTemplates(t *testing.T) {
 	h := newHarness(t)
 	tok := h.admin()
 	path := P + "/institutions/acme/settings"
-	if r := h.do("PUT", path, tok, map[string]any{"templates": map[string]string{"reset_link.email.subject": "{{.Broken"}}); r.Status != 400 {
-		t.Errorf("broken template: %d %s", r.Status, r.Body)
-	}
-	if r := h.do("PUT", path, tok, map[string]any{"templates": map[string]string{"no.such.part": "x"}}); r.Status != 400 {
-		t.Errorf("unknown template key: %d", r.Status)
-	}
-	if r := h.do("PUT", path, tok, map[string]any{"templates": map[string]string{"reset_link.email.subject": "{{.DisplayName}}: your reset link"}}); r.Status != 204 {
-		t.Fatalf("good template: %d %s", r.Status, r.Body)
-	}
-	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com"})
-	h.resetLink(tok, "acme", "u")
-	if got := h.mail.Messages()[0].Subject; got != "Acme Bank: your reset link" {
-		t.Errorf("subject %q", got)
-	}
-	d := h.do("GET", P+"/institutions/acme/users/u/password/deliveries", tok, nil)
-	if !strings.Contains(string(d.Body), `"kind":"reset_link"`) || !strings.Contains(string(d.Body), `"channel":"email"`) {
-		t.Errorf("deliveries: %s", d.Body)
-	}
+	h.run(t, []step{
+		{name: "broken template", req: put(path, &tok, map[string]any{"templates": map[string]string{"reset_link.email.subject": "{{.Broken"}}), status: 400},
+		{name: "unknown template key", req: put(path, &tok, map[string]any{"templates": map[string]string{"no.such.part": "x"}}), status: 400},
+		{name: "good template", req: put(path, &tok, map[string]any{"templates": map[string]string{"reset_link.email.subject": "{{.DisplayName}}: your reset link"}}), status: 204},
+		{name: "the link's email uses it", before: func(*testing.T) {
+			h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com"})
+			h.resetLink(tok, "acme", "u")
+		}, check: func(t *testing.T, _ response) {
+			if got := h.mail.Messages()[0].Subject; got != "Acme Bank: your reset link" {
+				t.Errorf("subject %q", got)
+			}
+		}},
+		{name: "deliveries", req: get(P+"/institutions/acme/users/u/password/deliveries", &tok), check: bodyHas(`"kind":"reset_link"`, `"channel":"email"`)},
+	})
 }
 
 // The webhook SMS sender signs its JSON so a receiver can verify it.
