@@ -355,31 +355,37 @@ func TestWebhookEvents(t *testing.T) {
 	tok := h.admin()
 	h.putSettings(tok, map[string]any{"webhookUrl": recv.srv.URL + "/events"})
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com"})
-	link := h.resetLink(tok, "acme", "u")
-	if ev := recv.wait(t, delivery.EventResetRequested); ev.UserID != "u" || ev.Data["channel"] != "email" {
-		t.Errorf("reset.requested: %+v", ev)
-	}
-	if r := h.do("POST", P+"/password/change", "", map[string]string{"token": link, "newPassword": goodPassword}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
-	recv.wait(t, delivery.EventPasswordChanged)
-	h.waitMail(2) // the change notice is out before the next message fails
-	h.mail.FailNext(1, 550)
-	h.putUser(tok, "acme", "v", map[string]any{"username": "v", "email": "v@example.com"})
-	if r := h.do("POST", P+"/institutions/acme/users/v/password/reset", tok, map[string]string{"method": "email"}); r.Status != 200 {
-		t.Fatal(r.Status)
-	}
-	if ev := recv.wait(t, delivery.EventDeliveryFailed); ev.UserID != "v" || ev.Data["kind"] != "reset_link" {
-		t.Errorf("delivery.failed: %+v", ev)
-	}
-	recv.mu.Lock()
-	defer recv.mu.Unlock()
-	for _, b := range recv.bodies {
-		if strings.Contains(b, link) || strings.Contains(b, goodPassword) || strings.Contains(b, "u@example.com") {
-			t.Errorf("an event carries a secret or an address: %s", b)
-		}
-	}
-	if len(recv.bad) > 0 {
-		t.Errorf("events failing verification: %v", recv.bad)
-	}
+	var link string
+	h.run(t, []step{
+		{name: "reset.requested", before: func(*testing.T) { link = h.resetLink(tok, "acme", "u") }, check: func(t *testing.T, _ response) {
+			if ev := recv.wait(t, delivery.EventResetRequested); ev.UserID != "u" || ev.Data["channel"] != "email" {
+				t.Errorf("reset.requested: %+v", ev)
+			}
+		}},
+		{name: "change", req: changeTo(&link, goodPassword), status: 204},
+		{name: "password.changed", check: func(t *testing.T, _ response) {
+			recv.wait(t, delivery.EventPasswordChanged)
+			h.waitMail(2) // the change notice is out before the next message fails
+		}},
+		{name: "delivery.failed", before: func(*testing.T) {
+			h.mail.FailNext(1, 550)
+			h.putUser(tok, "acme", "v", map[string]any{"username": "v", "email": "v@example.com"})
+		}, req: post(P+"/institutions/acme/users/v/password/reset", &tok, map[string]string{"method": "email"}), status: 200, check: func(t *testing.T, _ response) {
+			if ev := recv.wait(t, delivery.EventDeliveryFailed); ev.UserID != "v" || ev.Data["kind"] != "reset_link" {
+				t.Errorf("delivery.failed: %+v", ev)
+			}
+		}},
+		{name: "no event carries a secret and every one verifies", check: func(t *testing.T, _ response) {
+			recv.mu.Lock()
+			defer recv.mu.Unlock()
+			for _, b := range recv.bodies {
+				if strings.Contains(b, link) || strings.Contains(b, goodPassword) || strings.Contains(b, "u@example.com") {
+					t.Errorf("an event carries a secret or an address: %s", b)
+				}
+			}
+			if len(recv.bad) > 0 {
+				t.Errorf("events failing verification: %v", recv.bad)
+			}
+		}},
+	})
 }

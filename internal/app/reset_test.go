@@ -479,26 +479,30 @@ func TestNoSecretsInDatabaseFiles(t *testing.T) {
 	h := newHarness(t)
 	tok := h.admin()
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com", "password": "initial secret passphrase"})
-	token := h.resetLink(tok, "acme", "u")
-	if r := h.do("POST", P+"/password/change", "", map[string]string{"token": token, "newPassword": goodPassword}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
-	h.waitMail(2)
-	h.stop()
-	files := databaseContents(t, h.dbPath)
-	if len(files) == 0 {
-		t.Fatal("no database contents")
-	}
-	for f, b := range files {
-		for name, secret := range map[string]string{"reset token": token, "password": goodPassword, "initial password": "initial secret passphrase", "client secret": h.adminSecret} {
-			if strings.Contains(string(b), secret) {
-				t.Errorf("%s found in clear in %s", name, filepath.Base(f))
+	var token string
+	h.run(t, []step{
+		{name: "change", before: func(*testing.T) { token = h.resetLink(tok, "acme", "u") }, req: changeTo(&token, goodPassword), status: 204},
+		{name: "no secret in the database files", check: func(t *testing.T, _ response) {
+			h.waitMail(2)
+			h.stop()
+			files := databaseContents(t, h.dbPath)
+			if len(files) == 0 {
+				t.Fatal("no database contents")
 			}
-		}
-	}
-	for _, secret := range []string{token, goodPassword, h.adminSecret} {
-		if strings.Contains(h.logs.String(), secret) {
-			t.Error("a secret reached the log")
-		}
-	}
+			for f, b := range files {
+				for name, secret := range map[string]string{"reset token": token, "password": goodPassword, "initial password": "initial secret passphrase", "client secret": h.adminSecret} {
+					if strings.Contains(string(b), secret) {
+						t.Errorf("%s found in clear in %s", name, filepath.Base(f))
+					}
+				}
+			}
+		}},
+		{name: "no secret in the log", check: func(t *testing.T, _ response) {
+			for _, secret := range []string{token, goodPassword, h.adminSecret} {
+				if strings.Contains(h.logs.String(), secret) {
+					t.Error("a secret reached the log")
+				}
+			}
+		}},
+	})
 }
