@@ -129,7 +129,7 @@ func TestApproval(t *testing.T) {
 				t.Fatalf("outbox %v before approval", kinds(msgs))
 			}
 			var row store.Approval
-			b.view(t, func(tx store.Tx) (err error) {
+			b.write(t, func(tx store.Tx) (err error) {
 				row, err = tx.LockApproval(b.ctx, "acme", ap.ID)
 				return err
 			})

@@ -218,7 +218,7 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 		return "", time.Time{}, ErrOTPInvalid
 	}
 	code := in.OTP
-	if len(code) < 6 || len(code) > 10 || !allDigits(code) {
+	if len(code) < 6 || len(code) > 10 || !AllDigits(code) {
 		// Malformed codes are wrong codes: same answer, same counting.
 		code = ""
 	}
@@ -318,13 +318,4 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 		return "", time.Time{}, outcome
 	}
 	return tok, expires, nil
-}
-
-func allDigits(s string) bool {
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
 }

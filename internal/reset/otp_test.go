@@ -149,7 +149,7 @@ func TestOTPFlow(t *testing.T) {
 func (b *bundle) otp(t *testing.T) store.OTP {
 	t.Helper()
 	var o store.OTP
-	b.view(t, func(tx store.Tx) (err error) {
+	b.write(t, func(tx store.Tx) (err error) {
 		o, err = tx.LockOTP(b.ctx, "acme", "u")
 		return err
 	})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/queue"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/seal"
 	"github.com/resetd/resetd/internal/store"
@@ -82,6 +83,10 @@ func setup(t *testing.T) *bundle {
 		}
 	})
 	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Jobs are inserted, never worked: the tests read the outbox rows.
+	if _, err := queue.Attach(st, queue.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	key, err := seal.New(seal.Generate())
@@ -160,7 +165,15 @@ func (b *bundle) outbox(t *testing.T) []delivery.Message {
 }
 
 // view reads the store in one read transaction.
-func (b *bundle) view(t *testing.T, fn func(store.Tx) error) {
+// write runs fn in a write transaction (the Lock* reads exist only there).
+func (b *bundle) write(t *testing.T, fn func(store.Tx) error) {
+	t.Helper()
+	if err := b.st.Update(b.ctx, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (b *bundle) view(t *testing.T, fn func(store.ReadTx) error) {
 	t.Helper()
 	if err := b.st.View(b.ctx, fn); err != nil {
 		t.Fatal(err)
@@ -171,7 +184,7 @@ func (b *bundle) view(t *testing.T, fn func(store.Tx) error) {
 func (b *bundle) user(t *testing.T, id string) store.User {
 	t.Helper()
 	var u store.User
-	b.view(t, func(tx store.Tx) (err error) {
+	b.view(t, func(tx store.ReadTx) (err error) {
 		u, err = tx.User(b.ctx, "acme", id)
 		return err
 	})
@@ -184,7 +197,7 @@ func (b *bundle) live(t *testing.T, tok string) bool {
 	t.Helper()
 	h := sha256.Sum256([]byte(tok))
 	var err error
-	b.view(t, func(tx store.Tx) error {
+	b.view(t, func(tx store.ReadTx) error {
 		_, err = tx.LookupToken(b.ctx, h[:], b.clock.Now())
 		return nil
 	})
