@@ -157,7 +157,6 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Store: st, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
 	})
-	sendWorker.Failed = a.Reset.DeliveryFailed
 	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies})
 	web.Register(a.Server, web.Config{Reset: a.Reset, Key: a.Key, PublicURL: cfg.PublicURL, Now: cfg.Now, Logger: cfg.Logger}) // the reset page (SPEC §6)
 	return a, nil

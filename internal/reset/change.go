@@ -108,7 +108,7 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 			return err
 		}
 		for _, m := range notices {
-			if err := s.queue(ctx, tx, now, t.InstitutionID, t.UserID, delivery.KindPasswordChanged, m); err != nil {
+			if err := s.queue(ctx, tx, now, st, t.InstitutionID, t.UserID, delivery.KindPasswordChanged, m); err != nil {
 				return err
 			}
 		}

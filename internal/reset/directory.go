@@ -187,7 +187,7 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 		return false, err
 	}
 	for _, m := range notices.messages {
-		if err := s.queue(ctx, tx, now, institutionID, userID, delivery.KindContactChanged, m); err != nil {
+		if err := s.queue(ctx, tx, now, st, institutionID, userID, delivery.KindContactChanged, m); err != nil {
 			return false, err
 		}
 	}

@@ -143,7 +143,7 @@ func (s *Service) sendLink(ctx context.Context, tx store.Tx, now time.Time, st S
 		CreatedAt: now, ExpiresAt: now.Add(time.Duration(st.Expiration) * time.Second)}); err != nil {
 		return err
 	}
-	if err := s.queue(ctx, tx, now, u.InstitutionID, u.ID, delivery.KindResetLink, p.message); err != nil {
+	if err := s.queue(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.KindResetLink, p.message); err != nil {
 		return err
 	}
 	if err := s.emit(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "admin", "channel": p.method}); err != nil {

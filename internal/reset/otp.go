@@ -162,7 +162,7 @@ func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, c
 				Channel: cm.Type, CreatedAt: now, ExpiresAt: expires, MaxAttempts: st.OTPMaxAttempts}); err != nil {
 				return err
 			}
-			if err := s.queue(ctx, tx, now, institutionID, userID, delivery.KindOTP, m); err != nil {
+			if err := s.queue(ctx, tx, now, st, institutionID, userID, delivery.KindOTP, m); err != nil {
 				return err
 			}
 			masked = cm.Destination

@@ -148,7 +148,7 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 			if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: inst.ID, UserID: u.ID, Purpose: PurposeLink, CreatedAt: now, ExpiresAt: now.Add(lifetime)}); err != nil {
 				return err
 			}
-			if err := s.queue(ctx, tx, now, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {
+			if err := s.queue(ctx, tx, now, st, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {
 				return err
 			}
 			sent = true

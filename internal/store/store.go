@@ -283,7 +283,10 @@ type Store interface {
 	// returns the value that is stored (so replicas agree on one).
 	MetaSetIfAbsent(ctx context.Context, key string, value []byte) ([]byte, error)
 
-	MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time) error
+	// MarkDelivery records an attempt's outcome; a non-nil then is queued
+	// in the same transaction (a delivery.failed event), so the state and
+	// its consequence commit together.
+	MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time, then Job) error
 	Deliveries(ctx context.Context, institutionID, userID string, limit int) ([]Delivery, error)
 	AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]Delivery, error)
 	Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)

@@ -2,13 +2,13 @@ package web
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/resetd/resetd/internal/reset"
+	"github.com/resetd/resetd/internal/secret"
 )
 
 // The OTP path: a customer who was given a code (by the bank's support, or
@@ -36,9 +36,7 @@ func (h *handler) codeNonce(w http.ResponseWriter, r *http.Request) string {
 			return c.Value
 		}
 	}
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	v := base64.RawURLEncoding.EncodeToString(b)
+	v := secret.Token(32)
 	http.SetCookie(w, &http.Cookie{
 		Name: codeCookie, Value: v, Path: h.base + "/reset",
 		HttpOnly: true, Secure: h.secure, SameSite: http.SameSiteLaxMode,

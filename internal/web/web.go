@@ -15,9 +15,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
+	"github.com/resetd/resetd/internal/config"
 	"github.com/resetd/resetd/internal/request"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/seal"
@@ -94,7 +94,7 @@ func newHandler(c Config) *handler {
 	h := &handler{svc: c.Reset, key: c.Key, now: c.Now, logger: request.Logger(c.Logger)}
 	if u, err := url.Parse(c.PublicURL); err == nil {
 		h.secure = u.Scheme == "https"
-		h.base = strings.TrimRight(u.Path, "/")
+		h.base = config.BaseURL(u.Path)
 	}
 	h.pages = newPages(h.base, h.logger)
 	return h

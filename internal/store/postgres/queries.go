@@ -584,7 +584,19 @@ func (s *Store) MetaSetIfAbsent(ctx context.Context, key string, value []byte) (
 	return out, nil
 }
 
-func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time) error {
+func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time, then store.Job) error {
+	if then != nil {
+		err := s.Update(ctx, func(tx store.Tx) error {
+			if _, err := tx.RecordWriter.(*txn).q.Exec(ctx, `UPDATE deliveries SET state = $1, attempts = $2, last_error = $3, updated_at = $4 WHERE id = $5`, state, attempts, lastError, ts(now), id); err != nil {
+				return err
+			}
+			return tx.Enqueue(ctx, then)
+		})
+		if err != nil {
+			return wrap(err, "mark delivery")
+		}
+		return nil
+	}
 	_, err := s.pool.Exec(ctx, `UPDATE deliveries SET state = $1, attempts = $2, last_error = $3, updated_at = $4 WHERE id = $5`, state, attempts, lastError, ts(now), id)
 	if err != nil {
 		return wrap(err, "mark delivery")

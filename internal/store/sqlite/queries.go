@@ -392,10 +392,15 @@ func (s *Store) MetaSetIfAbsent(ctx context.Context, key string, value []byte) (
 
 // MarkDelivery goes through Update, so a burst of delivered messages
 // shares commits (group commit) instead of paying one fsync each.
-func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time) error {
+func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time, then store.Job) error {
 	err := s.Update(ctx, func(tx store.Tx) error {
-		_, err := tx.RecordWriter.(*txn).q.ExecContext(ctx, `UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, updated_at = ? WHERE id = ?`, state, attempts, lastError, ms(now), id)
-		return err
+		if _, err := tx.RecordWriter.(*txn).q.ExecContext(ctx, `UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, updated_at = ? WHERE id = ?`, state, attempts, lastError, ms(now), id); err != nil {
+			return err
+		}
+		if then == nil {
+			return nil
+		}
+		return tx.Enqueue(ctx, then)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: mark delivery: %w", err)

@@ -68,10 +68,10 @@ func testDeliveries(t *testing.T, s store.Store) {
 
 	queueStats(t, s, 4, t0)
 	marked := t0.Add(time.Hour)
-	if err := s.MarkDelivery(ctx(t), ids[0], store.DeliveryFailed, 13, "unavailable", marked); err != nil {
+	if err := s.MarkDelivery(ctx(t), ids[0], store.DeliveryFailed, 13, "unavailable", marked, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MarkDelivery(ctx(t), ids[1], store.DeliverySent, 2, "", marked); err != nil {
+	if err := s.MarkDelivery(ctx(t), ids[1], store.DeliverySent, 2, "", marked, nil); err != nil {
 		t.Fatal(err)
 	}
 	all, err := s.AllDeliveries(ctx(t), false, 10)
