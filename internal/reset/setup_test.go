@@ -164,7 +164,6 @@ func (b *bundle) outbox(t *testing.T) []delivery.Message {
 	return out
 }
 
-// view reads the store in one read transaction.
 // write runs fn in a write transaction (the Lock* reads exist only there).
 func (b *bundle) write(t *testing.T, fn func(store.Tx) error) {
 	t.Helper()
@@ -173,6 +172,7 @@ func (b *bundle) write(t *testing.T, fn func(store.Tx) error) {
 	}
 }
 
+// view reads the store in one read transaction.
 func (b *bundle) view(t *testing.T, fn func(store.ReadTx) error) {
 	t.Helper()
 	if err := b.st.View(b.ctx, fn); err != nil {
