@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -121,4 +122,39 @@ func parseClientJWKS(raw []byte) (jose.JSONWebKeySet, error) {
 		}
 	}
 	return set, nil
+}
+
+// Credentials are what a token request presented to authenticate its
+// client: a secret, a client assertion, or a verified TLS certificate
+// with the client id.
+type Credentials struct {
+	ID     string
+	Secret string
+	// Assertion is a private_key_jwt client assertion; Audiences the
+	// values its aud may name.
+	Assertion string
+	Audiences []string
+	// Cert is the client certificate the TLS layer verified, if any.
+	Cert *x509.Certificate
+}
+
+// AuthenticateCredentials authenticates a token request's client by
+// whichever kind of credential it presented. A client is authenticated
+// only by its registered method: a certificate does not stand in for a
+// secret, nor a secret for a key.
+func (s *Service) AuthenticateCredentials(ctx context.Context, c Credentials) (store.Client, error) {
+	switch {
+	case c.Assertion != "":
+		cl, err := s.AuthenticateAssertion(ctx, c.Assertion, c.Audiences)
+		if err == nil && c.ID != "" && c.ID != cl.ID {
+			return store.Client{}, ErrInvalidClient
+		}
+		return cl, err
+	case c.Secret != "":
+		return s.Authenticate(ctx, c.ID, c.Secret)
+	case c.Cert != nil:
+		return s.AuthenticateTLS(ctx, c.ID, c.Cert)
+	default:
+		return store.Client{}, ErrInvalidClient
+	}
 }
