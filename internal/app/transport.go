@@ -201,3 +201,13 @@ func (c *limitConn) Close() error {
 	})
 	return c.Conn.Close()
 }
+
+// CloseWrite passes the half-close through: net/http half-closes before
+// it drops a connection it refused (431, 400), so the client reads the
+// answer instead of a reset.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
