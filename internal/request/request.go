@@ -58,8 +58,8 @@ func SetClientID(ctx context.Context, id string) {
 }
 
 // PeerIP is the TCP peer of r, or, when the peer is one of the trusted
-// proxies, the rightmost address that is not itself trusted in the RFC
-// 7239 Forwarded header (when the proxy sends one) or in X-Forwarded-For.
+// proxies, the rightmost address that is not itself trusted in
+// X-Forwarded-For, or without one in the RFC 7239 Forwarded header.
 // Entries may carry ports ("192.0.2.7:4711", "[2001:db8::1]:4711").
 func PeerIP(r *http.Request, trusted []netip.Prefix) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -70,9 +70,14 @@ func PeerIP(r *http.Request, trusted []netip.Prefix) string {
 	if err != nil || !isTrusted(trusted, peer) {
 		return host
 	}
-	hops := forwardedFor(r.Header.Values("Forwarded"))
-	if len(hops) == 0 {
-		hops = strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	// X-Forwarded-For first: most proxies set it and pass a client's own
+	// Forwarded header through untouched, so preferring Forwarded would let
+	// a client name its address. Forwarded counts only without XFF.
+	var hops []string
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		hops = strings.Split(strings.Join(xff, ","), ",")
+	} else {
+		hops = forwardedFor(r.Header.Values("Forwarded"))
 	}
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, ok := hopAddr(hops[i])

@@ -89,7 +89,9 @@ func TestPeerIPForwarded(t *testing.T) {
 		{"for with a port", "10.1.2.3:80", []string{"for=192.0.2.43:47011"}, nil, "192.0.2.43"},
 		{"quoted IPv6 with a port", "10.1.2.3:80", []string{`for="[2001:db8:cafe::17]:4711"`}, nil, "2001:db8:cafe::17"},
 		{"several hops and parameters", "10.1.2.3:80", []string{"for=198.51.100.17;proto=https, for=192.0.2.60;by=10.0.0.1", "for=10.2.2.2"}, nil, "192.0.2.60"},
-		{"Forwarded wins over X-Forwarded-For", "10.1.2.3:80", []string{"for=192.0.2.43"}, []string{"203.0.113.9"}, "192.0.2.43"},
+		// A proxy that sets X-Forwarded-For passes a client's own Forwarded
+		// through: that header must not name the client's address.
+		{"X-Forwarded-For wins over a Forwarded the client sent", "10.1.2.3:80", []string{"for=192.0.2.43"}, []string{"203.0.113.9"}, "203.0.113.9"},
 		{"obfuscated identifier stops the walk", "10.1.2.3:80", []string{"for=_hidden"}, nil, "10.1.2.3"},
 		{"untrusted peer's header ignored", "198.51.100.4:1", []string{"for=192.0.2.43"}, nil, "198.51.100.4"},
 	} {
