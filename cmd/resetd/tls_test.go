@@ -7,8 +7,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -146,5 +149,65 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 404 {
 		t.Errorf("/metrics on the TLS listener: %d", resp.StatusCode)
+	}
+}
+
+// TestClientCreateFAPIKinds: client create registers a private_key_jwt
+// client from a JWK Set file and a tls_client_auth client by DN, neither
+// with a secret; a private key in the file is refused.
+func TestClientCreateFAPIKinds(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "fapi.db")
+	key := make([]byte, 32)
+	rand.Read(key)
+	sk := hex.EncodeToString(key)
+	cli := func(args ...string) (int, string) {
+		code, out, errOut := runCLI(t, "", append(args, "--db", db, "--secret-key", sk)...)
+		return code, out + errOut
+	}
+	if code, out := cli("institution", "put", "acme", "--name", "Acme Bank"); code != 0 {
+		t.Fatal(out)
+	}
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwk := func(d bool) string {
+		s := fmt.Sprintf(`{"kty":"EC","crv":"P-256","kid":"k1","x":%q,"y":%q`,
+			base64.RawURLEncoding.EncodeToString(priv.X.FillBytes(make([]byte, 32))), base64.RawURLEncoding.EncodeToString(priv.Y.FillBytes(make([]byte, 32))))
+		if d {
+			s += fmt.Sprintf(`,"d":%q`, base64.RawURLEncoding.EncodeToString(priv.D.FillBytes(make([]byte, 32))))
+		}
+		return `{"keys":[` + s + `}]}`
+	}
+	pub, private := filepath.Join(dir, "jwks.json"), filepath.Join(dir, "private.json")
+	os.WriteFile(pub, []byte(jwk(false)), 0o600)
+	os.WriteFile(private, []byte(jwk(true)), 0o600)
+
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"private_key_jwt", []string{"--auth", "private_key_jwt", "--jwks-file", pub, "--require-dpop"}, "private_key_jwt"},
+		{"tls_client_auth", []string{"--auth", "tls_client_auth", "--tls-subject", "CN=core-banking,O=Acme Bank,C=US"}, "tls_client_auth"},
+	} {
+		code, out := cli(append([]string{"client", "create", "--institution", "acme", "--scope", "institution-users:read"}, c.args...)...)
+		var got map[string]any
+		if code != 0 || json.Unmarshal([]byte(out), &got) != nil {
+			t.Fatalf("%s: exit %d: %s", c.name, code, out)
+		}
+		if _, has := got["client_secret"]; has || got["token_endpoint_auth_method"] != c.want || got["client_id"] == "" {
+			t.Errorf("%s: printed %v", c.name, got)
+		}
+	}
+	for name, args := range map[string][]string{
+		"a private key":          {"--auth", "private_key_jwt", "--jwks-file", private},
+		"no JWK Set":             {"--auth", "private_key_jwt"},
+		"no subject":             {"--auth", "tls_client_auth"},
+		"an unknown method":      {"--auth", "none"},
+		"a missing JWK Set file": {"--auth", "private_key_jwt", "--jwks-file", filepath.Join(dir, "nope.json")},
+	} {
+		if code, out := cli(append([]string{"client", "create", "--institution", "acme", "--scope", "institution-users:read"}, args...)...); code == 0 {
+			t.Errorf("%s: exit 0: %s", name, out)
+		}
 	}
 }

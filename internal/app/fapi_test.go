@@ -449,6 +449,26 @@ func TestDPoP(t *testing.T) {
 			}
 		})
 	}
+	// The path next door: HEAD beside GET needs a proof for HEAD, and
+	// another route refuses the token as Bearer as well.
+	head := func(htm string) int {
+		req, _ := http.NewRequest("HEAD", f.settingsURL(), nil)
+		req.Header.Set("Authorization", "DPoP "+tok)
+		req.Header.Set("DPoP", k.proof(htm, f.settingsURL(), tok, time.Now()))
+		return f.send(c, req).status
+	}
+	if st := head("GET"); st != 401 {
+		t.Errorf("HEAD with a proof made for GET: %d", st)
+	}
+	if st := head("HEAD"); st != 200 {
+		t.Errorf("HEAD with a proof for HEAD: %d", st)
+	}
+	users, _ := http.NewRequest("GET", f.base+"/a/password-reset/api/v0/institutions/acme/users?username=x", nil)
+	users.Header.Set("Authorization", "Bearer "+tok)
+	if st := f.send(c, users).status; st != 401 {
+		t.Errorf("the DPoP token as Bearer on another route: %d", st)
+	}
+
 	// A plain token presented with the DPoP scheme is refused too.
 	plain := f.token(c, basic(url.Values{}))
 	if plain.status != 200 || plain.body["token_type"] != "Bearer" {
@@ -529,6 +549,11 @@ func TestTLSClientAuth(t *testing.T) {
 	}
 	if s := f.settings(withB, "Bearer "+tok); s.status != 401 {
 		t.Errorf("with another certificate: %d", s.status)
+	}
+	users, _ := http.NewRequest("GET", f.base+"/a/password-reset/api/v0/institutions/acme/users?username=x", nil)
+	users.Header.Set("Authorization", "Bearer "+tok)
+	if st := f.send(without, users).status; st != 401 {
+		t.Errorf("the bound token on another route without the certificate: %d", st)
 	}
 	for name, c := range map[string]*http.Client{"another certificate": withB, "no certificate": without} {
 		if r := f.token(c, url.Values{"client_id": {id}}); r.status != 401 || r.body["error"] != "invalid_client" {
