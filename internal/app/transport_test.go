@@ -255,6 +255,26 @@ func TestConnectionsPerAddressCapped(t *testing.T) {
 	if st := keepAlive(other, bufio.NewReader(other)); st != "200 OK" {
 		t.Errorf("another address: %q", st)
 	}
+	if m := string(dialFromGet(t, "127.0.0.4", addr, "/metrics")); !strings.Contains(m, `resetd_rate_limited_total{limit="connectionsPerIP"} 1`) {
+		t.Errorf("the refusal is not counted:\n%s", m)
+	}
+}
+
+// dialFromGet GETs path on a fresh connection from a loopback address.
+func dialFromGet(t *testing.T, from, addr, path string) []byte {
+	t.Helper()
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		return d.DialContext(ctx, network, a)
+	}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return b
 }
 
 // TestBrokenBodyIs400: a body that stalls past the read timeout, or ends
