@@ -1,7 +1,8 @@
 // Package password owns what resetd knows about passwords: argon2id hashing
 // with a bounded amount of concurrent work (so an overload turns into ErrBusy
 // instead of an out-of-memory kill), the PHC string format hashes are stored
-// in, and the policy a new password must meet (length, a shipped blocklist of
+// in, verification of the hashes a bank brings from its old system (argon2i,
+// bcrypt, PBKDF2, scrypt; SPEC §13), and the policy a new password must meet (length, a shipped blocklist of
 // common passwords, the username, and the user's recent password history).
 //
 // The package keeps no mutable global state: the only package-level data is
@@ -11,7 +12,6 @@ package password
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"runtime"
@@ -51,7 +51,7 @@ const (
 	waitersPerSlot = 8
 )
 
-// Hasher computes and verifies argon2id hashes. Each computation holds
+// Hasher computes argon2id hashes and verifies hashes of every scheme. Each computation holds
 // Params.Memory KiB, so the number running at once is bounded; callers beyond
 // that wait a bounded time in a bounded queue. A Hasher is safe for
 // concurrent use.
@@ -121,13 +121,15 @@ func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
 	return p.String(), nil
 }
 
-// Verify reports whether pw matches the PHC string encoded, using the
-// parameters in encoded rather than h's, so hashes made under older
-// parameters still verify. A malformed or out-of-bounds PHC string is an
-// error. The comparison runs in constant time.
+// Verify reports whether pw matches the stored hash encoded, of any scheme
+// CheckHash accepts, using the parameters in encoded rather than h's, so
+// hashes made under older parameters or imported from another system still
+// verify. A malformed or out-of-bounds hash is an error wrapping
+// ErrInvalidHash. The computation takes one of h's slots whatever the scheme,
+// and the comparison runs in constant time.
 func (h *Hasher) Verify(ctx context.Context, encoded, pw string) (bool, error) {
-	// Parse before taking a slot: a bad string must not cost argon2 time.
-	p, err := parsePHC(encoded)
+	// Parse before taking a slot: a bad string must not cost hashing time.
+	p, err := parseHash(encoded)
 	if err != nil {
 		return false, err
 	}
@@ -136,7 +138,15 @@ func (h *Hasher) Verify(ctx context.Context, encoded, pw string) (bool, error) {
 		return false, err
 	}
 	defer release()
-	return subtle.ConstantTimeCompare(p.derive(pw), p.key) == 1, nil
+	return p.matches(pw), nil
+}
+
+// Current reports whether encoded is an argon2id hash made with h's
+// parameters. A hash that is not should be replaced by Hash of the password
+// once Verify has accepted it (SPEC §13: rehash on verify).
+func (h *Hasher) Current(encoded string) bool {
+	p, err := parsePHC(encoded)
+	return err == nil && p.scheme() == SchemeArgon2id && p.params == h.params
 }
 
 // acquire takes a computation slot, waiting at most h.maxWait in a queue of at

@@ -129,7 +129,7 @@ func TestCheckErrors(t *testing.T) {
 		history []string
 		want    error // nil: any error
 	}{
-		{name: "malformed entry", h: h, history: []string{"$argon2id$v=19$garbage"}, want: errMalformed},
+		{name: "malformed entry", h: h, history: []string{"$argon2id$v=19$garbage"}, want: ErrInvalidHash},
 		{name: "no hasher", h: nil, history: []string{stored}},
 		{name: "busy", h: func() *Hasher {
 			busy := NewHasher(cheapParams, 1, 1)
