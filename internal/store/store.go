@@ -175,6 +175,11 @@ type Tx interface {
 	// PasswordHistory returns up to n earlier hashes, newest first.
 	PasswordHistory(ctx context.Context, institutionID, userID string, n int) ([]string, error)
 	AddPasswordHistory(ctx context.Context, institutionID, userID, hash string, now time.Time, keep int) error
+	// RehashPassword replaces the hash old by new in the user's row and
+	// password history, only where old is still what is stored, so a
+	// concurrent change wins over the upgrade of the password it replaced.
+	// It reports whether the user's current hash was replaced.
+	RehashPassword(ctx context.Context, institutionID, userID, old, new string) (bool, error)
 
 	InsertToken(ctx context.Context, t Token) error
 	// LookupToken returns a token that is unused and unexpired at now.
@@ -243,6 +248,11 @@ type Store interface {
 	// QueueStats counts deliveries not yet sent or failed, and the
 	// creation time of the oldest (zero when none).
 	QueueStats(ctx context.Context) (queued int, oldest time.Time, err error)
+	// PasswordSchemes counts users by the scheme of their password hash
+	// (none, argon2id, argon2id-old-params, argon2i, bcrypt, pbkdf2-sha256,
+	// pbkdf2-sha512, scrypt, other); current is the PHC prefix of an up-to-date
+	// hash, e.g. "$argon2id$v=19$m=19456,t=2,p=1$".
+	PasswordSchemes(ctx context.Context, current string) (map[string]int, error)
 
 	// StartQueue starts working River jobs with the workers given at Open.
 	StartQueue(ctx context.Context) error
@@ -265,3 +275,17 @@ type QueueOptions struct {
 func UsernameKey(username string) string {
 	return strings.ToLower(strings.TrimSpace(username))
 }
+
+// PasswordSchemesSQL is the query both backends run for PasswordSchemes: the
+// same text in both dialects, with the current prefix as its one parameter
+// (written ? here; PostgreSQL's copy replaces it with $1).
+const PasswordSchemesSQL = `SELECT CASE
+	WHEN password_hash = '' THEN 'none'
+	WHEN substr(password_hash, 1, length(?)) = ? THEN 'argon2id'
+	WHEN password_hash LIKE '$argon2id$%' THEN 'argon2id-old-params'
+	WHEN password_hash LIKE '$argon2i$%' THEN 'argon2i'
+	WHEN password_hash LIKE '$2a$%' OR password_hash LIKE '$2b$%' OR password_hash LIKE '$2y$%' THEN 'bcrypt'
+	WHEN password_hash LIKE '$pbkdf2-sha256$%' THEN 'pbkdf2-sha256'
+	WHEN password_hash LIKE '$pbkdf2-sha512$%' THEN 'pbkdf2-sha512'
+	WHEN password_hash LIKE '$scrypt$%' THEN 'scrypt'
+	ELSE 'other' END AS scheme, count(*) FROM users GROUP BY 1`

@@ -229,6 +229,20 @@ func (t *txn) DeleteUser(ctx context.Context, institutionID, userID string) erro
 	return nil
 }
 
+func (t *txn) RehashPassword(ctx context.Context, institutionID, userID, old, new string) (bool, error) {
+	if !storable(institutionID, userID, old, new) {
+		return false, nil
+	}
+	tag, err := t.q.Exec(ctx, `UPDATE users SET password_hash = $1 WHERE institution_id = $2 AND id = $3 AND password_hash = $4`, new, institutionID, userID, old)
+	if err != nil {
+		return false, wrap(err, "rehash password")
+	}
+	if _, err := t.q.Exec(ctx, `UPDATE password_history SET hash = $1 WHERE institution_id = $2 AND user_id = $3 AND hash = $4`, new, institutionID, userID, old); err != nil {
+		return false, wrap(err, "rehash password history")
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
 func (t *txn) SetPassword(ctx context.Context, institutionID, userID, hash string, now time.Time) error {
 	if !storable(institutionID, userID) {
 		return fmt.Errorf("postgres: set password: %w", store.ErrNotFound)
@@ -737,6 +751,27 @@ func (t *txn) MarkApproved(ctx context.Context, institutionID, id, approvedBy st
 
 // QueueStats counts deliveries not yet sent or failed, and the creation
 // time of the oldest (zero when none).
+// passwordSchemesSQL is store.PasswordSchemesSQL in PostgreSQL's placeholders.
+var passwordSchemesSQL = strings.ReplaceAll(store.PasswordSchemesSQL, "?", "$1")
+
+func (s *Store) PasswordSchemes(ctx context.Context, current string) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, passwordSchemesSQL, current)
+	if err != nil {
+		return nil, wrap(err, "password schemes")
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var scheme string
+		var n int
+		if err := rows.Scan(&scheme, &n); err != nil {
+			return nil, wrap(err, "password schemes")
+		}
+		out[scheme] = n
+	}
+	return out, rows.Err()
+}
+
 func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
 	var n int
 	var oldest *time.Time

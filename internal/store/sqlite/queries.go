@@ -212,6 +212,18 @@ func (t *txn) AddPasswordHistory(ctx context.Context, institutionID, userID, has
 	return nil
 }
 
+func (t *txn) RehashPassword(ctx context.Context, institutionID, userID, old, new string) (bool, error) {
+	res, err := t.q.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE institution_id = ? AND id = ? AND password_hash = ?`, new, institutionID, userID, old)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: rehash password: %w", err)
+	}
+	if _, err := t.q.ExecContext(ctx, `UPDATE password_history SET hash = ? WHERE institution_id = ? AND user_id = ? AND hash = ?`, new, institutionID, userID, old); err != nil {
+		return false, fmt.Errorf("sqlite: rehash password history: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
 func (t *txn) InsertToken(ctx context.Context, tk store.Token) error {
 	_, err := t.q.ExecContext(ctx, `INSERT INTO tokens (hash, institution_id, user_id, purpose, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		tk.Hash, tk.InstitutionID, tk.UserID, tk.Purpose, ms(tk.CreatedAt), ms(tk.ExpiresAt))
@@ -550,6 +562,24 @@ func (t *txn) MarkApproved(ctx context.Context, institutionID, id, approvedBy st
 		return fmt.Errorf("sqlite: mark approved: %w", err)
 	}
 	return nil
+}
+
+func (s *Store) PasswordSchemes(ctx context.Context, current string) (map[string]int, error) {
+	rows, err := s.read.QueryContext(ctx, store.PasswordSchemesSQL, current, current)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: password schemes: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var scheme string
+		var n int
+		if err := rows.Scan(&scheme, &n); err != nil {
+			return nil, fmt.Errorf("sqlite: password schemes: %w", err)
+		}
+		out[scheme] = n
+	}
+	return out, rows.Err()
 }
 
 func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
