@@ -10,6 +10,7 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -21,6 +22,10 @@ type UserInput struct {
 	Status   string
 	// Password, when set, replaces the current one (after the policy).
 	Password *string
+	// PasswordHash, when set, replaces the current password with a hash
+	// brought from another system, stored as given (SPEC §13). It excludes
+	// Password.
+	PasswordHash *string
 	// Facts, when set, replace the stored knowledge facts.
 	Facts map[string]string
 }
@@ -75,6 +80,14 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		return false, err
 	}
 	var newHash string
+	if in.PasswordHash != nil {
+		if in.Password != nil {
+			return false, invalid("passwordHash", "give password or passwordHash, not both")
+		}
+		if newHash, err = importedHash(*in.PasswordHash); err != nil {
+			return false, err
+		}
+	}
 	if in.Password != nil {
 		var st Settings
 		var history []string
@@ -87,7 +100,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		}); err != nil {
 			return false, err
 		}
-		if newHash, err = s.checkAndHash(ctx, st, *in.Password, in.Username, history); err != nil {
+		if newHash, err = s.checkAndHash(ctx, a, st, institutionID, userID, *in.Password, in.Username, history); err != nil {
 			return false, err
 		}
 	}
@@ -101,6 +114,16 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		return err
 	})
 	return created, err
+}
+
+// importedHash validates a hash brought from another system for its form
+// and cost bounds, without computing it (an import of a million rows must not
+// run a million KDFs); it is stored as given and verified at the first login.
+func importedHash(h string) (string, error) {
+	if err := password.CheckHash(h); err != nil {
+		return "", invalid("passwordHash", strings.TrimPrefix(err.Error(), password.ErrInvalidHash.Error()+": "))
+	}
+	return h, nil
 }
 
 // normalize validates a user's fields and puts them in stored form.

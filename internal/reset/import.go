@@ -8,13 +8,17 @@ import (
 	"github.com/resetd/resetd/internal/store"
 )
 
-// ImportRow is one line of a user import (header userId,username,email,phone).
+// ImportRow is one line of a user import (header userId,username,email,phone
+// and optionally passwordHash).
 type ImportRow struct {
 	Line     int
 	UserID   string
 	Username string
 	Email    string
 	Phone    string
+	// PasswordHash, when not empty, is a hash from the old system in one
+	// of the forms of SPEC §13; it replaces the user's password.
+	PasswordHash string
 }
 
 // RowError says why a line was not imported.
@@ -25,7 +29,7 @@ type RowError struct {
 
 // ImportUsers upserts a batch of users in one transaction. A bad row is
 // reported and skipped, never fatal to the rest. An existing user keeps
-// their password, facts and status; a changed contact starts its cooldown
+// their password (unless the row brings a passwordHash), facts and status; a changed contact starts its cooldown
 // and notifies the old one, as with PUT. dryRun validates only.
 func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string, rows []ImportRow, dryRun bool) (imported int, rejected []RowError, err error) {
 	if err := checkIDs(institutionID); err != nil {
@@ -61,6 +65,14 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 				reject(r.Line, err)
 				continue
 			}
+			var newHash string
+			if r.PasswordHash != "" {
+				var err error
+				if newHash, err = importedHash(r.PasswordHash); err != nil {
+					reject(r.Line, err)
+					continue
+				}
+			}
 			key := store.UsernameKey(in.Username)
 			if prev, dup := seen[key]; dup {
 				reject(r.Line, fmt.Errorf("username: also on line %d", prev))
@@ -81,7 +93,7 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 				return err
 			}
 			if !dryRun {
-				if _, err := s.putUserTx(ctx, tx, now, st, a, institutionID, r.UserID, in, "", false); err != nil {
+				if _, err := s.putUserTx(ctx, tx, now, st, a, institutionID, r.UserID, in, newHash, false); err != nil {
 					return fmt.Errorf("reset: import line %d: %w", r.Line, err)
 				}
 			}

@@ -38,12 +38,13 @@ func decodeTargets() []func() any {
 		func() any { return &reset.SettingsPatch{} },
 		func() any {
 			return &struct {
-				Username string            `json:"username"`
-				Email    string            `json:"email"`
-				Phone    string            `json:"phone"`
-				Status   string            `json:"status"`
-				Password *string           `json:"password"`
-				Facts    map[string]string `json:"facts"`
+				Username     string            `json:"username"`
+				Email        string            `json:"email"`
+				Phone        string            `json:"phone"`
+				Status       string            `json:"status"`
+				Password     *string           `json:"password"`
+				PasswordHash *string           `json:"passwordHash"`
+				Facts        map[string]string `json:"facts"`
 			}{}
 		},
 		func() any { return &struct{}{} },
