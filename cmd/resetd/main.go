@@ -8,9 +8,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/alecthomas/kong"
+	"github.com/resetd/resetd/internal/password"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -63,6 +65,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		kong.Exit(func(code int) { exit = code; panic(exitPanic{}) }),
 		kong.BindTo(ctx, (*context.Context)(nil)),
 		kong.Configuration(loadConfig),
+		kong.Vars{ // defaults stated once, in the packages that own them
+			"argon2_memory":  strconv.FormatUint(uint64(password.DefaultParams.Memory), 10),
+			"argon2_time":    strconv.FormatUint(uint64(password.DefaultParams.Time), 10),
+			"argon2_threads": strconv.FormatUint(uint64(password.DefaultParams.Threads), 10),
+		},
 	)
 	if err != nil {
 		fmt.Fprintln(stderr, "resetd:", err)

@@ -74,6 +74,15 @@ const DefaultAddr = "127.0.0.1:8080"
 // Open builds an App: opens and (unless NoMigrate) migrates the store and
 // loads the secret key. The queue is not worked until Serve.
 func Open(ctx context.Context, cfg Config) (*App, error) {
+	params := password.DefaultParams
+	if cfg.Argon2 != nil {
+		params = *cfg.Argon2
+	}
+	// NewHasher panics on parameters argon2 cannot run; here they are a
+	// configuration error with its reason.
+	if err := params.Validate(); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -132,10 +141,6 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if a.Auth, err = auth.New(ctx, st, a.Key, cfg.PublicURL, cfg.Now); err != nil {
 		st.Close()
 		return nil, err
-	}
-	params := password.DefaultParams
-	if cfg.Argon2 != nil {
-		params = *cfg.Argon2
 	}
 	hasher := password.NewHasher(params, cfg.HashSlots, 0)
 	a.Hasher = hasher
