@@ -146,6 +146,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	a.Hasher = hasher
 	a.Metrics.WatchHasher(hasher)
 	a.Metrics.WatchQueue(st, cfg.Now)
+	a.Metrics.WatchPasswordSchemes(st, hasher.CurrentPrefix(), cfg.Now)
 	a.Reset = reset.New(reset.Config{
 		Store: st, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,

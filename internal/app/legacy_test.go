@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -270,5 +271,38 @@ func TestImportLegacyHashes(t *testing.T) {
 	}
 	if got := h.storedHash("acme", "i3"); got != "" {
 		t.Errorf("a row without passwordHash got %q", got)
+	}
+}
+
+// TestPasswordSchemeMetric: /metrics counts users per hash scheme, and the
+// count moves to argon2id as imported users log in.
+func TestPasswordSchemeMetric(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	tok := h.admin()
+	b, err := bcrypt.GenerateFromPassword([]byte(goodPassword), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.putUser(tok, "acme", "b1", map[string]any{"username": "b1", "passwordHash": string(b)})
+	h.putUser(tok, "acme", "b2", map[string]any{"username": "b2", "passwordHash": string(b)})
+	h.putUser(tok, "acme", "a1", map[string]any{"username": "a1", "password": goodPassword})
+	h.putUser(tok, "acme", "n1", map[string]any{"username": "n1"})
+	const m = "resetd_users_by_password_scheme"
+	body := string(h.do("GET", "/metrics", "", nil).Body)
+	for scheme, want := range map[string]float64{"bcrypt": 2, "argon2id": 1, "none": 1, "scrypt": -1} {
+		if got := metric(body, m+`{scheme="`+scheme+`"}`); got != want {
+			t.Errorf("%s{scheme=%q} = %v, want %v", m, scheme, got, want)
+		}
+	}
+	if r := h.do("POST", P+"/institutions/acme/users/b1/password/verify", tok, map[string]string{"password": goodPassword}); r.Status != 204 {
+		t.Fatal(r.Status)
+	}
+	h.clock.Advance(time.Minute) // past the count's cache
+	body = string(h.do("GET", "/metrics", "", nil).Body)
+	for scheme, want := range map[string]float64{"bcrypt": 1, "argon2id": 2} {
+		if got := metric(body, m+`{scheme="`+scheme+`"}`); got != want {
+			t.Errorf("after a login %s{scheme=%q} = %v, want %v", m, scheme, got, want)
+		}
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/crypto/argon2"
 )
 
 // Params are argon2id cost parameters.
@@ -97,6 +99,12 @@ func NewHasher(p Params, maxConcurrent int, maxWait time.Duration) *Hasher {
 
 // Params returns the parameters new hashes are made with.
 func (h *Hasher) Params() Params { return h.params }
+
+// CurrentPrefix is the start of every hash Current accepts, up to the salt:
+// $argon2id$v=19$m=19456,t=2,p=1$ (for counting users still to upgrade).
+func (h *Hasher) CurrentPrefix() string {
+	return fmt.Sprintf("$%s$v=%d$m=%d,t=%d,p=%d$", SchemeArgon2id, argon2.Version, h.params.Memory, h.params.Time, h.params.Threads)
+}
 
 // Waiting reports how many callers currently wait for a slot.
 func (h *Hasher) Waiting() int { return int(h.waiting.Load()) }
