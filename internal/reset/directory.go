@@ -110,7 +110,11 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		if err != nil {
 			return err
 		}
-		created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, newHash, true)
+		old, err := existingUser(ctx, tx, institutionID, userID)
+		if err != nil {
+			return err
+		}
+		created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, old, newHash, true)
 		return err
 	})
 	return created, err
@@ -147,20 +151,30 @@ func (in *UserInput) normalize() error {
 	return nil
 }
 
-// putUserTx writes a normalised user in tx, with every rule that goes
-// with it: kept password and facts, the contact-change cooldown and its
-// notice, killed tokens for a disabled user, the audit record.
-func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, newHash string, audit bool) (bool, error) {
+// existingUser returns the stored user, or nil when there is none.
+func existingUser(ctx context.Context, tx store.Tx, institutionID, userID string) (*store.User, error) {
+	u, err := tx.User(ctx, institutionID, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// putUserTx writes a normalised user in tx over old (nil: none), with every
+// rule that goes with it: kept password and facts, the contact-change
+// cooldown and its notice, killed tokens for a disabled user, the audit
+// record. The caller has read old in tx (an import reads it once per row).
+func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, old *store.User, newHash string, audit bool) (bool, error) {
 	email, phone, status := in.Email, in.Phone, in.Status
 	u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
-	old, err := tx.User(ctx, institutionID, userID)
-	existed := err == nil
-	switch {
-	case existed:
+	existed := old != nil
+	var err error
+	if existed {
 		u.PasswordHash, u.CreatedAt, u.Facts, u.LockedUntil = old.PasswordHash, old.CreatedAt, old.Facts, old.LockedUntil
 		u.EmailChangedAt, u.PhoneChangedAt = old.EmailChangedAt, old.PhoneChangedAt
-	case !errors.Is(err, store.ErrNotFound):
-		return false, err
 	}
 	if newHash != "" {
 		u.PasswordHash = newHash
@@ -205,7 +219,13 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 		}
 	}
 	if newHash != "" {
-		if err := tx.AddPasswordHistory(ctx, institutionID, userID, newHash, now, MaxPasswordHistory); err != nil {
+		// A new user has no history to trim (a deleted user's went with
+		// them): one statement less per imported row.
+		keep := MaxPasswordHistory
+		if !existed {
+			keep = -1
+		}
+		if err := tx.AddPasswordHistory(ctx, institutionID, userID, newHash, now, keep); err != nil {
 			return false, err
 		}
 	}

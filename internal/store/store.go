@@ -174,6 +174,8 @@ type Tx interface {
 	SetPassword(ctx context.Context, institutionID, userID, hash string, now time.Time) error
 	// PasswordHistory returns up to n earlier hashes, newest first.
 	PasswordHistory(ctx context.Context, institutionID, userID string, n int) ([]string, error)
+	// AddPasswordHistory records hash and keeps the newest keep entries;
+	// keep < 0 keeps every entry (nothing to trim, e.g. for a new user).
 	AddPasswordHistory(ctx context.Context, institutionID, userID, hash string, now time.Time, keep int) error
 	// RehashPassword replaces the hash old by new in the user's row and
 	// password history, only where old is still what is stored, so a

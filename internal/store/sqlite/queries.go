@@ -201,6 +201,9 @@ func (t *txn) AddPasswordHistory(ctx context.Context, institutionID, userID, has
 	if _, err := t.q.ExecContext(ctx, `INSERT INTO password_history (institution_id, user_id, hash, created_at) VALUES (?, ?, ?, ?)`, institutionID, userID, hash, ms(now)); err != nil {
 		return fmt.Errorf("sqlite: add password history: %w", err)
 	}
+	if keep < 0 {
+		return nil // keep everything; LIMIT -1 would too, at the price of a statement
+	}
 	// Keep the history bounded: the policy never looks further back than
 	// its maximum, and old hashes are liabilities.
 	_, err := t.q.ExecContext(ctx, `DELETE FROM password_history WHERE institution_id = ? AND user_id = ? AND id NOT IN
