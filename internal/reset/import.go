@@ -79,23 +79,15 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 				continue
 			}
 			// Checked before writing: a failed statement would abort a
-			// PostgreSQL transaction, and with it the batch. The user found
-			// by username is, when it is this row's, the stored row: one
-			// read instead of two (SPEC §13's import rate).
-			var old *store.User
-			other, err := tx.UserByUsername(ctx, institutionID, in.Username)
-			switch {
-			case err == nil && other.ID != r.UserID:
+			// PostgreSQL transaction, and with it the batch. One read gives
+			// the stored row and the username's holder (SPEC §13's rate).
+			old, owner, err := tx.UserAndUsernameOwner(ctx, institutionID, r.UserID, in.Username)
+			if err != nil {
+				return err
+			}
+			if owner != "" && owner != r.UserID {
 				reject(r.Line, errors.New("username: belongs to another user"))
 				continue
-			case err == nil:
-				old = &other
-			case !errors.Is(err, store.ErrNotFound):
-				return err
-			default:
-				if old, err = existingUser(ctx, tx, institutionID, r.UserID); err != nil {
-					return err
-				}
 			}
 			seen[key] = r.Line
 			if old != nil {

@@ -167,6 +167,10 @@ type Tx interface {
 
 	User(ctx context.Context, institutionID, userID string) (User, error)
 	UserByUsername(ctx context.Context, institutionID, username string) (User, error)
+	// UserAndUsernameOwner reads, in one query, the user userID (nil when
+	// none) and the id of the user whose username is username ("" when
+	// none): an import's per-row lookup.
+	UserAndUsernameOwner(ctx context.Context, institutionID, userID, username string) (*User, string, error)
 	// PutUser inserts or replaces a user and reports whether it was new.
 	// ErrConflict: the username belongs to another user.
 	PutUser(ctx context.Context, u User) (created bool, err error)

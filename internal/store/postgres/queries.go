@@ -174,6 +174,47 @@ func (t *txn) User(ctx context.Context, institutionID, userID string) (store.Use
 	return u, nil
 }
 
+func (t *txn) UserAndUsernameOwner(ctx context.Context, institutionID, userID, username string) (*store.User, string, error) {
+	if !storable(institutionID, userID, username) {
+		return nil, "", nil
+	}
+	key := store.UsernameKey(username)
+	rows, err := t.q.Query(ctx, `SELECT institution_id, id, username, email, phone, status, password_hash, created_at, updated_at,
+		email_changed_at, phone_changed_at, locked_until, facts::text, username_key = $3 FROM users
+		WHERE institution_id = $1 AND (id = $2 OR username_key = $3)`, institutionID, userID, key)
+	if err != nil {
+		return nil, "", wrap(err, "user and username owner")
+	}
+	defer rows.Close()
+	var byID *store.User
+	var owner string
+	for rows.Next() {
+		var holds bool
+		u, err := scanUser(scanPlus{rows, &holds})
+		if err != nil {
+			return nil, "", wrap(err, "user and username owner")
+		}
+		if u.ID == userID {
+			byID = &u
+		}
+		if holds {
+			owner = u.ID
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", wrap(err, "user and username owner")
+	}
+	return byID, owner, nil
+}
+
+// scanPlus scans a user row followed by extra columns.
+type scanPlus struct {
+	rows  pgx.Rows
+	extra *bool
+}
+
+func (s scanPlus) Scan(dest ...any) error { return s.rows.Scan(append(dest, s.extra)...) }
+
 func (t *txn) UserByUsername(ctx context.Context, institutionID, username string) (store.User, error) {
 	if !storable(institutionID, username) {
 		return store.User{}, fmt.Errorf("postgres: user by username: %w", store.ErrNotFound)

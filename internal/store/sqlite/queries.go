@@ -101,7 +101,7 @@ func (t *txn) SetSettings(ctx context.Context, id string, settings []byte, now t
 
 const userCols = `institution_id, id, username, email, phone, status, password_hash, created_at, updated_at, email_changed_at, phone_changed_at, locked_until, facts`
 
-func scanUser(row *sql.Row) (store.User, error) {
+func scanUser(row interface{ Scan(...any) error }) (store.User, error) {
 	var u store.User
 	var c, up, ec, pc, lu int64
 	var facts string
@@ -128,6 +128,39 @@ func (t *txn) UserByUsername(ctx context.Context, institutionID, username string
 	}
 	return u, nil
 }
+
+func (t *txn) UserAndUsernameOwner(ctx context.Context, institutionID, userID, username string) (*store.User, string, error) {
+	rows, err := t.q.QueryContext(ctx, `SELECT `+userCols+`, username_key = ? FROM users WHERE institution_id = ? AND (id = ? OR username_key = ?)`,
+		store.UsernameKey(username), institutionID, userID, store.UsernameKey(username))
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlite: user and username owner: %w", err)
+	}
+	defer rows.Close()
+	var byID *store.User
+	var owner string
+	for rows.Next() {
+		var holds bool
+		u, err := scanUser(scanPlus{rows, &holds})
+		if err != nil {
+			return nil, "", fmt.Errorf("sqlite: user and username owner: %w", err)
+		}
+		if u.ID == userID {
+			byID = &u
+		}
+		if holds {
+			owner = u.ID
+		}
+	}
+	return byID, owner, rows.Err()
+}
+
+// scanPlus scans a user row followed by extra columns.
+type scanPlus struct {
+	rows  *sql.Rows
+	extra *bool
+}
+
+func (s scanPlus) Scan(dest ...any) error { return s.rows.Scan(append(dest, s.extra)...) }
 
 func (t *txn) PutUser(ctx context.Context, u store.User) (bool, error) {
 	var exists int

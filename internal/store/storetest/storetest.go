@@ -50,6 +50,7 @@ func Run(t *testing.T, open Opener) {
 		{"UsernameConflictKeepsTxUsable", testUsernameConflict},
 		{"PasswordHistory", testPasswordHistory},
 		{"RehashPassword", testRehashPassword},
+		{"UserAndUsernameOwner", testUserAndUsernameOwner},
 		{"PasswordSchemes", testPasswordSchemes},
 		{"Tokens", testTokens},
 		{"KillTokens", testKillTokens},
@@ -382,6 +383,44 @@ func testPasswordHistory(t *testing.T, s store.Store) {
 	putUser(t, s, "i", "v", "v")
 	if got := history("v", 10); len(got) != 0 {
 		t.Errorf("history of a re-created user = %v", got)
+	}
+}
+
+func testUserAndUsernameOwner(t *testing.T, s store.Store) {
+	putInstitution(t, s, "i", false)
+	putInstitution(t, s, "j", false)
+	putUser(t, s, "i", "u1", "Jane.Doe")
+	putUser(t, s, "i", "u2", "john")
+	putUser(t, s, "j", "u3", "carol")
+	for _, c := range []struct {
+		name, id, username string
+		wantID, wantOwner  string
+	}{
+		{"neither", "u9", "nobody", "", ""},
+		{"id only", "u1", "new.name", "u1", ""},
+		{"same user, username in another case", "u1", "jane.doe", "u1", "u1"},
+		{"username of another user", "u9", "john", "", "u2"},
+		{"id and another user's username", "u1", "JOHN", "u1", "u2"},
+		{"another institution's user", "u3", "carol", "", ""},
+		{"hostile", "u1\x00", "\xff", "", ""},
+	} {
+		view(t, s, func(tx store.Tx) error {
+			u, owner, err := tx.UserAndUsernameOwner(ctx(t), "i", c.id, c.username)
+			if err != nil {
+				return err
+			}
+			gotID := ""
+			if u != nil {
+				gotID = u.ID
+				if u.Username == "" || u.InstitutionID != "i" {
+					t.Errorf("%s: incomplete user %+v", c.name, u)
+				}
+			}
+			if gotID != c.wantID || owner != c.wantOwner {
+				t.Errorf("%s: user %q owner %q, want %q %q", c.name, gotID, owner, c.wantID, c.wantOwner)
+			}
+			return nil
+		})
 	}
 }
 
