@@ -61,17 +61,17 @@ func (g *Globals) printJSON(v any) error {
 
 // ServeCmd runs the server.
 type ServeCmd struct {
-	Addr           string   `name:"addr" env:"RESETD_ADDR" default:"127.0.0.1:8080" help:"Listen address."`
+	Addr           string   `name:"addr" env:"RESETD_ADDR" default:"${default_addr}" help:"Listen address."`
 	PublicURL      string   `name:"public-url" env:"RESETD_PUBLIC_URL" help:"Base of links resetd itself serves (default http://ADDR)."`
 	SMTP           string   `name:"smtp" env:"RESETD_SMTP_URL" help:"smtp://user:pass@host:port?tls=none|starttls|implicit&from=addr; unset: messages go to the log."`
 	SMS            string   `name:"sms" env:"RESETD_SMS_URL" help:"twilio://SID:TOKEN@host:port?from=+1555…&scheme=https|http or webhook+https://host/path?secret=…; unset: messages go to the log."`
 	TrustedProxies []string `name:"trusted-proxy" env:"RESETD_TRUSTED_PROXIES" sep:"," help:"CIDRs whose X-Forwarded-For is believed."`
 	NoMigrate      bool     `name:"no-migrate" help:"Do not apply migrations on start."`
 	Dev            bool     `name:"dev" help:"Seed a demo institution, user and client and print how to use them."`
-	QueueWorkers   int      `name:"queue-workers" default:"100" help:"Concurrent deliveries."`
-	Argon2Memory   uint32   `name:"argon2-memory" env:"RESETD_ARGON2_MEMORY" default:"${argon2_memory}" help:"argon2id memory of new password hashes, KiB (8·threads to 1048576)."`
-	Argon2Time     uint32   `name:"argon2-time" env:"RESETD_ARGON2_TIME" default:"${argon2_time}" help:"argon2id passes of new password hashes (1 to 10)."`
-	Argon2Threads  uint8    `name:"argon2-threads" env:"RESETD_ARGON2_THREADS" default:"${argon2_threads}" help:"argon2id parallelism of new password hashes (1 to 16)."`
+	QueueWorkers   int      `name:"queue-workers" default:"${default_queue_workers}" help:"Concurrent deliveries."`
+	Argon2Memory   uint32   `name:"argon2-memory" env:"RESETD_ARGON2_MEMORY" default:"${default_argon2_memory}" help:"argon2id memory of new password hashes, KiB (8·threads to 1048576)."`
+	Argon2Time     uint32   `name:"argon2-time" env:"RESETD_ARGON2_TIME" default:"${default_argon2_time}" help:"argon2id passes of new password hashes (1 to 10)."`
+	Argon2Threads  uint8    `name:"argon2-threads" env:"RESETD_ARGON2_THREADS" default:"${default_argon2_threads}" help:"argon2id parallelism of new password hashes (1 to 16)."`
 }
 
 // Run serves until the context ends (SIGINT/SIGTERM).

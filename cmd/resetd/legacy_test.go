@@ -157,7 +157,7 @@ func TestUserFromKeycloak(t *testing.T) {
 			t.Errorf("%s right password: %v", id, err)
 		}
 		var u store.User
-		_ = a.Store.View(ctx, func(tx store.Tx) (err error) { u, err = tx.User(ctx, "bank", id); return err })
+		_ = a.Store.View(ctx, func(tx store.ReadTx) (err error) { u, err = tx.User(ctx, "bank", id); return err })
 		if !a.Hasher.Current(u.PasswordHash) {
 			t.Errorf("%s: hash after the first login is %.30s…, want current argon2id", id, u.PasswordHash)
 		}

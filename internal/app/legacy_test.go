@@ -76,7 +76,7 @@ func legacyHashes(t *testing.T) []struct{ name, hash, pw string } {
 func (h *harness) storedHash(inst, id string) string {
 	h.t.Helper()
 	var u store.User
-	if err := h.app.Store.View(context.Background(), func(tx store.Tx) (err error) {
+	if err := h.app.Store.View(context.Background(), func(tx store.ReadTx) (err error) {
 		u, err = tx.User(context.Background(), inst, id)
 		return err
 	}); err != nil {
@@ -185,7 +185,7 @@ func TestLegacyHashRefused(t *testing.T) {
 		})
 	}
 	var err error
-	_ = h.app.Store.View(context.Background(), func(tx store.Tx) error {
+	_ = h.app.Store.View(context.Background(), func(tx store.ReadTx) error {
 		_, err = tx.User(context.Background(), "acme", "fresh")
 		return nil
 	})

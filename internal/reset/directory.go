@@ -79,45 +79,66 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 	if err := in.normalize(); err != nil {
 		return false, err
 	}
-	var newHash string
+	var given string // a hash from another system, checked once
 	if in.PasswordHash != nil {
 		if in.Password != nil {
 			return false, invalid("passwordHash", "give password or passwordHash, not both")
 		}
-		if newHash, err = importedHash(*in.PasswordHash); err != nil {
+		if given, err = importedHash(*in.PasswordHash); err != nil {
 			return false, err
 		}
 	}
-	if in.Password != nil {
+	for try := 0; ; try++ {
+		// Read and render first (see prepare.go), then write.
+		var inst store.Institution
 		var st Settings
 		var history []string
-		if err := s.store.View(ctx, func(tx store.Tx) (err error) {
-			if st, err = s.settingsIn(ctx, tx, institutionID); err != nil {
+		var notices contactNotices
+		if err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
+			if inst, st, err = s.institutionIn(ctx, tx, institutionID); err != nil {
 				return err
 			}
-			history, err = tx.PasswordHistory(ctx, institutionID, userID, st.PasswordHistory)
+			old, err := tx.User(ctx, institutionID, userID)
+			existed := err == nil
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if notices, err = s.renderContactNotices(st, old, existed, in); err != nil {
+				return err
+			}
+			if in.Password != nil {
+				history, err = tx.PasswordHistory(ctx, institutionID, userID, st.PasswordHistory)
+			}
 			return err
 		}); err != nil {
 			return false, err
 		}
-		if newHash, err = s.checkAndHash(ctx, a, st, institutionID, userID, *in.Password, in.Username, history); err != nil {
-			return false, err
+		newHash := given
+		if in.Password != nil {
+			if newHash, err = s.checkAndHash(ctx, a, st, institutionID, userID, *in.Password, in.Username, history); err != nil {
+				return false, err
+			}
+		}
+		err = s.store.Update(ctx, func(tx store.Tx) error {
+			now := s.now()
+			fresh, st, err := s.institutionIn(ctx, tx, institutionID)
+			if err != nil {
+				return err
+			}
+			if !sameSettings(inst, fresh) {
+				return errStale
+			}
+			old, err := existingUser(ctx, tx, institutionID, userID)
+			if err != nil {
+				return err
+			}
+			created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, old, newHash, notices, true)
+			return err
+		})
+		if err = staleOrDone(err, try); err != errStale {
+			return created, err
 		}
 	}
-	err = s.store.Update(ctx, func(tx store.Tx) error {
-		now := s.now()
-		st, err := s.settingsIn(ctx, tx, institutionID)
-		if err != nil {
-			return err
-		}
-		old, err := existingUser(ctx, tx, institutionID, userID)
-		if err != nil {
-			return err
-		}
-		created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, old, newHash, true)
-		return err
-	})
-	return created, err
 }
 
 // importedHash validates a hash brought from another system for its form
@@ -152,7 +173,7 @@ func (in *UserInput) normalize() error {
 }
 
 // existingUser returns the stored user, or nil when there is none.
-func existingUser(ctx context.Context, tx store.Tx, institutionID, userID string) (*store.User, error) {
+func existingUser(ctx context.Context, tx store.ReadTx, institutionID, userID string) (*store.User, error) {
 	u, err := tx.User(ctx, institutionID, userID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
@@ -163,16 +184,18 @@ func existingUser(ctx context.Context, tx store.Tx, institutionID, userID string
 	return &u, nil
 }
 
-// putUserTx writes a normalised user in tx over old (nil: none), with every
-// rule that goes with it: kept password and facts, the contact-change
+// putUserTx writes a normalised user in tx over found (nil: none), with
+// every rule that goes with it: kept password and facts, the contact-change
 // cooldown and its notice, killed tokens for a disabled user, the audit
-// record. The caller has read old in tx (an import reads it once per row).
-func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, old *store.User, newHash string, audit bool) (bool, error) {
+// record. The caller has read found in tx (an import reads it once per row).
+func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, found *store.User, newHash string, notices contactNotices, audit bool) (bool, error) {
 	email, phone, status := in.Email, in.Phone, in.Status
 	u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
-	existed := old != nil
+	var old store.User
+	existed := found != nil
 	var err error
 	if existed {
+		old = *found
 		u.PasswordHash, u.CreatedAt, u.Facts, u.LockedUntil = old.PasswordHash, old.CreatedAt, old.Facts, old.LockedUntil
 		u.EmailChangedAt, u.PhoneChangedAt = old.EmailChangedAt, old.PhoneChangedAt
 	}
@@ -184,27 +207,17 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 			return false, err
 		}
 	}
+	if notices.stale(old, existed) {
+		return false, errStale
+	}
 	// A replaced contact starts the cooldown for the new value, and
-	// the old value hears of it (SIM-swap and takeover defence). A
-	// first set is not a change.
-	var notices []delivery.Message
-	if existed {
-		if old.Email != "" && !sameContact(old.Email, email) {
-			u.EmailChangedAt = now
-			m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelEmail, old.Email, delivery.TemplateData{UserName: old.Username, Changed: "email address"})
-			if err != nil {
-				return false, err
-			}
-			notices = append(notices, m)
-		}
-		if old.Phone != "" && old.Phone != phone {
-			u.PhoneChangedAt = now
-			m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelSMS, old.Phone, delivery.TemplateData{Changed: "phone number"})
-			if err != nil {
-				return false, err
-			}
-			notices = append(notices, m)
-		}
+	// the old value hears of it (SIM-swap and takeover defence): the
+	// notices were rendered for this old user. A first set is no change.
+	if existed && old.Email != "" && !sameContact(old.Email, email) {
+		u.EmailChangedAt = now
+	}
+	if existed && old.Phone != "" && old.Phone != phone {
+		u.PhoneChangedAt = now
 	}
 	created, err := tx.PutUser(ctx, u)
 	if errors.Is(err, store.ErrConflict) {
@@ -213,8 +226,8 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 	if err != nil {
 		return false, err
 	}
-	for _, m := range notices {
-		if err := s.queue(ctx, tx, now, institutionID, userID, delivery.KindContactChanged, m); err != nil {
+	for _, m := range notices.messages {
+		if err := s.queue(ctx, tx, now, st, institutionID, userID, delivery.KindContactChanged, m); err != nil {
 			return false, err
 		}
 	}
@@ -282,7 +295,7 @@ func (s *Service) FindUsers(ctx context.Context, institutionID, username string)
 		return nil, invalid("username", "username must be 1 to 256 printable characters")
 	}
 	out := []UserSummary{}
-	err := s.store.View(ctx, func(tx store.Tx) error {
+	err := s.store.View(ctx, func(tx store.ReadTx) error {
 		if _, err := s.settingsIn(ctx, tx, institutionID); err != nil {
 			return err
 		}
