@@ -341,3 +341,37 @@ func TestParamsValidate(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkVerifyLegacy is the cost of a first login per imported scheme,
+// at the defaults of the systems such hashes come from (the rehash after it
+// costs one BenchmarkHash more):
+//
+//	go test -run '^$' -bench VerifyLegacy ./internal/password
+func BenchmarkVerifyLegacy(b *testing.B) {
+	const pw = "correct horse battery staple"
+	salt := []byte("0123456789abcdef")
+	bc, err := bcrypt.GenerateFromPassword([]byte(pw), 10)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, err := scrypt.Key([]byte(pw), salt, 1<<15, 8, 1, 32)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct{ name, encoded string }{
+		{"bcrypt cost 10", string(bc)},
+		{"pbkdf2-sha256 i=27500 (Keycloak <24)", fmt.Sprintf("$pbkdf2-sha256$i=27500,l=64$%s$%s", std64(salt), std64(pbkdf2.Key([]byte(pw), salt, 27500, 64, sha256.New)))},
+		{"pbkdf2-sha512 i=210000 (Keycloak 24+)", fmt.Sprintf("$pbkdf2-sha512$i=210000,l=64$%s$%s", std64(salt), std64(pbkdf2.Key([]byte(pw), salt, 210000, 64, sha512.New)))},
+		{"scrypt ln=15 r=8 p=1", fmt.Sprintf("$scrypt$ln=15,r=8,p=1$%s$%s", std64(salt), std64(sc))},
+		{"argon2id m=65536 t=3 p=4 (Kratos)", fmt.Sprintf("$argon2id$v=19$m=65536,t=3,p=4$%s$%s", std64(salt), std64(argon2.IDKey([]byte(pw), salt, 3, 65536, 4, 32)))},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			h := NewHasher(DefaultParams, 1, 0)
+			for b.Loop() {
+				if ok, err := h.Verify(b.Context(), c.encoded, pw); !ok || err != nil {
+					b.Fatal(ok, err)
+				}
+			}
+		})
+	}
+}

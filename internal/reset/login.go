@@ -59,7 +59,7 @@ func (s *Service) VerifyPassword(ctx context.Context, a Actor, institutionID, us
 	// parameters is re-hashed now, while it is in hand (SPEC §13).
 	var upgraded string
 	if ok && !s.hasher.Current(u.PasswordHash) {
-		if upgraded, err = s.upgradedHash(ctx, u.PasswordHash, pw); err != nil {
+		if upgraded, err = s.upgradedHash(ctx, pw); err != nil {
 			return err
 		}
 	}
@@ -89,7 +89,7 @@ func (s *Service) VerifyPassword(ctx context.Context, a Actor, institutionID, us
 // upgradedHash hashes a just-verified password with the current
 // parameters. A hasher at capacity skips the upgrade (the next successful
 // verify tries again) rather than fail a login that has succeeded.
-func (s *Service) upgradedHash(ctx context.Context, old, pw string) (string, error) {
+func (s *Service) upgradedHash(ctx context.Context, pw string) (string, error) {
 	h, err := s.hasher.Hash(ctx, pw)
 	if errors.Is(err, password.ErrBusy) {
 		s.logger.Warn("password rehash skipped: hashing capacity exhausted")
@@ -119,7 +119,7 @@ func (s *Service) rehash(ctx context.Context, a Actor, institutionID, userID, ol
 	if s.hasher.Current(old) {
 		return nil
 	}
-	upgraded, err := s.upgradedHash(ctx, old, pw)
+	upgraded, err := s.upgradedHash(ctx, pw)
 	if err != nil || upgraded == "" {
 		return err
 	}
