@@ -183,6 +183,9 @@ type ReadTx interface {
 
 	User(ctx context.Context, institutionID, userID string) (User, error)
 	UserByUsername(ctx context.Context, institutionID, username string) (User, error)
+	// UsersByID returns the users among ids that exist, by id, in one
+	// query (an import reads its batch's stored rows with it).
+	UsersByID(ctx context.Context, institutionID string, ids []string) (map[string]User, error)
 	// UserAndUsernameOwner reads, in one query, the user userID (nil when
 	// none) and the id of the user whose username is username ("" when
 	// none): an import's per-row lookup.

@@ -174,6 +174,35 @@ func (t *txn) User(ctx context.Context, institutionID, userID string) (store.Use
 	return u, nil
 }
 
+func (t *txn) UsersByID(ctx context.Context, institutionID string, ids []string) (map[string]store.User, error) {
+	out := make(map[string]store.User, len(ids))
+	var ok []string
+	for _, id := range ids {
+		if storable(id) {
+			ok = append(ok, id)
+		}
+	}
+	if len(ok) == 0 || !storable(institutionID) {
+		return out, nil
+	}
+	rows, err := t.q.Query(ctx, userSelect+` WHERE institution_id = $1 AND id = ANY($2)`, institutionID, ok)
+	if err != nil {
+		return nil, wrap(err, "users by id")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, wrap(err, "users by id")
+		}
+		out[u.ID] = u
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(err, "users by id")
+	}
+	return out, nil
+}
+
 func (t *txn) UserAndUsernameOwner(ctx context.Context, institutionID, userID, username string) (*store.User, string, error) {
 	if !storable(institutionID, userID, username) {
 		return nil, "", nil

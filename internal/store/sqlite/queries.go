@@ -128,6 +128,31 @@ func (t *txn) UserByUsername(ctx context.Context, institutionID, username string
 	return u, nil
 }
 
+func (t *txn) UsersByID(ctx context.Context, institutionID string, ids []string) (map[string]store.User, error) {
+	out := make(map[string]store.User, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: users by id: %w", err)
+	}
+	// One statement text whatever the count, so the statement cache holds it.
+	rows, err := t.q.QueryContext(ctx, `SELECT `+userCols+` FROM users WHERE institution_id = ? AND id IN (SELECT value FROM json_each(?))`, institutionID, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: users by id: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: users by id: %w", err)
+		}
+		out[u.ID] = u
+	}
+	return out, rows.Err()
+}
+
 func (t *txn) UserAndUsernameOwner(ctx context.Context, institutionID, userID, username string) (*store.User, string, error) {
 	rows, err := t.q.QueryContext(ctx, `SELECT `+userCols+`, username_key = ? FROM users WHERE institution_id = ? AND (id = ? OR username_key = ?)`,
 		store.UsernameKey(username), institutionID, userID, store.UsernameKey(username))

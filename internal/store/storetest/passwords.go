@@ -12,6 +12,28 @@ import (
 	"github.com/resetd/resetd/internal/store"
 )
 
+func testUsersByID(t *testing.T, s store.Store) {
+	putInstitution(t, s, "i", false)
+	putInstitution(t, s, "j", false)
+	putUser(t, s, "i", "u1", "one")
+	putUser(t, s, "i", "u2", "two")
+	putUser(t, s, "j", "u3", "three")
+	view(t, s, func(tx store.ReadTx) error {
+		got, err := tx.UsersByID(ctx(t), "i", []string{"u1", "u3", "nope", "u2", "u1", "u1\x00", "\xff", `"],"x`})
+		if err != nil {
+			return err
+		}
+		if len(got) != 2 || got["u1"].Username != "one" || got["u2"].Username != "two" {
+			t.Errorf("UsersByID = %+v, want u1 and u2 only (u3 is another institution's)", got)
+		}
+		none, err := tx.UsersByID(ctx(t), "i", nil)
+		if err != nil || len(none) != 0 {
+			t.Errorf("UsersByID(nil) = %v, %v", none, err)
+		}
+		return nil
+	})
+}
+
 func testUserAndUsernameOwner(t *testing.T, s store.Store) {
 	putInstitution(t, s, "i", false)
 	putInstitution(t, s, "j", false)

@@ -54,6 +54,7 @@ func Run(t *testing.T, open Opener) {
 		{"Users", testUsers},
 		{"UsernameConflictKeepsTxUsable", testUsernameConflict},
 		{"PasswordHistory", testPasswordHistory},
+		{"UsersByID", testUsersByID},
 		{"UserAndUsernameOwner", testUserAndUsernameOwner},
 		{"RehashPassword", testRehashPassword},
 		{"PasswordSchemes", testPasswordSchemes},
