@@ -77,8 +77,9 @@ type Hasher struct {
 // without waiting.
 //
 // NewHasher panics if p cannot be computed by argon2 or is outside the bounds
-// Verify accepts (see validate): that is a wiring mistake to catch at start-up,
-// not at the first password reset.
+// Verify accepts: parameters from configuration are checked with
+// Params.Validate first (app.Open does, and serve reports the reason), so a
+// panic here is a wiring mistake, caught at start-up, not at the first reset.
 func NewHasher(p Params, maxConcurrent int, maxWait time.Duration) *Hasher {
 	if err := p.validate(); err != nil {
 		panic(fmt.Sprintf("password: invalid params: %v", err))
