@@ -20,6 +20,7 @@ import (
 	"github.com/resetd/resetd/internal/app"
 	"github.com/resetd/resetd/internal/auth"
 	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/server"
 )
@@ -74,11 +75,21 @@ type ServeCmd struct {
 	NoMigrate      bool     `name:"no-migrate" help:"Do not apply migrations on start."`
 	Dev            bool     `name:"dev" help:"Seed a demo institution, user and client and print how to use them."`
 	QueueWorkers   int      `name:"queue-workers" default:"${default_queue_workers}" help:"Concurrent deliveries."`
+	Argon2Memory   uint32   `name:"argon2-memory" env:"RESETD_ARGON2_MEMORY" default:"${default_argon2_memory}" help:"argon2id memory of new password hashes, KiB (8·threads to 1048576)."`
+	Argon2Time     uint32   `name:"argon2-time" env:"RESETD_ARGON2_TIME" default:"${default_argon2_time}" help:"argon2id passes of new password hashes (1 to 10)."`
+	Argon2Threads  uint8    `name:"argon2-threads" env:"RESETD_ARGON2_THREADS" default:"${default_argon2_threads}" help:"argon2id parallelism of new password hashes (1 to 16)."`
 }
 
 // Run serves until the context ends (SIGINT/SIGTERM).
 func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	logger := g.logger(c.Dev)
+	argon2 := password.DefaultParams
+	argon2.Memory, argon2.Time, argon2.Threads = c.Argon2Memory, c.Argon2Time, c.Argon2Threads
+	// Checked before listening: a value argon2 cannot run is a start-up
+	// error with its reason, not a panic at the first login.
+	if err := argon2.Validate(); err != nil {
+		return err
+	}
 	// Listen first so that --addr 127.0.0.1:0 yields links with the real port.
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -89,6 +100,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		Addr: ln.Addr().String(), DB: g.DB, PublicURL: c.PublicURL, SMTP: c.SMTP, SMS: c.SMS, SecretKey: g.SecretKey,
 		TrustedProxies: c.TrustedProxies, NoMigrate: c.NoMigrate, Logger: logger, QueueWorkers: c.QueueWorkers,
 		TLSCert: c.TLSCert, TLSKey: c.TLSKey, ClientCA: c.ClientCA, MetricsAddr: c.MetricsAddr,
+		Argon2: &argon2,
 	})
 	if err != nil {
 		return err
@@ -240,8 +252,9 @@ func (c *InstitutionPutCmd) Run(ctx context.Context, g *Globals) error {
 
 // UserCmd groups user commands.
 type UserCmd struct {
-	Put    UserPutCmd    `cmd:"" help:"Create or replace a user."`
-	Import UserImportCmd `cmd:"" help:"Import users from a CSV file (userId,username,email,phone); upserts in batches."`
+	Put          UserPutCmd          `cmd:"" help:"Create or replace a user."`
+	Import       UserImportCmd       `cmd:"" help:"Import users from a CSV file (userId,username,email,phone[,passwordHash]); upserts in batches."`
+	FromKeycloak UserFromKeycloakCmd `cmd:"" name:"from-keycloak" help:"Convert a Keycloak export to the CSV user import reads, password hashes included (docs/MIGRATION.md)."`
 }
 
 // UserPutCmd creates or replaces a user.

@@ -104,6 +104,15 @@ type lifecycle interface {
 // Open builds an App: opens and (unless NoMigrate) migrates the store and
 // loads the secret key. The queue is not worked until Serve.
 func Open(ctx context.Context, cfg Config) (*App, error) {
+	params := password.DefaultParams
+	if cfg.Argon2 != nil {
+		params = *cfg.Argon2
+	}
+	// NewHasher panics on parameters argon2 cannot run; here they are a
+	// configuration error with its reason.
+	if err := params.Validate(); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -172,14 +181,11 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	params := password.DefaultParams
-	if cfg.Argon2 != nil {
-		params = *cfg.Argon2
-	}
 	hasher := password.NewHasher(params, cfg.HashSlots, 0)
 	a.Hasher = hasher
 	a.Metrics.WatchHasher(hasher)
 	a.Metrics.WatchQueue(st, cfg.Now)
+	a.Metrics.WatchPasswordSchemes(st, hasher.CurrentPrefix(), cfg.Now)
 	a.Reset = reset.New(reset.Config{
 		Store: st, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
@@ -212,24 +218,24 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.S
 			if k, v, _ := strings.Cut(kv, "="); k == "synchronous" {
 				o.Synchronous = v
 			} else if kv != "" {
-				return nil, nil, fmt.Errorf("app: unknown sqlite option %q", kv)
+				return store.Store{}, nil, fmt.Errorf("app: unknown sqlite option %q", kv)
 			}
 		}
 		s, err := sqlite.Open(ctx, path, o)
 		if err := migrated(ctx, s, err, cfg.NoMigrate); err != nil {
-			return nil, nil, err
+			return store.Store{}, nil, err
 		}
 		q.Poll = true // SQLite has no LISTEN/NOTIFY
-		return attached(s, s, q)
+		return attached(store.Of(s, s, s), s, q)
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		// pgx's pool_* parameters in the URL size the pool (docs/DEPLOYMENT.md).
 		s, err := postgres.Open(ctx, dsn, postgres.Options{Logger: cfg.Logger})
 		if err := migrated(ctx, s, err, cfg.NoMigrate); err != nil {
-			return nil, nil, err
+			return store.Store{}, nil, err
 		}
-		return attached(s, s, q)
+		return attached(store.Of(s, s, s), s, q)
 	default:
-		return nil, nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
+		return store.Store{}, nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
 	}
 }
 
@@ -257,7 +263,7 @@ func attached[TTx any](st store.Store, b queue.Backend[TTx], o queue.Options) (s
 	q, err := queue.Attach(b, o)
 	if err != nil {
 		st.Close()
-		return nil, nil, err
+		return store.Store{}, nil, err
 	}
 	return st, q, nil
 }
