@@ -134,7 +134,7 @@ func TestOperatorCommands(t *testing.T) {
 	// What the CLI stored works through the real wiring: the secret
 	// authenticates, and the password from stdin (without its newline) verifies.
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db})
+	a, err := app.Open(ctx, app.Config{DB: db, Command: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestOperatorCommands(t *testing.T) {
 		{"unknown scope", "", []string{"client", "create", "--institution", "acme", "--scope", "root"}, 1, "scope"},
 		{"http link base", "", []string{"institution", "put", "evil", "--name", "E", "--link-base", "http://evil.example/r"}, 1, "https"},
 		{"unknown command", "", []string{"frobnicate"}, 2, "unexpected argument"},
-		{"bad db", "", []string{"migrate", "--db", "mysql://x"}, 1, "sqlite:PATH"},
+		{"bad db", "", []string{"migrate", "--db", "mysql://x"}, 2, "sqlite:PATH"},
 	} {
 		code, out, errOut := runCLI(t, c.stdin, append(c.args, "--db", db)...)
 		if c.name == "bad db" {
@@ -240,7 +240,7 @@ func TestUserImport(t *testing.T) {
 		t.Errorf("stderr lacks the per-line reasons or progress:\n%s", errOut)
 	}
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db})
+	a, err := app.Open(ctx, app.Config{DB: db, Command: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 		}
 		notices = append(notices, m)
 	}
-	if u.Phone != "" && smsAllowed(st, u.Phone) == nil {
+	if s.smsNotice(st, u.Phone) {
 		m, err := s.render(st, delivery.KindPasswordChanged, delivery.ChannelSMS, u.Phone, delivery.TemplateData{})
 		if err != nil {
 			return err

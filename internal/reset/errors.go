@@ -46,12 +46,28 @@ type LimitError struct {
 
 func (e *LimitError) Error() string { return "reset: rate limit " + e.Limit + " reached" }
 
+// settingLimits are the limits an institution's settings set; the others
+// are fixed defences.
+var settingLimits = map[string]bool{"sendsPerUserHour": true, "publicPerIPMinute": true, "publicPerUsernameHour": true}
+
+// Setting is the institution setting that sets this limit, or "" for a
+// fixed one.
+func (e *LimitError) Setting() string {
+	if settingLimits[e.Limit] {
+		return e.Limit
+	}
+	return ""
+}
+
 // Refusals of the SPEC §7 defences.
 var (
-	ErrContactCooldown = errors.New("reset: contact changed recently")                // 409 …/contact-cooldown
-	ErrLocked          = errors.New("reset: sends are locked after a dispute")        // 423
-	ErrSelfApproval    = errors.New("reset: a client cannot approve its own request") // 403
-	ErrAlreadyApproved = errors.New("reset: already approved")                        // 409
+	ErrContactCooldown = errors.New("reset: contact changed recently") // 409 …/contact-cooldown
+	// ErrChannelUnavailable: the server has no carrier for the channel
+	// (serve without --sms), so nothing is queued to it.
+	ErrChannelUnavailable = errors.New("reset: no carrier is configured for this channel") // 409 …/channel-unavailable
+	ErrLocked             = errors.New("reset: sends are locked after a dispute")          // 423
+	ErrSelfApproval       = errors.New("reset: a client cannot approve its own request")   // 403
+	ErrAlreadyApproved    = errors.New("reset: already approved")                          // 409
 )
 
 // limited is the refusal of a fixed-window limit: retry when the window

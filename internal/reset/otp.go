@@ -56,7 +56,7 @@ func (s *Service) contactMethods(u store.User) []ContactMethod {
 	if u.Email != "" {
 		out = append(out, ContactMethod{ID: s.contactMethodID(u, delivery.ChannelEmail, u.Email), Type: delivery.ChannelEmail, Destination: MaskEmail(u.Email)})
 	}
-	if u.Phone != "" {
+	if u.Phone != "" && !s.noSMS {
 		out = append(out, ContactMethod{ID: s.contactMethodID(u, delivery.ChannelSMS, u.Phone), Type: delivery.ChannelSMS, Destination: MaskPhone(u.Phone)})
 	}
 	return out

@@ -66,6 +66,10 @@ type Config struct {
 	Logger      *slog.Logger
 	// Observer hears of issued resets and OTP outcomes (metrics); may be nil.
 	Observer Observer
+	// NoSMS says the server has no SMS carrier: SMS sends are refused
+	// (ErrChannelUnavailable), OTP offers only email and no SMS notice is
+	// queued.
+	NoSMS bool
 }
 
 // Observer is told what the flows did, after their transaction committed.
@@ -90,6 +94,7 @@ type Service struct {
 	now         func() time.Time
 	logger      *slog.Logger
 	observer    Observer
+	noSMS       bool
 	// overrides caches parsed per-institution templates by their source.
 	overrides sync.Map // string → *delivery.Templates
 	// selfServicePad holds self-service answers until a floor (timing).
@@ -110,7 +115,7 @@ func New(c Config) *Service {
 	return &Service{
 		store: c.Store, hasher: c.Hasher, key: c.Key, templates: c.Templates,
 		publicURL: config.BaseURL(c.PublicURL), defaultFrom: c.DefaultFrom,
-		now: c.Now, logger: c.Logger, observer: c.Observer,
+		now: c.Now, logger: c.Logger, observer: c.Observer, noSMS: c.NoSMS,
 	}
 }
 
@@ -136,6 +141,11 @@ func checkIDs(institutionID string, userID ...string) error {
 		}
 	}
 	return nil
+}
+
+// smsNotice reports whether a notice by SMS can go to phone.
+func (s *Service) smsNotice(st Settings, phone string) bool {
+	return phone != "" && !s.noSMS && smsAllowed(st, phone) == nil
 }
 
 func mapNotFound(err error) error {

@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/resetd/resetd/internal/buildinfo"
 )
 
 // Metrics are resetd's Prometheus metrics, on a registry of their own.
@@ -22,7 +24,11 @@ type Metrics struct {
 }
 
 // NewMetrics registers resetd's metrics and the Go runtime's.
-func NewMetrics() *Metrics {
+func NewMetrics() *Metrics { return NewMetricsFor(buildinfo.Read("")) }
+
+// NewMetricsFor is NewMetrics for a build: resetd_build_info carries its
+// version, revision and Go version as labels.
+func NewMetricsFor(build buildinfo.Info) *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -32,7 +38,7 @@ func NewMetrics() *Metrics {
 		}, []string{"route", "method", "status"}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "resetd_messages_total",
-			Help: "Outgoing messages by channel, kind and state (sent, failed, retried).",
+			Help: "Outgoing messages by channel, kind and state (sent, logged, failed, retried); logged is serve --dev writing to its log.",
 		}, []string{"channel", "kind", "state"}),
 	}
 	m.resets = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -47,7 +53,13 @@ func NewMetrics() *Metrics {
 		Name: "resetd_rate_limited_total",
 		Help: "Requests refused by a rate limit, by limit.",
 	}, []string{"limit"})
-	m.registry.MustRegister(m.duration, m.messages, m.resets, m.otps, m.rateLimited,
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "resetd_build_info",
+		Help:        "Always 1; its labels say which build is running.",
+		ConstLabels: prometheus.Labels{"version": build.Version, "revision": build.Revision, "goversion": build.GoVersion},
+	})
+	info.Set(1)
+	m.registry.MustRegister(info, m.duration, m.messages, m.resets, m.otps, m.rateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

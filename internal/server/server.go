@@ -36,6 +36,8 @@ type Config struct {
 	Metrics        *Metrics
 	Logger         *slog.Logger
 	TrustedProxies []netip.Prefix
+	// PublicURL is named as the server of GET /openapi.yaml.
+	PublicURL string
 }
 
 // Server serves resetd's HTTP API.
@@ -47,6 +49,7 @@ type Server struct {
 	logger         *slog.Logger
 	trustedProxies []netip.Prefix
 	mux            *recordingMux
+	openAPIDoc     []byte
 }
 
 // New builds the server and its routes.
@@ -57,7 +60,7 @@ func New(c Config) *Server {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{reset: c.Reset, auth: c.Auth, store: c.Store, metrics: c.Metrics, logger: c.Logger, trustedProxies: c.TrustedProxies, mux: newRecordingMux()}
+	s := &Server{reset: c.Reset, auth: c.Auth, store: c.Store, metrics: c.Metrics, logger: c.Logger, trustedProxies: c.TrustedProxies, mux: newRecordingMux(), openAPIDoc: openAPIFor(c.PublicURL)}
 	s.routes()
 	return s
 }
@@ -112,6 +115,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /readyz", s.readyz)
 	m.Handle("GET /metrics", s.metrics.handler())
 	m.HandleFunc("GET /openapi.yaml", s.openAPI)
+	m.HandleFunc("GET /favicon.ico", s.faviconICO)
 
 	inst := P + "/institutions/{institutionId}"
 	m.HandleFunc("POST "+inst+"/users/{userId}/password/reset", s.authorize(auth.ScopeResetWrite, s.sendResetLink))

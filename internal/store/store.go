@@ -119,7 +119,7 @@ type Delivery struct {
 	Kind          string
 	Channel       string
 	Destination   string // masked
-	State         string // queued, sent, failed
+	State         string // queued, sent, logged, failed
 	Attempts      int
 	LastError     string
 	CreatedAt     time.Time
@@ -131,6 +131,9 @@ const (
 	DeliveryQueued = "queued"
 	DeliverySent   = "sent"
 	DeliveryFailed = "failed"
+	// DeliveryLogged is a message serve --dev wrote to its log instead of
+	// sending: nobody received it.
+	DeliveryLogged = "logged"
 )
 
 // AuditRecord is one audited action; it never holds a secret.
