@@ -245,22 +245,27 @@ func (c *InstitutionPutCmd) Run(ctx context.Context, g *Globals) error {
 
 // UserCmd groups user commands.
 type UserCmd struct {
-	Put    UserPutCmd    `cmd:"" help:"Create or replace a user."`
-	Import UserImportCmd `cmd:"" help:"Import users from a CSV file (userId,username,email,phone); upserts in batches."`
+	Put    UserPutCmd    `cmd:"" help:"Create a user, or change the fields given (--replace: the whole record)."`
+	Import UserImportCmd `cmd:"" help:"Import users from a CSV file (userId,username,email,phone); upserts in batches; an empty cell keeps the stored value unless --replace."`
 }
 
-// UserPutCmd creates or replaces a user.
+// UserPutCmd creates a user or changes the fields given.
 type UserPutCmd struct {
-	Institution   string `name:"institution" required:"" help:"Institution id."`
-	ID            string `arg:"" name:"userid" help:"User id."`
-	Username      string `name:"username" required:"" help:"Username."`
-	Email         string `name:"email" help:"Email address."`
-	Phone         string `name:"phone" help:"Phone number in E.164 (+14155550100)."`
-	PasswordStdin bool   `name:"password-stdin" help:"Read the password from one line of standard input."`
+	Institution   string  `name:"institution" required:"" help:"Institution id."`
+	ID            string  `arg:"" name:"userid" help:"User id."`
+	Username      *string `name:"username" help:"Username (required for a new user)."`
+	Email         *string `name:"email" help:"Email address ('' clears it)."`
+	Phone         *string `name:"phone" help:"Phone number in E.164 (+14155550100; '' clears it)."`
+	PasswordStdin bool    `name:"password-stdin" help:"Read the password from one line of standard input."`
+	Replace       bool    `name:"replace" help:"Replace the whole record as the API's PUT does: a field not given is cleared, the status becomes active."`
 }
 
-// Run puts the user.
+// Run puts the user. Without --replace only the fields given change: the
+// rest stay as stored (SPEC §17).
 func (c *UserPutCmd) Run(ctx context.Context, g *Globals) error {
+	if c.Replace && c.Username == nil {
+		return errors.New("--replace needs --username: it writes the whole record")
+	}
 	var pw *string
 	if c.PasswordStdin {
 		line, err := bufio.NewReader(g.stdin).ReadString('\n')
@@ -270,12 +275,16 @@ func (c *UserPutCmd) Run(ctx context.Context, g *Globals) error {
 		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
 		pw = &line
 	}
+	in := reset.UserInput{Username: deref(c.Username), Email: deref(c.Email), Phone: deref(c.Phone), Password: pw}
+	if !c.Replace {
+		in.Keep = reset.Keep{Username: c.Username == nil, Email: c.Email == nil, Phone: c.Phone == nil, Status: true}
+	}
 	a, err := g.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	created, err := a.Reset.PutUser(ctx, reset.Actor{ClientID: "cli"}, c.Institution, c.ID, reset.UserInput{Username: c.Username, Email: c.Email, Phone: c.Phone, Password: pw})
+	created, err := a.Reset.PutUser(ctx, reset.Actor{ClientID: "cli"}, c.Institution, c.ID, in)
 	if err != nil {
 		return describe(err)
 	}
@@ -288,6 +297,13 @@ func (c *UserPutCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	fmt.Fprintf(g.stdout, "user %s %s in %s\n", c.ID, verb, c.Institution)
 	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // describe turns domain errors into operator-readable ones.

@@ -23,6 +23,58 @@ type UserInput struct {
 	Password *string
 	// Facts, when set, replace the stored knowledge facts.
 	Facts map[string]string
+	// Keep leaves these fields of an existing user as stored, whatever
+	// the input says: the command line's patch semantics (user put without
+	// --replace, import cells left empty). A new user takes them as given.
+	Keep Keep
+}
+
+// Keep names the fields a user write leaves as stored.
+type Keep struct {
+	Username, Email, Phone, Status bool
+}
+
+// over is in as it writes over old: every kept field of an existing user
+// is old's.
+func (in UserInput) over(old store.User, existed bool) UserInput {
+	if !existed {
+		return in
+	}
+	if in.Keep.Username {
+		in.Username = old.Username
+	}
+	if in.Keep.Email {
+		in.Email = old.Email
+	}
+	if in.Keep.Phone {
+		in.Phone = old.Phone
+	}
+	if in.Keep.Status {
+		in.Status = old.Status
+	}
+	return in
+}
+
+// contactChanges counts what writing in over old changes: contacts set,
+// replaced or cleared on an existing user, and the "your contact was
+// changed" notices that go to the replaced ones (renderContactNotices).
+func (s *Service) contactChanges(old store.User, existed bool, in UserInput) (changed, notices int) {
+	if !existed {
+		return 0, 0
+	}
+	if !sameContact(old.Email, in.Email) {
+		changed++
+		if old.Email != "" {
+			notices++
+		}
+	}
+	if old.Phone != in.Phone {
+		changed++
+		if old.Phone != "" && !s.noSMS {
+			notices++
+		}
+	}
+	return changed, notices
 }
 
 // NormalizeEmail validates an address and returns its stored form.
@@ -80,6 +132,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		var st Settings
 		var history []string
 		var notices contactNotices
+		var merged UserInput
 		if err := s.store.View(ctx, func(tx store.Tx) (err error) {
 			if inst, st, err = s.institutionIn(ctx, tx, institutionID); err != nil {
 				return err
@@ -89,7 +142,10 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
-			if notices, err = s.renderContactNotices(st, old, existed, in); err != nil {
+			if merged, err = in.over(old, existed).complete(); err != nil {
+				return err
+			}
+			if notices, err = s.renderContactNotices(st, old, existed, merged); err != nil {
 				return err
 			}
 			if in.Password != nil {
@@ -101,7 +157,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		}
 		var newHash string
 		if in.Password != nil {
-			if newHash, err = s.checkAndHash(ctx, st, *in.Password, in.Username, history); err != nil {
+			if newHash, err = s.checkAndHash(ctx, st, *in.Password, merged.Username, history); err != nil {
 				return false, err
 			}
 		}
@@ -123,9 +179,19 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 	}
 }
 
-// normalize validates a user's fields and puts them in stored form.
+// complete refuses a write that, kept fields filled in, has no username:
+// a new user needs one.
+func (in UserInput) complete() (UserInput, error) {
+	if in.Username == "" {
+		return in, invalid("username", "a new user needs a username")
+	}
+	return in, nil
+}
+
+// normalize validates a user's fields and puts them in stored form; a
+// kept field is not read.
 func (in *UserInput) normalize() error {
-	if !validUsername(in.Username) {
+	if !(in.Keep.Username && in.Username == "") && !validUsername(in.Username) {
 		return invalid("username", "username must be 1 to 256 printable characters without surrounding spaces")
 	}
 	var err error
@@ -135,10 +201,10 @@ func (in *UserInput) normalize() error {
 	if in.Phone, err = NormalizePhone(in.Phone); err != nil {
 		return err
 	}
-	if in.Status == "" {
+	if in.Status == "" && !in.Keep.Status {
 		in.Status = StatusActive
 	}
-	if in.Status != StatusActive && in.Status != StatusDisabled {
+	if !in.Keep.Status && in.Status != StatusActive && in.Status != StatusDisabled {
 		return invalid("status", `status must be "active" or "disabled"`)
 	}
 	return nil
@@ -148,16 +214,25 @@ func (in *UserInput) normalize() error {
 // with it: kept password and facts, the contact-change cooldown and its
 // notice, killed tokens for a disabled user, the audit record.
 func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, newHash string, notices contactNotices, audit bool) (bool, error) {
-	email, phone, status := in.Email, in.Phone, in.Status
-	u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
 	old, err := tx.User(ctx, institutionID, userID)
 	existed := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return false, err
+	}
+	// Kept fields come from the user as this transaction reads it, so a
+	// concurrent write to them is not lost.
+	if in, err = in.over(old, existed).complete(); err != nil {
+		return false, err
+	}
+	if in.Status == "" {
+		in.Status = StatusActive // a new user whose status was "kept"
+	}
+	email, phone, status := in.Email, in.Phone, in.Status
+	u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
 	switch {
 	case existed:
 		u.PasswordHash, u.CreatedAt, u.Facts, u.LockedUntil = old.PasswordHash, old.CreatedAt, old.Facts, old.LockedUntil
 		u.EmailChangedAt, u.PhoneChangedAt = old.EmailChangedAt, old.PhoneChangedAt
-	case !errors.Is(err, store.ErrNotFound):
-		return false, err
 	}
 	if newHash != "" {
 		u.PasswordHash = newHash
