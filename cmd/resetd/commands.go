@@ -115,7 +115,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		}
 	}
 	kind, _, _ := strings.Cut(g.DB, ":")
-	logger.Info("resetd starting", "version", buildinfo.Read(version).String(), "addr", cfg.Addr, "public_url", a.PublicURL(),
+	logger.Info("resetd listening", "addr", cfg.Addr, "version", buildinfo.Read(version).String(), "public_url", a.PublicURL(),
 		"db", kind, "dsn", redactDSN(g.DB), "email", email, "sms", sms, "dev", c.Dev, "migrate", !c.NoMigrate)
 	if sms == "none" {
 		logger.Warn("the SMS channel is unavailable: no --sms is set; SMS sends answer 409 …/channel-unavailable and OTP offers email only")

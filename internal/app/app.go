@@ -376,7 +376,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if a.cfg.Command {
 		return errors.New("app: an operator command's App has no carriers and cannot serve")
 	}
-	if err := a.Store.StartQueue(ctx); err != nil {
+	// The queue outlives ctx: River cancels the jobs of a client whose
+	// start context ends, which would cut a send off mid-SMTP (delivered,
+	// yet recorded as failed and sent again). StopQueue below stops it
+	// softly, letting running sends finish and record.
+	if err := a.Store.StartQueue(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	hs := &http.Server{
