@@ -236,7 +236,9 @@ func TestServeWithoutSMS(t *testing.T) {
 	if code := srv.stop(); code != 0 {
 		t.Fatalf("serve exited %d:\n%s", code, srv.stderr)
 	}
-	var ob struct{ Deliveries []struct{ Kind, Channel, State string } }
+	var ob struct {
+		Deliveries []struct{ Kind, Channel, State string }
+	}
 	if err := json.Unmarshal([]byte(okCLI(t, "", "outbox", "list", "--json", "--db", db, "--secret-key", testKey)), &ob); err != nil {
 		t.Fatal(err)
 	}
