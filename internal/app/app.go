@@ -237,6 +237,15 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	a.Hasher = hasher
 	a.Metrics.WatchHasher(hasher)
 	a.Metrics.WatchQueue(st, cfg.Now)
+	if p, ok := st.(interface{ PoolStats() []store.PoolStat }); ok {
+		a.Metrics.WatchPools(func() []server.PoolStat {
+			var out []server.PoolStat
+			for _, s := range p.PoolStats() {
+				out = append(out, server.PoolStat(s))
+			}
+			return out
+		})
+	}
 	a.Reset = reset.New(reset.Config{
 		Store: st, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,

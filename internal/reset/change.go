@@ -90,7 +90,7 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 		}
 		notices = append(notices, m)
 	}
-	return s.store.Update(ctx, func(tx store.Tx) error {
+	err = s.store.Update(ctx, func(tx store.Tx) error {
 		now := s.now()
 		if _, err := tx.ConsumeToken(ctx, hash, now); err != nil {
 			return goneIfNotFound(err)
@@ -117,6 +117,10 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 		}
 		return s.audit(ctx, tx, now, a, "password.change", t.InstitutionID, t.UserID, "ok")
 	})
+	if err == nil {
+		s.observer.PasswordChanged(t.Purpose)
+	}
+	return err
 }
 
 // checkFactsAtChange counts a wrong fact like a wrong OTP try.

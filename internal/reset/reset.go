@@ -76,12 +76,19 @@ type Config struct {
 type Observer interface {
 	ResetIssued(channel, flow string)
 	OTPVerified(outcome string)
+	// PasswordChanged: a reset token was redeemed; via is the token's
+	// purpose (link or otp).
+	PasswordChanged(via string)
+	// Disputed: a user confirmed "this wasn't me".
+	Disputed()
 }
 
 type noObserver struct{}
 
 func (noObserver) ResetIssued(string, string) {}
 func (noObserver) OTPVerified(string)         {}
+func (noObserver) PasswordChanged(string)     {}
+func (noObserver) Disputed()                  {}
 
 // Service runs the flows. Its dependencies are unexported and fixed at New.
 type Service struct {

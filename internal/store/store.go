@@ -254,6 +254,15 @@ type Store interface {
 	Close() error
 }
 
+// PoolStat is one connection pool's state (metrics).
+type PoolStat struct {
+	Pool         string
+	Max          int
+	InUse, Idle  int
+	WaitCount    int64
+	WaitDuration time.Duration
+}
+
 // QueueOptions configure the River client a backend runs.
 type QueueOptions struct {
 	Workers    *river.Workers

@@ -227,6 +227,13 @@ func (s *Store) Pending(ctx context.Context) (bool, error) {
 	return !res.OK, nil
 }
 
+// PoolStats reports the pgx pool.
+func (s *Store) PoolStats() []store.PoolStat {
+	st := s.pool.Stat()
+	return []store.PoolStat{{Pool: "pgx", Max: int(st.MaxConns()), InUse: int(st.AcquiredConns()), Idle: int(st.IdleConns()),
+		WaitCount: st.EmptyAcquireCount(), WaitDuration: st.EmptyAcquireWaitTime()}}
+}
+
 // Close releases the pool.
 func (s *Store) Close() error {
 	s.pool.Close()

@@ -196,6 +196,15 @@ func (s *Store) Pending(ctx context.Context) (bool, error) {
 	return !res.OK, nil
 }
 
+// PoolStats reports the write and read pools (database/sql stats).
+func (s *Store) PoolStats() []store.PoolStat {
+	stat := func(name string, db *sql.DB) store.PoolStat {
+		st := db.Stats()
+		return store.PoolStat{Pool: name, Max: st.MaxOpenConnections, InUse: st.InUse, Idle: st.Idle, WaitCount: st.WaitCount, WaitDuration: st.WaitDuration}
+	}
+	return []store.PoolStat{stat("write", s.write), stat("read", s.read)}
+}
+
 // Close releases both pools.
 func (s *Store) Close() error {
 	return errors.Join(s.read.Close(), s.write.Close())
