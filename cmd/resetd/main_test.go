@@ -80,6 +80,11 @@ func TestReadmeWalkthrough(t *testing.T) {
 		if code := <-done; code != 0 {
 			t.Errorf("serve exited %d; log:\n%s", code, stderr.String())
 		}
+		// Stopped, its deliveries recorded: the outbox says the message was
+		// written to the log, not sent.
+		if code, out, errOut := runCLI(t, "", "outbox", "list", "--json", "--db", db); code != 0 || !strings.Contains(out, `"state": "logged"`) || strings.Contains(out, `"state": "sent"`) {
+			t.Errorf("outbox after serve --dev: exit %d\n%s%s", code, out, errOut)
+		}
 	}()
 	script := stdout.waitFor(t, regexp.MustCompile(`(?s)client_id: (\S+)\nclient_secret: (\S+)\n.*# 1[^\n]*\n(TOKEN=[^\n]+)\n.*# 2[^\n]*\n(curl[^\n]+)\n.*# 3[^\n]*\n(curl[^\n]+)\n`))
 	steps12 := script[3] + "\n" + script[4] + "\n"
@@ -92,6 +97,9 @@ func TestReadmeWalkthrough(t *testing.T) {
 	out, err = exec.Command("bash", "-c", step3).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "HTTP/1.1 204") {
 		t.Fatalf("step 3: %v\n%s", err, out)
+	}
+	if !strings.Contains(stderr.String(), "never run --dev in production") {
+		t.Errorf("serve --dev does not warn that messages go to the log:\n%s", stderr)
 	}
 	// The token appears only in the dev log line of the message itself.
 	if n := strings.Count(stderr.String(), link[1]); n != 1 {

@@ -567,3 +567,52 @@ func TestDoctorPostgres(t *testing.T) {
 		t.Errorf("doctor on a migrated database:\n%s", out)
 	}
 }
+
+// TestReadmeOperatorCommands runs the README's operator block as printed,
+// with a freshly built resetd on PATH, in an empty directory.
+func TestReadmeOperatorCommands(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed: the README's block makes its key with it")
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := regexp.MustCompile("(?s)## Operator commands\n.*?```sh\n(.*?)```").FindSubmatch(readme)
+	if block == nil {
+		t.Fatal("README.md has no sh block under ## Operator commands")
+	}
+	bin := buildResetd(t)
+	dir := t.TempDir()
+	// The block as printed, then a look at what it did, in the same shell
+	// (its key is random and lives only there).
+	script := string(block[1]) + "\nresetd outbox list --json > outbox.json\n"
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + filepath.Dir(bin) + string(os.PathListSeparator) + os.Getenv("PATH"), "HOME=" + dir}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the README's operator commands failed: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "outbox.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ob struct {
+		Deliveries []struct{ Kind, Channel, Destination string }
+	}
+	if err := json.Unmarshal(raw, &ob); err != nil {
+		t.Fatal(err)
+	}
+	// The password-only put kept the contacts (no notice); the email-only
+	// put told the old address, and only it.
+	if len(ob.Deliveries) != 1 || ob.Deliveries[0].Kind != "contact_changed" || ob.Deliveries[0].Channel != "email" {
+		t.Errorf("after the README's block the outbox holds %+v, want one contact_changed email to the old address", ob.Deliveries)
+	}
+	for _, s := range auth.AllScopes {
+		if !strings.Contains(string(readme), "`"+s+"`") {
+			t.Errorf("README.md does not list the scope %s", s)
+		}
+	}
+}
