@@ -320,6 +320,10 @@ func describe(err error) error {
 	case errors.As(err, &inv):
 		return errors.New(inv.Detail)
 	case errors.Is(err, reset.ErrNotFound):
+		var named *reset.NotFoundError
+		if errors.As(err, &named) && named.What != "institution" {
+			return errors.New("no such " + named.What)
+		}
 		return errors.New("no such institution (create it with: resetd institution put ID --name NAME)")
 	}
 	return err

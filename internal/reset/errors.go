@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/store"
 )
 
 // Errors the server maps to HTTP statuses, once, in one place.
@@ -18,6 +19,26 @@ var (
 	ErrWrongPassword = errors.New("reset: password does not match")        // 401
 	ErrBusy          = password.ErrBusy                                    // 503
 )
+
+// NotFoundError is ErrNotFound naming what was missing ("institution",
+// "user", "contact method", "approval"), so the answer says which.
+type NotFoundError struct{ What string }
+
+func (e *NotFoundError) Error() string        { return "reset: no such " + e.What }
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// notFound names what is missing when err is a not-found; other errors
+// pass unchanged.
+func notFound(what string, err error) error {
+	var named *NotFoundError
+	if errors.As(err, &named) {
+		return err
+	}
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotFound) {
+		return &NotFoundError{What: what}
+	}
+	return err
+}
 
 // InvalidError is bad input (400); Field names what was wrong.
 type InvalidError struct {

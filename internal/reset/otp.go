@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"math/big"
 	"slices"
 	"time"
@@ -187,7 +186,7 @@ func (s *Service) chosenMethod(u store.User, contactMethodID string) (ContactMet
 		}
 	}
 	if cm.ID == "" {
-		return cm, fmt.Errorf("%w: no such contact method", ErrNotFound)
+		return cm, &NotFoundError{What: "contact method"}
 	}
 	return cm, nil
 }

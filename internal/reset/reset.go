@@ -172,7 +172,7 @@ func goneIfNotFound(err error) error {
 func (s *Service) settingsIn(ctx context.Context, tx store.Tx, institutionID string) (Settings, error) {
 	in, err := tx.Institution(ctx, institutionID)
 	if err != nil {
-		return Settings{}, mapNotFound(err)
+		return Settings{}, notFound("institution", err)
 	}
 	return s.decode(in)
 }
@@ -185,7 +185,7 @@ func (s *Service) userIn(ctx context.Context, tx store.Tx, institutionID, userID
 		return st, store.User{}, err
 	}
 	u, err := tx.User(ctx, institutionID, userID)
-	return st, u, mapNotFound(err)
+	return st, u, notFound("user", err)
 }
 
 func (s *Service) decode(in store.Institution) (Settings, error) {

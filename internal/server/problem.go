@@ -92,7 +92,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, reset.ErrAlreadyApproved):
 		s.problem(w, r, http.StatusConflict, "already-approved", "the request was approved already")
 	case errors.Is(err, reset.ErrNotFound):
-		s.problem(w, r, http.StatusNotFound, "not-found", "no such resource")
+		detail := "no such resource"
+		var named *reset.NotFoundError
+		if errors.As(err, &named) {
+			detail = "no such " + named.What
+		}
+		s.problem(w, r, http.StatusNotFound, "not-found", detail)
 	case errors.Is(err, reset.ErrNoContact):
 		s.problem(w, r, http.StatusConflict, "no-contact-method", "the user has no contact method of that kind")
 	case errors.Is(err, reset.ErrUserDisabled):

@@ -173,7 +173,9 @@ func (s *Server) authorize(scope string, next apiHandler) http.HandlerFunc {
 		}
 		setClientID(r.Context(), claims.ClientID)
 		if i := r.PathValue("institutionId"); i != "" && !claims.Allows(i) {
-			s.problem(w, r, http.StatusNotFound, "not-found", "no such resource")
+			// Worded as for an institution that does not exist: a client
+			// must not learn which others do.
+			s.problem(w, r, http.StatusNotFound, "not-found", "no such institution")
 			return
 		}
 		if !claims.Has(scope) {
