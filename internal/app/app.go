@@ -21,7 +21,10 @@ import (
 	"github.com/resetd/resetd/internal/buildinfo"
 	"github.com/resetd/resetd/internal/config"
 	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/metrics"
 	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/queue"
+	"github.com/resetd/resetd/internal/request"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/seal"
 	"github.com/resetd/resetd/internal/server"
@@ -74,12 +77,13 @@ type App struct {
 	Auth    *auth.Service
 	Reset   *reset.Service
 	Server  *server.Server
-	Metrics *server.Metrics
+	Metrics *metrics.Metrics
 	// Hasher is the bounded argon2id hasher the domain uses (tests watch
 	// its slots).
 	Hasher *password.Hasher
 	email  delivery.Sender
 	sms    delivery.Sender
+	queue  lifecycle
 }
 
 // ConfigError is a setting that cannot work, found before anything was
@@ -183,12 +187,21 @@ func checkDB(dsn string) error {
 	return &ConfigError{"--db", "must be sqlite:PATH or postgres://…"}
 }
 
+// lifecycle is the part of the queue (internal/queue) that Serve runs.
+type lifecycle interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
 // Open builds an App: opens and (unless NoMigrate) migrates the store and
 // loads the secret key. The queue is not worked until Serve.
 func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	// Every part logs through this one: a line logged during a request
+	// carries its transaction id.
+	cfg.Logger = request.Logger(cfg.Logger)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -205,16 +218,16 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	cfg.PublicURL = config.PublicURL(cfg.PublicURL, cfg.Addr)
 	proxies, _ := parseProxies(cfg.TrustedProxies) // checked above
-	a := &App{cfg: cfg, Metrics: server.NewMetricsFor(buildinfo.Read(cfg.Version)), email: c.email, sms: c.sms}
+	a := &App{cfg: cfg, Metrics: metrics.NewFor(buildinfo.Read(cfg.Version)), email: c.email, sms: c.sms}
 	defaultFrom, sms := c.defaultFrom, c.sms
 
 	workers := river.NewWorkers()
-	st, err := openStore(ctx, cfg, workers)
+	st, q, err := openStore(ctx, cfg, workers)
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
-	a.Store = st
+	a.Store, a.queue = st, q
 	if a.Key, err = loadKey(ctx, st, cfg.SecretKey); err != nil {
 		a.Close()
 		return nil, err
@@ -238,10 +251,10 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	a.Metrics.WatchHasher(hasher)
 	a.Metrics.WatchQueue(st, cfg.Now)
 	if p, ok := st.(interface{ PoolStats() []store.PoolStat }); ok {
-		a.Metrics.WatchPools(func() []server.PoolStat {
-			var out []server.PoolStat
+		a.Metrics.WatchPools(func() []metrics.PoolStat {
+			var out []metrics.PoolStat
 			for _, s := range p.PoolStats() {
-				out = append(out, server.PoolStat(s))
+				out = append(out, metrics.PoolStat(s))
 			}
 			return out
 		})
@@ -251,46 +264,55 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
 		NoSMS: sms == nil && !cfg.Command,
 	})
-	sendWorker.Failed = a.Reset.DeliveryFailed
-	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Store: st, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies, PublicURL: cfg.PublicURL})
-	web.Register(a.Server, web.Config{Reset: a.Reset, Key: a.Key, PublicURL: cfg.PublicURL, Now: cfg.Now, Logger: cfg.Logger, Actor: a.Server.Actor}) // the reset page (SPEC §6)
+	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies, PublicURL: cfg.PublicURL})
+	web.Register(a.Server, web.Config{Reset: a.Reset, Key: a.Key, PublicURL: cfg.PublicURL, Now: cfg.Now, Logger: cfg.Logger}) // the reset page (SPEC §6)
 	return a, nil
 }
 
-func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.Store, error) {
-	q := store.QueueOptions{Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts}
+// openStore opens (and unless told not to migrates) the backend cfg.DB
+// names, and attaches the queue that works workers (nil: insert only).
+func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.Store, lifecycle, error) {
+	q := queue.Options{Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts, Logger: queueLogger(ctx, cfg.Logger)}
 	dsn := cfg.DB
 	if dsn == "" {
 		dsn = config.DB
 	}
 	if err := checkDB(dsn); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	switch {
 	case strings.HasPrefix(dsn, "sqlite:"):
 		path, opts, _ := strings.Cut(strings.TrimPrefix(dsn, "sqlite:"), "?")
-		o := sqlite.Options{Queue: q, Logger: queueLogger(ctx, cfg.Logger)}
+		o := sqlite.Options{Logger: queueLogger(ctx, cfg.Logger)}
 		for _, kv := range strings.Split(opts, "&") {
 			if k, v, _ := strings.Cut(kv, "="); k == "synchronous" {
 				o.Synchronous = v
 			} else if kv != "" {
-				return nil, fmt.Errorf("app: unknown sqlite option %q", kv)
+				return nil, nil, fmt.Errorf("app: unknown sqlite option %q", kv)
 			}
 		}
 		s, err := sqlite.Open(ctx, path, o)
-		return migrated(ctx, s, err, cfg.NoMigrate)
+		if err := migrated(ctx, s, err, cfg.NoMigrate); err != nil {
+			return nil, nil, err
+		}
+		q.Poll = true // SQLite has no LISTEN/NOTIFY
+		return attached(s, s, q)
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		// pgx's pool_* parameters in the URL size the pool (docs/DEPLOYMENT.md).
-		s, err := postgres.Open(ctx, dsn, postgres.Options{Queue: q, Logger: queueLogger(ctx, cfg.Logger)})
-		return migrated(ctx, s, err, cfg.NoMigrate)
+		s, err := postgres.Open(ctx, dsn, postgres.Options{Logger: queueLogger(ctx, cfg.Logger)})
+		if err := migrated(ctx, s, err, cfg.NoMigrate); err != nil {
+			return nil, nil, err
+		}
+		return attached(s, s, q)
 	default:
-		return nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
+		return nil, nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
 	}
 }
 
-// queueLogger is the store's (River's) logger: River reports migrations,
-// producer counts and cleaner runs at INFO, which is noise to an operator,
-// so only its warnings pass unless the log level is debug.
+// queueLogger is the logger of River (the queue and its migrations): River
+// reports migrations, producer counts and cleaner runs at INFO, which is
+// noise to an operator, so only its warnings pass unless the log level
+// is debug.
 func queueLogger(ctx context.Context, l *slog.Logger) *slog.Logger {
 	if l.Enabled(ctx, slog.LevelDebug) {
 		return l
@@ -314,26 +336,38 @@ func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h.Handler.WithGroup(name), h.level}
 }
 
-// migrated applies a just-opened backend's migrations unless told not to.
-func migrated[S interface {
-	store.Store
+// migrated applies a just-opened backend's migrations unless told not to;
+// on an error the backend is closed.
+func migrated(ctx context.Context, s interface {
 	Migrate(context.Context) error
-}](ctx context.Context, s S, openErr error, noMigrate bool) (store.Store, error) {
+	Close() error
+}, openErr error, noMigrate bool) error {
 	if openErr != nil {
-		return nil, openErr
+		return openErr
 	}
 	if !noMigrate {
 		if err := s.Migrate(ctx); err != nil {
 			s.Close()
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
+}
+
+// attached builds the one queue of the process on the backend's driver
+// (st and b are the same backend, seen as a store and as a queue carrier).
+func attached[TTx any](st store.Store, b queue.Backend[TTx], o queue.Options) (store.Store, lifecycle, error) {
+	q, err := queue.Attach(b, o)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, q, nil
 }
 
 // Migrate opens the store, applies migrations and closes it.
 func Migrate(ctx context.Context, db string, logger *slog.Logger) error {
-	s, err := openStore(ctx, Config{DB: db, Logger: logger}, nil)
+	s, _, err := openStore(ctx, Config{DB: db, Logger: logger}, nil)
 	if err != nil {
 		return err
 	}
@@ -387,9 +421,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	// The queue outlives ctx: River cancels the jobs of a client whose
 	// start context ends, which would cut a send off mid-SMTP (delivered,
-	// yet recorded as failed and sent again). StopQueue below stops it
-	// softly, letting running sends finish and record.
-	if err := a.Store.StartQueue(context.WithoutCancel(ctx)); err != nil {
+	// yet recorded as failed and sent again). Stop below stops it softly,
+	// letting running sends finish and record.
+	if err := a.queue.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	hs := &http.Server{
@@ -413,7 +447,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
 	err := hs.Shutdown(shutdown)
-	if qerr := a.Store.StopQueue(shutdown); qerr != nil {
+	if qerr := a.queue.Stop(shutdown); qerr != nil {
 		err = errors.Join(err, qerr)
 	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {

@@ -147,7 +147,7 @@ func openExisting(ctx context.Context, cfg Config) (store.Store, error) {
 		}
 	}
 	cfg.NoMigrate = true
-	st, err := openStore(ctx, cfg, nil)
+	st, _, err := openStore(ctx, cfg, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +204,7 @@ func checkClock(ctx context.Context, st store.Store, now time.Time) error {
 // institution) and refuses plain http outside --dev.
 func checkLinkBases(ctx context.Context, st store.Store, id string, dev bool) (string, error) {
 	var in store.Institution
-	err := st.View(ctx, func(tx store.Tx) (err error) {
+	err := st.View(ctx, func(tx store.ReadTx) (err error) {
 		if id == "" {
 			in, err = tx.DefaultInstitution(ctx)
 		} else {
