@@ -19,6 +19,7 @@ import (
 
 	"github.com/resetd/resetd/internal/app"
 	"github.com/resetd/resetd/internal/auth"
+	"github.com/resetd/resetd/internal/buildinfo"
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/reset"
@@ -33,12 +34,16 @@ type exitError int
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 func (e exitError) ExitCode() int { return int(e) }
 
-func (g *Globals) logger(dev bool) *slog.Logger {
-	level := slog.LevelInfo
-	if isTerminal(g.stderr) || dev {
-		return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+// logger writes text to a terminal and JSON anywhere else (a file, a
+// pipe, journald), at --log-level.
+func (g *Globals) logger() *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(g.LogLevel)) // kong's enum checked it
+	opts := &slog.HandlerOptions{Level: level}
+	if isTerminal(g.stderr) {
+		return slog.New(slog.NewTextHandler(g.stderr, opts))
 	}
-	return slog.New(slog.NewJSONHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewJSONHandler(g.stderr, opts))
 }
 
 func isTerminal(w io.Writer) bool {
@@ -52,7 +57,8 @@ func isTerminal(w io.Writer) bool {
 
 // open wires the app for an operator command (no queue is worked).
 func (g *Globals) open(ctx context.Context) (*app.App, error) {
-	return app.Open(ctx, app.Config{DB: g.DB, SecretKey: g.SecretKey, Logger: slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	return app.Open(ctx, app.Config{DB: g.DB, SecretKey: g.SecretKey, Command: true, Version: version,
+		Logger: slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 }
 
 func (g *Globals) printJSON(v any) error {
@@ -61,33 +67,52 @@ func (g *Globals) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// ServerFlags are the settings of a server: serve runs with them, doctor
+// checks them.
+type ServerFlags struct {
+	Addr           string   `name:"addr" env:"RESETD_ADDR" default:"${default_addr}" help:"Listen address."`
+	PublicURL      string   `name:"public-url" env:"RESETD_PUBLIC_URL" help:"Base of links resetd itself serves: an absolute https:// URL in production (default http://ADDR)."`
+	SMTP           string   `name:"smtp" env:"RESETD_SMTP_URL" help:"smtp://user:pass@host:port?tls=none|starttls|implicit&from=addr. Required, except with --dev (messages then go to the log)."`
+	SMS            string   `name:"sms" env:"RESETD_SMS_URL" help:"twilio://SID:TOKEN@host:port?from=+1555…&scheme=https|http or webhook+https://host/path?secret=…; unset: the SMS channel is unavailable (with --dev: messages go to the log)."`
+	TrustedProxies []string `name:"trusted-proxy" env:"RESETD_TRUSTED_PROXIES" sep:"," help:"CIDRs whose X-Forwarded-For is believed."`
+	Dev            bool     `name:"dev" help:"Development: seed a demo institution, user and client, print how to use them, and write messages without a carrier to the log."`
+}
+
+func (f ServerFlags) config(g *Globals) app.Config {
+	return app.Config{Addr: f.Addr, DB: g.DB, PublicURL: f.PublicURL, SMTP: f.SMTP, SMS: f.SMS, SecretKey: g.SecretKey,
+		TrustedProxies: f.TrustedProxies, Dev: f.Dev, Version: version}
+}
+
 // ServeCmd runs the server.
 type ServeCmd struct {
-	Addr           string   `name:"addr" env:"RESETD_ADDR" default:"${default_addr}" help:"Listen address."`
-	PublicURL      string   `name:"public-url" env:"RESETD_PUBLIC_URL" help:"Base of links resetd itself serves (default http://ADDR)."`
-	SMTP           string   `name:"smtp" env:"RESETD_SMTP_URL" help:"smtp://user:pass@host:port?tls=none|starttls|implicit&from=addr; unset: messages go to the log."`
-	SMS            string   `name:"sms" env:"RESETD_SMS_URL" help:"twilio://SID:TOKEN@host:port?from=+1555…&scheme=https|http or webhook+https://host/path?secret=…; unset: messages go to the log."`
-	TrustedProxies []string `name:"trusted-proxy" env:"RESETD_TRUSTED_PROXIES" sep:"," help:"CIDRs whose X-Forwarded-For is believed."`
-	TLSCert        string   `name:"tls-cert" env:"RESETD_TLS_CERT" help:"PEM certificate (chain): serve HTTPS on --addr; reread on SIGHUP."`
-	TLSKey         string   `name:"tls-key" env:"RESETD_TLS_KEY" help:"PEM private key of --tls-cert."`
-	ClientCA       string   `name:"client-ca" env:"RESETD_CLIENT_CA" help:"PEM CA bundle: ask for client certificates and verify them (tls_client_auth, certificate-bound tokens)."`
-	MetricsAddr    string   `name:"metrics-addr" env:"RESETD_METRICS_ADDR" help:"Serve /metrics, /healthz and /readyz on this address instead of --addr (where /metrics then answers 404)."`
-	NoMigrate      bool     `name:"no-migrate" help:"Do not apply migrations on start."`
-	Dev            bool     `name:"dev" help:"Seed a demo institution, user and client and print how to use them."`
-	QueueWorkers   int      `name:"queue-workers" default:"${default_queue_workers}" help:"Concurrent deliveries."`
-	Argon2Memory   uint32   `name:"argon2-memory" env:"RESETD_ARGON2_MEMORY" default:"${default_argon2_memory}" help:"argon2id memory of new password hashes, KiB (8·threads to 1048576)."`
-	Argon2Time     uint32   `name:"argon2-time" env:"RESETD_ARGON2_TIME" default:"${default_argon2_time}" help:"argon2id passes of new password hashes (1 to 10)."`
-	Argon2Threads  uint8    `name:"argon2-threads" env:"RESETD_ARGON2_THREADS" default:"${default_argon2_threads}" help:"argon2id parallelism of new password hashes (1 to 16)."`
+	ServerFlags   `embed:""`
+	NoMigrate     bool   `name:"no-migrate" help:"Do not apply migrations on start."`
+	QueueWorkers  int    `name:"queue-workers" default:"${default_queue_workers}" help:"Concurrent deliveries."`
+	TLSCert       string `name:"tls-cert" env:"RESETD_TLS_CERT" help:"PEM certificate (chain): serve HTTPS on --addr; reread on SIGHUP."`
+	TLSKey        string `name:"tls-key" env:"RESETD_TLS_KEY" help:"PEM private key of --tls-cert."`
+	ClientCA      string `name:"client-ca" env:"RESETD_CLIENT_CA" help:"PEM CA bundle: ask for client certificates and verify them (tls_client_auth, certificate-bound tokens)."`
+	MetricsAddr   string `name:"metrics-addr" env:"RESETD_METRICS_ADDR" help:"Serve /metrics, /healthz and /readyz on this address instead of --addr (where /metrics then answers 404)."`
+	Argon2Memory  uint32 `name:"argon2-memory" env:"RESETD_ARGON2_MEMORY" default:"${default_argon2_memory}" help:"argon2id memory of new password hashes, KiB (8·threads to 1048576)."`
+	Argon2Time    uint32 `name:"argon2-time" env:"RESETD_ARGON2_TIME" default:"${default_argon2_time}" help:"argon2id passes of new password hashes (1 to 10)."`
+	Argon2Threads uint8  `name:"argon2-threads" env:"RESETD_ARGON2_THREADS" default:"${default_argon2_threads}" help:"argon2id parallelism of new password hashes (1 to 16)."`
 }
 
 // Run serves until the context ends (SIGINT/SIGTERM).
 func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
-	logger := g.logger(c.Dev)
+	logger := g.logger()
+	cfg := c.config(g)
+	cfg.NoMigrate, cfg.Logger, cfg.QueueWorkers = c.NoMigrate, logger, c.QueueWorkers
+	cfg.TLSCert, cfg.TLSKey, cfg.ClientCA, cfg.MetricsAddr = c.TLSCert, c.TLSKey, c.ClientCA, c.MetricsAddr
 	argon2 := password.DefaultParams
 	argon2.Memory, argon2.Time, argon2.Threads = c.Argon2Memory, c.Argon2Time, c.Argon2Threads
+	cfg.Argon2 = &argon2
 	// Checked before listening: a value argon2 cannot run is a start-up
 	// error with its reason, not a panic at the first login.
 	if err := argon2.Validate(); err != nil {
+		return err
+	}
+	// Every flag before anything is opened or listened on.
+	if err := app.Validate(cfg); err != nil {
 		return err
 	}
 	// Listen first so that --addr 127.0.0.1:0 yields links with the real port.
@@ -96,25 +121,33 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	defer ln.Close()
-	a, err := app.Open(ctx, app.Config{
-		Addr: ln.Addr().String(), DB: g.DB, PublicURL: c.PublicURL, SMTP: c.SMTP, SMS: c.SMS, SecretKey: g.SecretKey,
-		TrustedProxies: c.TrustedProxies, NoMigrate: c.NoMigrate, Logger: logger, QueueWorkers: c.QueueWorkers,
-		TLSCert: c.TLSCert, TLSKey: c.TLSKey, ClientCA: c.ClientCA, MetricsAddr: c.MetricsAddr,
-		Argon2: &argon2,
-	})
+	cfg.Addr = ln.Addr().String()
+	a, err := app.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	email, sms := a.Carriers()
 	if c.Dev {
-		if err := seedDemo(ctx, a, g.stdout); err != nil {
+		if err := seedDemo(ctx, a, g.stdout, email); err != nil {
 			return err
 		}
 	}
 	if c.TLSCert != "" {
 		reloadOnHangup(ctx, a, logger)
 	}
-	logger.Info("resetd listening", "addr", ln.Addr().String(), "public_url", a.PublicURL(), "metrics_addr", a.MetricsAddr(), "tls", c.TLSCert != "", "db", redactDSN(g.DB), "version", version)
+	kind, _, _ := strings.Cut(g.DB, ":")
+	logger.Info("resetd listening", "addr", cfg.Addr, "version", buildinfo.Read(version).String(), "public_url", a.PublicURL(),
+		"db", kind, "dsn", redactDSN(g.DB), "email", email, "sms", sms, "dev", c.Dev, "migrate", !c.NoMigrate, "metrics_addr", a.MetricsAddr(), "tls", c.TLSCert != "")
+	if sms == "none" {
+		logger.Warn("the SMS channel is unavailable: no --sms is set; SMS sends answer 409 …/channel-unavailable and OTP offers email only")
+	}
+	if email == "log" || sms == "log" {
+		logger.Warn("--dev: messages without a carrier are written to this log, links and codes included, and recorded as logged; never run --dev in production")
+	}
+	if !c.Dev && strings.HasPrefix(a.PublicURL(), "http://") {
+		logger.Warn("the public URL is plain http; customers' links should be https (set --public-url https://…)", "public_url", a.PublicURL())
+	}
 	return a.Serve(ctx, ln)
 }
 
@@ -146,7 +179,7 @@ const (
 	demoUser        = "demo-user"
 )
 
-func seedDemo(ctx context.Context, a *app.App, out io.Writer) error {
+func seedDemo(ctx context.Context, a *app.App, out io.Writer, email string) error {
 	if _, err := a.Reset.PutInstitution(ctx, demoInstitution, "Demo Bank", nil, nil, true); err != nil {
 		return err
 	}
@@ -160,6 +193,10 @@ func seedDemo(ctx context.Context, a *app.App, out io.Writer) error {
 		return err
 	}
 	base := a.PublicURL()
+	where := "no SMTP configured: the email, link included, is written to this log"
+	if email != "log" {
+		where = "SMTP is configured: the email goes to demo@example.com through it; outbox list shows it"
+	}
 	fmt.Fprintf(out, `resetd --dev: demo institution %q, demo user %q (username "demo", email demo@example.com)
 client_id: %s
 client_secret: %s
@@ -167,13 +204,13 @@ client_secret: %s
 # 1. get an access token
 TOKEN=$(curl -s -u '%s:%s' -d grant_type=client_credentials %s%s | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
 
-# 2. send a reset link to the demo user (no SMTP configured: the email, link included, is written to this log)
+# 2. send a reset link to the demo user (%s)
 curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"method":"email"}' %s%s/institutions/%s/users/%s/password/reset
 
 # 3. take the token from the link in the log, and set a new password
 curl -s -i -X POST -H 'Content-Type: application/json' -d '{"token":"TOKEN_FROM_THE_LINK","newPassword":"correct horse battery staple"}' %s%s/password/change
 
-`, demoInstitution, demoUser, id, secret, id, secret, base, server.TokenPath, base, server.P, demoInstitution, demoUser, base, server.P)
+`, demoInstitution, demoUser, id, secret, id, secret, base, server.TokenPath, where, base, server.P, demoInstitution, demoUser, base, server.P)
 	return nil
 }
 
@@ -252,23 +289,28 @@ func (c *InstitutionPutCmd) Run(ctx context.Context, g *Globals) error {
 
 // UserCmd groups user commands.
 type UserCmd struct {
-	Put          UserPutCmd          `cmd:"" help:"Create or replace a user."`
-	Import       UserImportCmd       `cmd:"" help:"Import users from a CSV file (userId,username,email,phone[,passwordHash]); upserts in batches."`
+	Put          UserPutCmd          `cmd:"" help:"Create a user, or change the fields given (--replace: the whole record)."`
+	Import       UserImportCmd       `cmd:"" help:"Import users from a CSV file (userId,username,email,phone[,passwordHash]); upserts in batches; an empty cell keeps the stored value unless --replace."`
 	FromKeycloak UserFromKeycloakCmd `cmd:"" name:"from-keycloak" help:"Convert a Keycloak export to the CSV user import reads, password hashes included (docs/MIGRATION.md)."`
 }
 
-// UserPutCmd creates or replaces a user.
+// UserPutCmd creates a user or changes the fields given.
 type UserPutCmd struct {
-	Institution   string `name:"institution" required:"" help:"Institution id."`
-	ID            string `arg:"" name:"userid" help:"User id."`
-	Username      string `name:"username" required:"" help:"Username."`
-	Email         string `name:"email" help:"Email address."`
-	Phone         string `name:"phone" help:"Phone number in E.164 (+14155550100)."`
-	PasswordStdin bool   `name:"password-stdin" help:"Read the password from one line of standard input."`
+	Institution   string  `name:"institution" required:"" help:"Institution id."`
+	ID            string  `arg:"" name:"userid" help:"User id."`
+	Username      *string `name:"username" help:"Username (required for a new user)."`
+	Email         *string `name:"email" help:"Email address ('' clears it)."`
+	Phone         *string `name:"phone" help:"Phone number in E.164 (+14155550100; '' clears it)."`
+	PasswordStdin bool    `name:"password-stdin" help:"Read the password from one line of standard input."`
+	Replace       bool    `name:"replace" help:"Replace the whole record as the API's PUT does: a field not given is cleared, the status becomes active."`
 }
 
-// Run puts the user.
+// Run puts the user. Without --replace only the fields given change: the
+// rest stay as stored (SPEC §17).
 func (c *UserPutCmd) Run(ctx context.Context, g *Globals) error {
+	if c.Replace && c.Username == nil {
+		return errors.New("--replace needs --username: it writes the whole record")
+	}
 	var pw *string
 	if c.PasswordStdin {
 		line, err := bufio.NewReader(g.stdin).ReadString('\n')
@@ -278,12 +320,16 @@ func (c *UserPutCmd) Run(ctx context.Context, g *Globals) error {
 		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
 		pw = &line
 	}
+	in := reset.UserInput{Username: deref(c.Username), Email: deref(c.Email), Phone: deref(c.Phone), Password: pw}
+	if !c.Replace {
+		in.Keep = reset.Keep{Username: c.Username == nil, Email: c.Email == nil, Phone: c.Phone == nil, Status: true}
+	}
 	a, err := g.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	created, err := a.Reset.PutUser(ctx, reset.Actor{ClientID: "cli"}, c.Institution, c.ID, reset.UserInput{Username: c.Username, Email: c.Email, Phone: c.Phone, Password: pw})
+	created, err := a.Reset.PutUser(ctx, reset.Actor{ClientID: "cli"}, c.Institution, c.ID, in)
 	if err != nil {
 		return describe(err)
 	}
@@ -296,6 +342,13 @@ func (c *UserPutCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	fmt.Fprintf(g.stdout, "user %s %s in %s\n", c.ID, verb, c.Institution)
 	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // describe turns domain errors into operator-readable ones.
@@ -312,6 +365,10 @@ func describe(err error) error {
 	case errors.As(err, &inv):
 		return errors.New(inv.Detail)
 	case errors.Is(err, reset.ErrNotFound):
+		var named *reset.NotFoundError
+		if errors.As(err, &named) && named.What != "institution" {
+			return errors.New("no such " + named.What)
+		}
 		return errors.New("no such institution (create it with: resetd institution put ID --name NAME)")
 	}
 	return err
@@ -439,15 +496,55 @@ func (c *AuditCmd) Run(ctx context.Context, g *Globals) error {
 	return tw.Flush()
 }
 
+// DoctorCmd checks a server's configuration, changing nothing.
+type DoctorCmd struct {
+	ServerFlags  `embed:""`
+	Institutions []string `name:"institution" help:"Also check this institution's link bases (repeatable; the default institution is always checked)."`
+}
+
+// Run prints every finding and exits 1 when any check failed.
+func (c *DoctorCmd) Run(ctx context.Context, g *Globals) error {
+	fs := app.Diagnose(ctx, c.config(g), c.Institutions)
+	bad := 0
+	for _, f := range fs {
+		if !f.OK {
+			bad++
+		}
+	}
+	if g.JSON {
+		if err := g.printJSON(map[string]any{"ok": bad == 0, "findings": fs}); err != nil {
+			return err
+		}
+	} else {
+		for _, f := range fs {
+			mark := "ok     "
+			if !f.OK {
+				mark = "PROBLEM"
+			}
+			fmt.Fprintf(g.stdout, "%s  %-22s %s\n", mark, f.Check, f.Detail)
+		}
+		if bad == 0 {
+			fmt.Fprintln(g.stdout, "no problems found")
+		} else {
+			fmt.Fprintf(g.stdout, "%d problem(s) found\n", bad)
+		}
+	}
+	if bad > 0 {
+		return exitError(1)
+	}
+	return nil
+}
+
 // VersionCmd prints the version.
 type VersionCmd struct{}
 
 // Run prints.
 func (c *VersionCmd) Run(g *Globals) error {
+	in := buildinfo.Read(version)
 	if g.JSON {
-		return g.printJSON(map[string]string{"version": version})
+		return g.printJSON(in)
 	}
-	fmt.Fprintln(g.stdout, "resetd", version)
+	fmt.Fprintln(g.stdout, "resetd", in.String())
 	return nil
 }
 

@@ -17,7 +17,8 @@ import (
 type UserImportCmd struct {
 	Institution string `name:"institution" required:"" help:"Institution id."`
 	File        string `arg:"" name:"file" help:"CSV file with the header userId,username,email,phone and optionally passwordHash ('-' for standard input)."`
-	DryRun      bool   `name:"dry-run" help:"Validate every row, write nothing."`
+	DryRun      bool   `name:"dry-run" help:"Validate every row and count what would change; write nothing."`
+	Replace     bool   `name:"replace" help:"Write every cell as given: an empty cell clears the stored email or phone. Without it an empty cell leaves the stored value alone."`
 	Batch       int    `name:"batch" default:"1000" help:"Rows per transaction."`
 }
 
@@ -70,7 +71,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // (the rest imported).
 func (c *UserImportCmd) Run(ctx context.Context, g *Globals) error {
 	var src io.Reader = g.stdin
-	var total int64
+	var size int64
 	if c.File != "-" {
 		f, err := os.Open(c.File)
 		if err != nil {
@@ -78,7 +79,7 @@ func (c *UserImportCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		defer f.Close()
 		if fi, err := f.Stat(); err == nil {
-			total = fi.Size()
+			size = fi.Size()
 		}
 		src = f
 	}
@@ -96,7 +97,7 @@ func (c *UserImportCmd) Run(ctx context.Context, g *Globals) error {
 	counter := &countingReader{r: src}
 	r := csv.NewReader(counter)
 	r.ReuseRecord = true
-	r.FieldsPerRecord = -1
+	r.FieldsPerRecord = 0 // every row as many fields as the header: a truncated row is rejected
 	header, err := r.Read()
 	if err != nil {
 		return fmt.Errorf("reading the header: %w", err)
@@ -111,24 +112,28 @@ func (c *UserImportCmd) Run(ctx context.Context, g *Globals) error {
 			return fmt.Errorf("the header must name %s (got %q)", strings.Join(want, ","), strings.Join(header, ","))
 		}
 	}
-	progress := &importProgress{out: g.stderr, terminal: isTerminal(g.stderr), total: total, start: time.Now()}
+	progress := &importProgress{out: g.stderr, terminal: isTerminal(g.stderr), total: size, start: time.Now()}
 	actor := reset.Actor{ClientID: "cli:import"}
-	var imported, rows int
-	var rejected []reset.RowError
+	var rows int
+	var sum reset.ImportResult
+	sum.Rejected = []reset.RowError{}
+	opt := reset.ImportOptions{DryRun: c.DryRun, Replace: c.Replace}
 	batch := make([]reset.ImportRow, 0, c.Batch)
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		n, rej, err := a.Reset.ImportUsers(ctx, actor, c.Institution, batch, c.DryRun)
+		res, err := a.Reset.ImportUsers(ctx, actor, c.Institution, batch, opt)
 		if err != nil {
 			return err
 		}
-		imported += n
-		for _, e := range rej {
+		sum.Imported += res.Imported
+		sum.ContactsChanged += res.ContactsChanged
+		sum.NoticesQueued += res.NoticesQueued
+		for _, e := range res.Rejected {
 			fmt.Fprintf(g.stderr, "line %d rejected: %s\n", e.Line, e.Reason)
 		}
-		rejected = append(rejected, rej...)
+		sum.Rejected = append(sum.Rejected, res.Rejected...)
 		batch = batch[:0]
 		progress.report(rows, counter.n, false)
 		return nil
@@ -149,8 +154,12 @@ func (c *UserImportCmd) Run(ctx context.Context, g *Globals) error {
 		if err != nil {
 			var perr *csv.ParseError
 			if errors.As(err, &perr) {
-				rejected = append(rejected, reset.RowError{Line: perr.Line, Reason: perr.Err.Error()})
-				fmt.Fprintf(g.stderr, "line %d rejected: %s\n", perr.Line, perr.Err)
+				reason := perr.Err.Error()
+				if errors.Is(err, csv.ErrFieldCount) {
+					reason = fmt.Sprintf("%d fields, the header has %d (userId,username,email,phone: leave a cell empty, keep its comma)", len(rec), len(header))
+				}
+				sum.Rejected = append(sum.Rejected, reset.RowError{Line: perr.StartLine, Reason: reason})
+				fmt.Fprintf(g.stderr, "line %d rejected: %s\n", perr.StartLine, reason)
 				continue
 			}
 			return err
@@ -166,18 +175,19 @@ func (c *UserImportCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	progress.report(rows, counter.n, true)
-	verb := "imported"
-	if c.DryRun {
-		verb = "valid (dry run, nothing written)"
-	}
 	if g.JSON {
-		if err := g.printJSON(map[string]any{"rows": rows, "imported": imported, "rejected": rejected, "dryRun": c.DryRun}); err != nil {
+		if err := g.printJSON(map[string]any{"rows": rows, "imported": sum.Imported, "rejected": sum.Rejected,
+			"contactsChanged": sum.ContactsChanged, "noticesQueued": sum.NoticesQueued, "dryRun": c.DryRun, "replace": c.Replace}); err != nil {
 			return err
 		}
+	} else if c.DryRun {
+		fmt.Fprintf(g.stdout, "%d rows: %d valid, %d rejected; would change %d contacts and queue %d notices (dry run, nothing written)\n",
+			rows, sum.Imported, len(sum.Rejected), sum.ContactsChanged, sum.NoticesQueued)
 	} else {
-		fmt.Fprintf(g.stdout, "%d rows: %d %s, %d rejected\n", rows, imported, verb, len(rejected))
+		fmt.Fprintf(g.stdout, "%d rows: %d imported, %d rejected; %d contacts changed, %d notices queued\n",
+			rows, sum.Imported, len(sum.Rejected), sum.ContactsChanged, sum.NoticesQueued)
 	}
-	if len(rejected) > 0 {
+	if len(sum.Rejected) > 0 {
 		return exitError(1)
 	}
 	return nil

@@ -144,7 +144,7 @@ func TestUserFromKeycloak(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db})
+	a, err := app.Open(ctx, app.Config{DB: db, Command: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,19 +14,24 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/resetd/resetd/internal/app"
+	"github.com/resetd/resetd/internal/buildinfo"
 	"github.com/resetd/resetd/internal/config"
 	"github.com/resetd/resetd/internal/password"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// version, when set at build time with -ldflags "-X main.version=…",
+// overrides the module version the Go toolchain stamps (buildinfo).
+var version = ""
 
 // Globals are the flags every command takes.
 type Globals struct {
-	DB        string          `name:"db" env:"RESETD_DB" default:"${default_db}" help:"Database: sqlite:PATH or postgres://…"`
-	SecretKey string          `name:"secret-key" env:"RESETD_SECRET_KEY" help:"32-byte key (hex or base64) that keys OTP hashing and seals stored secrets; generated and kept in the database when unset (fine for a trial)."`
-	JSON      bool            `name:"json" help:"Print machine-readable JSON."`
-	Config    kong.ConfigFlag `name:"config" help:"YAML file with the same keys as the flags (e.g. addr, db, smtp). Flags win over environment variables, which win over the file."`
+	DB        string           `name:"db" env:"RESETD_DB" default:"${default_db}" help:"Database: sqlite:PATH or postgres://…"`
+	SecretKey string           `name:"secret-key" env:"RESETD_SECRET_KEY" help:"32-byte key (hex or base64) that keys OTP hashing and seals stored secrets; generated and kept in the database when unset (fine for a trial)."`
+	JSON      bool             `name:"json" help:"Print machine-readable JSON."`
+	LogLevel  string           `name:"log-level" env:"RESETD_LOG_LEVEL" enum:"debug,info,warn,error" default:"info" help:"Log level: debug, info, warn or error (the queue's own lines only at debug)."`
+	Config    kong.ConfigFlag  `name:"config" placeholder:"FILE" help:"YAML file with the same keys as the flags (e.g. addr, db, smtp). Flags win over environment variables, which win over the file."`
+	Version   kong.VersionFlag `name:"version" help:"Print the version and exit."`
 
 	stdin  io.Reader
 	stdout io.Writer
@@ -43,7 +49,8 @@ type CLI struct {
 	Client      ClientCmd      `cmd:"" help:"Manage OAuth2 clients."`
 	Outbox      OutboxCmd      `cmd:"" help:"Inspect outgoing messages."`
 	Audit       AuditCmd       `cmd:"" help:"Read the audit log."`
-	Version     VersionCmd     `cmd:"" help:"Print the version."`
+	Version     VersionCmd     `cmd:"" help:"Print the module version and VCS revision."`
+	Doctor      DoctorCmd      `cmd:"" help:"Check a configuration without changing anything (database, key, SMTP, SMS, URLs, clock)."`
 	Bench       BenchCmd       `cmd:"" help:"Benchmark every flow against a real server on loopback, beside the machine's raw limits."`
 }
 
@@ -91,6 +98,7 @@ func defaults() kong.Vars {
 		"default_argon2_memory":  strconv.FormatUint(uint64(password.DefaultParams.Memory), 10),
 		"default_argon2_time":    strconv.FormatUint(uint64(password.DefaultParams.Time), 10),
 		"default_argon2_threads": strconv.FormatUint(uint64(password.DefaultParams.Threads), 10),
+		"version":                "resetd " + buildinfo.Read(version).String(),
 	}
 }
 
@@ -114,6 +122,12 @@ func parseAndRun(parser *kong.Kong, cli *CLI, args []string, exit *int) (code in
 		var ec interface{ ExitCode() int }
 		if asExit(err, &ec) {
 			return ec.ExitCode(), true
+		}
+		// A setting that cannot work is a usage error: nothing was opened.
+		var ce *app.ConfigError
+		if errors.As(err, &ce) {
+			fmt.Fprintln(cli.stderr, "resetd:", err)
+			return 2, true
 		}
 		fmt.Fprintln(cli.stderr, "resetd:", err)
 		return 1, true

@@ -80,6 +80,11 @@ func TestReadmeWalkthrough(t *testing.T) {
 		if code := <-done; code != 0 {
 			t.Errorf("serve exited %d; log:\n%s", code, stderr.String())
 		}
+		// Stopped, its deliveries recorded: the outbox says the message was
+		// written to the log, not sent.
+		if code, out, errOut := runCLI(t, "", "outbox", "list", "--json", "--db", db); code != 0 || !strings.Contains(out, `"state": "logged"`) || strings.Contains(out, `"state": "sent"`) {
+			t.Errorf("outbox after serve --dev: exit %d\n%s%s", code, out, errOut)
+		}
 	}()
 	script := stdout.waitFor(t, regexp.MustCompile(`(?s)client_id: (\S+)\nclient_secret: (\S+)\n.*# 1[^\n]*\n(TOKEN=[^\n]+)\n.*# 2[^\n]*\n(curl[^\n]+)\n.*# 3[^\n]*\n(curl[^\n]+)\n`))
 	steps12 := script[3] + "\n" + script[4] + "\n"
@@ -92,6 +97,9 @@ func TestReadmeWalkthrough(t *testing.T) {
 	out, err = exec.Command("bash", "-c", step3).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "HTTP/1.1 204") {
 		t.Fatalf("step 3: %v\n%s", err, out)
+	}
+	if !strings.Contains(stderr.String(), "never run --dev in production") {
+		t.Errorf("serve --dev does not warn that messages go to the log:\n%s", stderr)
 	}
 	// The token appears only in the dev log line of the message itself.
 	if n := strings.Count(stderr.String(), link[1]); n != 1 {
@@ -134,7 +142,7 @@ func TestOperatorCommands(t *testing.T) {
 	// What the CLI stored works through the real wiring: the secret
 	// authenticates, and the password from stdin (without its newline) verifies.
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db})
+	a, err := app.Open(ctx, app.Config{DB: db, Command: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +187,7 @@ func TestOperatorCommands(t *testing.T) {
 		{"unknown scope", "", []string{"client", "create", "--institution", "acme", "--scope", "root"}, 1, "scope"},
 		{"http link base", "", []string{"institution", "put", "evil", "--name", "E", "--link-base", "http://evil.example/r"}, 1, "https"},
 		{"unknown command", "", []string{"frobnicate"}, 2, "unexpected argument"},
-		{"bad db", "", []string{"migrate", "--db", "mysql://x"}, 1, "sqlite:PATH"},
+		{"bad db", "", []string{"migrate", "--db", "mysql://x"}, 2, "sqlite:PATH"},
 	} {
 		code, out, errOut := runCLI(t, c.stdin, append(c.args, "--db", db)...)
 		if c.name == "bad db" {
@@ -240,7 +248,7 @@ func TestUserImport(t *testing.T) {
 		t.Errorf("stderr lacks the per-line reasons or progress:\n%s", errOut)
 	}
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db})
+	a, err := app.Open(ctx, app.Config{DB: db, Command: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 	ca.writeServer(t, 100, certFile, keyFile)
 	key := make([]byte, 32)
 	rand.Read(key)
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile, "--metrics-addr", "127.0.0.1:0")
+	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile, "--metrics-addr", "127.0.0.1:0", "--smtp", "smtp://127.0.0.1:1?tls=none&from=noreply@bank.example")
 	cmd.Env = append(os.Environ(), "RESETD_DB=sqlite:"+filepath.Join(dir, "resetd.db"), "RESETD_SECRET_KEY="+hex.EncodeToString(key))
 	log := newWatched()
 	cmd.Stdout, cmd.Stderr = io.Discard, log

@@ -21,6 +21,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/resetd/resetd/internal/auth"
+	"github.com/resetd/resetd/internal/buildinfo"
 	"github.com/resetd/resetd/internal/config"
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/metrics"
@@ -59,6 +60,16 @@ type Config struct {
 	ConnsPerIP, MaxConns int
 	// ReadTimeout bounds reading one request, body included; 0 is 15 s.
 	ReadTimeout time.Duration
+	// Dev is serve --dev: without a carrier, messages are written to the
+	// log (recorded as "logged") instead of refusing to start (no SMTP) or
+	// making the channel unavailable (no SMS).
+	Dev bool
+	// Command is an operator command: it may queue messages but never
+	// sends them, so it needs no carrier; the server that works the queue
+	// judges its own.
+	Command bool
+	// Version is a link-time version override (see buildinfo.Read).
+	Version string
 
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now. Tests inject one.
@@ -86,6 +97,7 @@ type App struct {
 	// its slots).
 	Hasher *password.Hasher
 	email  delivery.Sender
+	sms    delivery.Sender
 	queue  lifecycle
 	tls    *tlsFiles
 	// metricsLn is the --metrics-addr listener, opened by Open so a bad
@@ -93,6 +105,107 @@ type App struct {
 	metricsLn net.Listener
 	// conns is the main listener's limiter while Serve runs.
 	conns atomic.Pointer[limitListener]
+}
+
+// ConfigError is a setting that cannot work, found before anything was
+// opened: the command line exits 2 with it.
+type ConfigError struct {
+	Setting string // the flag, e.g. "--public-url"
+	Problem string // what is wrong and how to fix it
+}
+
+func (e *ConfigError) Error() string { return e.Setting + ": " + e.Problem }
+
+// carriers are the senders a configuration names, built before anything
+// is opened.
+type carriers struct {
+	email, sms  delivery.Sender
+	defaultFrom string
+}
+
+// Validate checks every setting without opening anything: Open calls it
+// first, and the command line calls it before it listens.
+func Validate(cfg Config) error {
+	c, err := check(cfg)
+	if cl, ok := c.email.(interface{ Close() error }); ok {
+		cl.Close()
+	}
+	return err
+}
+
+func check(cfg Config) (carriers, error) {
+	var c carriers
+	if cfg.PublicURL != "" {
+		if err := config.CheckBaseURL(cfg.PublicURL); err != nil {
+			return c, &ConfigError{"--public-url", err.Error()}
+		}
+	}
+	if cfg.SecretKey != "" {
+		if _, err := seal.Parse(cfg.SecretKey); err != nil {
+			return c, &ConfigError{"--secret-key", "must be 32 bytes written as 64 hex characters or base64 (make one with: openssl rand -hex 32)"}
+		}
+	}
+	if err := checkDB(cfg.DB); err != nil {
+		return c, err
+	}
+	if _, err := parseProxies(cfg.TrustedProxies); err != nil {
+		return c, &ConfigError{"--trusted-proxy", err.Error()}
+	}
+	switch {
+	case cfg.SMTP != "":
+		s, err := delivery.NewSMTPSender(cfg.SMTP)
+		if err != nil {
+			return c, &ConfigError{"--smtp", err.Error()}
+		}
+		if s.From() == "" {
+			s.Close()
+			return c, &ConfigError{"--smtp", "the URL needs from=ADDRESS, the sender of institutions that name none (e.g. smtp://relay.bank.example:587?from=noreply@bank.example)"}
+		}
+		c.email, c.defaultFrom = s, s.From()
+	case cfg.Dev:
+		c.email = delivery.LogSender{Logger: cfg.Logger}
+	case !cfg.Command:
+		return c, &ConfigError{"--smtp", "no email carrier is configured: set --smtp (RESETD_SMTP_URL), e.g. smtp://user:pass@relay.bank.example:587?from=noreply@bank.example, or run serve --dev to write messages to the log"}
+	}
+	switch {
+	case cfg.SMS != "":
+		s, err := delivery.NewSMSSender(cfg.SMS, cfg.HTTPClient)
+		if err != nil {
+			if cl, ok := c.email.(interface{ Close() error }); ok {
+				cl.Close()
+			}
+			return c, &ConfigError{"--sms", err.Error()}
+		}
+		c.sms = s
+	case cfg.Dev:
+		c.sms = delivery.LogSender{Logger: cfg.Logger}
+	}
+	if c.defaultFrom == "" {
+		c.defaultFrom = "noreply@localhost"
+	}
+	return c, nil
+}
+
+func checkDB(dsn string) error {
+	if dsn == "" {
+		dsn = config.DB
+	}
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path, opts, _ := strings.Cut(strings.TrimPrefix(dsn, "sqlite:"), "?")
+		if path == "" {
+			return &ConfigError{"--db", "sqlite: needs a file path, e.g. sqlite:/var/lib/resetd/resetd.db"}
+		}
+		for _, kv := range strings.Split(opts, "&") {
+			if k, _, _ := strings.Cut(kv, "="); k != "synchronous" && kv != "" {
+				return &ConfigError{"--db", fmt.Sprintf("unknown sqlite option %q (known: synchronous)", kv)}
+			}
+		}
+		return nil
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return nil
+	}
+	return &ConfigError{"--db", "must be sqlite:PATH or postgres://…"}
 }
 
 // lifecycle is the part of the queue (internal/queue) that Serve runs.
@@ -128,47 +241,31 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.PublicURL == "" && cfg.TLSCert != "" {
 		cfg.PublicURL = "https://" + cfg.Addr
 	}
-	cfg.PublicURL = config.PublicURL(cfg.PublicURL, cfg.Addr)
 	if cfg.QueueWorkers == 0 {
 		cfg.QueueWorkers = config.QueueWorkers
 	}
-	proxies, err := parseProxies(cfg.TrustedProxies)
+	// Every setting first: a bad one fails before anything is opened.
+	c, err := check(cfg)
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, Metrics: metrics.New()}
+	cfg.PublicURL = config.PublicURL(cfg.PublicURL, cfg.Addr)
+	proxies, _ := parseProxies(cfg.TrustedProxies) // checked above
+	a := &App{cfg: cfg, Metrics: metrics.NewFor(buildinfo.Read(cfg.Version)), email: c.email, sms: c.sms}
+	defaultFrom, sms := c.defaultFrom, c.sms
 	if a.tls, err = newTLSFiles(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA); err != nil {
 		return nil, err
-	}
-
-	// Senders first: a bad URL should fail before anything is opened.
-	var sms delivery.Sender = delivery.LogSender{Logger: cfg.Logger}
-	a.email = delivery.LogSender{Logger: cfg.Logger}
-	defaultFrom := "noreply@localhost"
-	if cfg.SMTP != "" {
-		s, err := delivery.NewSMTPSender(cfg.SMTP)
-		if err != nil {
-			return nil, err
-		}
-		a.email = s
-		if s.From() != "" {
-			defaultFrom = s.From()
-		}
-	}
-	if cfg.SMS != "" {
-		if sms, err = delivery.NewSMSSender(cfg.SMS, cfg.HTTPClient); err != nil {
-			return nil, err
-		}
 	}
 
 	workers := river.NewWorkers()
 	st, q, err := openStore(ctx, cfg, workers)
 	if err != nil {
+		a.Close()
 		return nil, err
 	}
 	a.Store, a.queue = st, q
 	if a.Key, err = loadKey(ctx, st, cfg.SecretKey); err != nil {
-		st.Close()
+		a.Close()
 		return nil, err
 	}
 	sendWorker := &delivery.Worker{
@@ -178,7 +275,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	river.AddWorker(workers, sendWorker)
 	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Client: cfg.HTTPClient, Now: cfg.Now, Logger: cfg.Logger})
 	if a.Auth, err = auth.New(ctx, st, a.Key, cfg.PublicURL, cfg.Now); err != nil {
-		st.Close()
+		a.Close()
 		return nil, err
 	}
 	hasher := password.NewHasher(params, cfg.HashSlots, 0)
@@ -186,12 +283,22 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	a.Metrics.WatchHasher(hasher)
 	a.Metrics.WatchQueue(st, cfg.Now)
 	a.Metrics.WatchPasswordSchemes(st, hasher.CurrentPrefix(), cfg.Now)
+	if p, ok := st.Transactor.(interface{ PoolStats() []store.PoolStat }); ok {
+		a.Metrics.WatchPools(func() []metrics.PoolStat {
+			var out []metrics.PoolStat
+			for _, s := range p.PoolStats() {
+				out = append(out, metrics.PoolStat(s))
+			}
+			return out
+		})
+	}
 	a.Reset = reset.New(reset.Config{
 		Store: st, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
+		NoSMS: sms == nil && !cfg.Command,
 	})
 	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies,
-		MTLS: cfg.ClientCA != "", HSTS: strings.HasPrefix(cfg.PublicURL, "https://"), MetricsElsewhere: cfg.MetricsAddr != ""})
+		MTLS: cfg.ClientCA != "", HSTS: strings.HasPrefix(cfg.PublicURL, "https://"), MetricsElsewhere: cfg.MetricsAddr != "", PublicURL: cfg.PublicURL})
 	if cfg.MetricsAddr != "" {
 		if a.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			st.Close()
@@ -205,15 +312,18 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 // openStore opens (and unless told not to migrates) the backend cfg.DB
 // names, and attaches the queue that works workers (nil: insert only).
 func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.Store, lifecycle, error) {
-	q := queue.Options{Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts, Logger: cfg.Logger}
+	q := queue.Options{Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts, Logger: queueLogger(ctx, cfg.Logger)}
 	dsn := cfg.DB
 	if dsn == "" {
 		dsn = config.DB
 	}
+	if err := checkDB(dsn); err != nil {
+		return store.Store{}, nil, err
+	}
 	switch {
 	case strings.HasPrefix(dsn, "sqlite:"):
 		path, opts, _ := strings.Cut(strings.TrimPrefix(dsn, "sqlite:"), "?")
-		o := sqlite.Options{Logger: cfg.Logger}
+		o := sqlite.Options{Logger: queueLogger(ctx, cfg.Logger)}
 		for _, kv := range strings.Split(opts, "&") {
 			if k, v, _ := strings.Cut(kv, "="); k == "synchronous" {
 				o.Synchronous = v
@@ -229,7 +339,7 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.S
 		return attached(store.Of(s, s, s), s, q)
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		// pgx's pool_* parameters in the URL size the pool (docs/DEPLOYMENT.md).
-		s, err := postgres.Open(ctx, dsn, postgres.Options{Logger: cfg.Logger})
+		s, err := postgres.Open(ctx, dsn, postgres.Options{Logger: queueLogger(ctx, cfg.Logger)})
 		if err := migrated(ctx, s, err, cfg.NoMigrate); err != nil {
 			return store.Store{}, nil, err
 		}
@@ -237,6 +347,33 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.S
 	default:
 		return store.Store{}, nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
 	}
+}
+
+// queueLogger is the logger of River (the queue and its migrations): River
+// reports migrations, producer counts and cleaner runs at INFO, which is
+// noise to an operator, so only its warnings pass unless the log level
+// is debug.
+func queueLogger(ctx context.Context, l *slog.Logger) *slog.Logger {
+	if l.Enabled(ctx, slog.LevelDebug) {
+		return l
+	}
+	return slog.New(minLevel{l.Handler(), slog.LevelWarn})
+}
+
+// minLevel passes records at or above level to a handler.
+type minLevel struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level && h.Handler.Enabled(ctx, l)
+}
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.level}
+}
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.level}
 }
 
 // migrated applies a just-opened backend's migrations unless told not to;
@@ -347,7 +484,14 @@ func (a *App) OpenConns() int {
 // accepting, finish in-flight requests, finish running deliveries
 // (bounded).
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	if err := a.queue.Start(ctx); err != nil {
+	if a.cfg.Command {
+		return errors.New("app: an operator command's App has no carriers and cannot serve")
+	}
+	// The queue outlives ctx: River cancels the jobs of a client whose
+	// start context ends, which would cut a send off mid-SMTP (delivered,
+	// yet recorded as failed and sent again). Stop below stops it softly,
+	// letting running sends finish and record.
+	if err := a.queue.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	readTimeout := cmp.Or(a.cfg.ReadTimeout, 15*time.Second)
@@ -383,6 +527,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
+	a.cfg.Logger.Info("shutting down: no new connections; finishing requests and running deliveries (at most 20s)")
+	begun := time.Now()
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
 	var err error
@@ -393,7 +539,13 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		err = errors.Join(err, qerr)
 	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		a.cfg.Logger.Error("stopped: the listener failed", "err", serveErr)
 		return serveErr
+	}
+	if err != nil {
+		a.cfg.Logger.Warn("stopped before every request or delivery finished", "err", err, "took", time.Since(begun).Round(time.Millisecond).String())
+	} else {
+		a.cfg.Logger.Info("stopped cleanly", "took", time.Since(begun).Round(time.Millisecond).String())
 	}
 	return err
 }
@@ -407,5 +559,27 @@ func (a *App) Close() error {
 	if a.metricsLn != nil {
 		a.metricsLn.Close() // already closed when Serve ran
 	}
-	return errors.Join(err, a.Store.Close())
+	if a.Store.Transactor != nil {
+		err = errors.Join(err, a.Store.Close())
+	}
+	return err
+}
+
+// Carriers says what carries each channel: "smtp", "twilio", "webhook",
+// "log" (serve --dev) or "none" (the channel is unavailable). It names no
+// host and no credential, so it can be logged.
+func (a *App) Carriers() (email, sms string) {
+	return carrierName(a.email, a.cfg.SMTP), carrierName(a.sms, a.cfg.SMS)
+}
+
+func carrierName(s delivery.Sender, rawURL string) string {
+	switch s.(type) {
+	case nil:
+		return "none"
+	case delivery.LogSender:
+		return "log"
+	}
+	scheme, _, _ := strings.Cut(rawURL, "://")
+	scheme, _, _ = strings.Cut(scheme, "+") // webhook+https
+	return scheme
 }

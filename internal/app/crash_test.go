@@ -199,7 +199,7 @@ func TestCrashAfterAcceptingASendLosesNothing(t *testing.T) {
 
 	// The directory, written by the same code the CLI uses.
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db, Logger: slog.New(slog.DiscardHandler)})
+	a, err := app.Open(ctx, app.Config{DB: db, Command: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -347,7 +347,7 @@ func (f *fapi) replica(t *testing.T) string {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Open(ctx, app.Config{Addr: ln.Addr().String(), DB: harnessDB(t, f.dbPath), PublicURL: f.base, NoMigrate: true,
+	a, err := app.Open(ctx, app.Config{SMTP: f.mail.URL("noreply@resetd.example"), Addr: ln.Addr().String(), DB: harnessDB(t, f.dbPath), PublicURL: f.base, NoMigrate: true,
 		TLSCert: f.pki.certFile, TLSKey: f.pki.keyFile, ClientCA: f.pki.caFile, Argon2: &cheapArgon2})
 	if err != nil {
 		cancel()

@@ -253,10 +253,11 @@ func TestImportLegacyHashes(t *testing.T) {
 		{Line: 3, UserID: "i2", Username: "two", PasswordHash: "$2b$17$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui"},
 		{Line: 4, UserID: "i3", Username: "three"},
 	}
-	n, rejected, err := h.app.Reset.ImportUsers(context.Background(), reset.Actor{ClientID: "cli:import"}, "acme", rows, false)
+	res, err := h.app.Reset.ImportUsers(context.Background(), reset.Actor{ClientID: "cli:import"}, "acme", rows, reset.ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	n, rejected := res.Imported, res.Rejected
 	if n != 2 || len(rejected) != 1 || rejected[0].Line != 3 || !strings.Contains(rejected[0].Reason, "passwordHash: bcrypt: cost 17") {
 		t.Fatalf("imported %d, rejected %+v", n, rejected)
 	}

@@ -46,6 +46,10 @@ func openAPIDocument(t *testing.T, h *harness) *openapi3.T {
 	if err := doc.Validate(context.Background()); err != nil {
 		t.Fatalf("the document does not validate: %v", err)
 	}
+	// The document names the server it came from (its public URL).
+	if len(doc.Servers) != 1 || doc.Servers[0].URL != h.app.PublicURL() {
+		t.Errorf("servers = %v, want only the public URL %s", doc.Servers, h.app.PublicURL())
+	}
 	doc.Servers = openapi3.Servers{{URL: h.url}}
 	return doc
 }
@@ -397,7 +401,7 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 	do := c.do
 
 	// Operations and discovery.
-	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/openapi.yaml", "/.well-known/jwks.json", "/.well-known/oauth-authorization-server"} {
+	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/openapi.yaml", "/favicon.ico", "/.well-known/jwks.json", "/.well-known/oauth-authorization-server"} {
 		do(apiCall{method: "GET", path: p, want: 200})
 	}
 	if r := do(apiCall{method: "GET", path: "/healthz", header: []string{"TransactionId", xid}, want: 200}); r.Header.Get("TransactionId") != xid {

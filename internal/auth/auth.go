@@ -193,7 +193,7 @@ func (s *Service) reload(ctx context.Context) error {
 func (s *Service) CreateClient(ctx context.Context, institutionID, name string, scopes []string) (id, clientSecret string, err error) {
 	for _, sc := range scopes {
 		if !slices.Contains(AllScopes, sc) {
-			return "", "", fmt.Errorf("%w: unknown scope %q", ErrInvalidScope, sc)
+			return "", "", fmt.Errorf("%w: unknown scope %q (valid: %s)", ErrInvalidScope, sc, strings.Join(AllScopes, ", "))
 		}
 	}
 	if len(scopes) == 0 {

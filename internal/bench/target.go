@@ -148,12 +148,12 @@ func (t *target) seedStore(ctx context.Context) (SeedResult, error) {
 		for i := lo; i < hi; i++ {
 			rows = append(rows, reset.ImportRow{Line: i + 2, UserID: userID(i), Username: username(i), Email: email(i)})
 		}
-		n, rejected, err := t.app.Reset.ImportUsers(ctx, reset.Actor{ClientID: "bench"}, t.inst, rows, false)
-		if err == nil && len(rejected) > 0 {
-			err = fmt.Errorf("line %d: %s", rejected[0].Line, rejected[0].Reason)
+		r, err := t.app.Reset.ImportUsers(ctx, reset.Actor{ClientID: "bench"}, t.inst, rows, reset.ImportOptions{})
+		if err == nil && len(r.Rejected) > 0 {
+			err = fmt.Errorf("line %d: %s", r.Rejected[0].Line, r.Rejected[0].Reason)
 		}
-		if err == nil && n != hi-lo {
-			err = fmt.Errorf("imported %d of %d", n, hi-lo)
+		if err == nil && r.Imported != hi-lo {
+			err = fmt.Errorf("imported %d of %d", r.Imported, hi-lo)
 		}
 		if err != nil {
 			return res, fmt.Errorf("bench: seed users %d–%d: %w", lo, hi-1, err)

@@ -5,7 +5,12 @@
 // pure functions only: no globals.
 package config
 
-import "strings"
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+)
 
 // Defaults of the settings SPEC §1 lets an operator leave unset.
 const (
@@ -31,3 +36,18 @@ func PublicURL(set, addr string) string {
 // slashes, so base+"/reset" has exactly one and two spellings of the same
 // base compare equal.
 func BaseURL(s string) string { return strings.TrimRight(s, "/") }
+
+// CheckBaseURL refuses what cannot be the base of a link a customer
+// clicks: anything but an absolute http(s) URL with a host and no query
+// or fragment. "reset.bank.example" without a scheme would otherwise put
+// "reset.bank.example/reset?…" in every email.
+func CheckBaseURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("must be an absolute http:// or https:// URL such as https://reset.bank.example (got %q)", s)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("must have no user, query or fragment: it is the base links are built on")
+	}
+	return nil
+}

@@ -20,3 +20,30 @@ func TestPublicURL(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckBaseURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in string
+		ok       bool
+	}{
+		{"https", "https://reset.bank.example", true},
+		{"http with port and path", "http://127.0.0.1:8080/resetd/", true},
+		{"no scheme", "reset.bank.example", false},
+		{"no scheme with port", "reset.bank.example:8443", false},
+		{"other scheme", "ftp://reset.bank.example", false},
+		{"no host", "https:///reset", false},
+		{"query", "https://reset.bank.example/?a=1", false},
+		{"fragment", "https://reset.bank.example/#x", false},
+		{"user", "https://u:p@reset.bank.example", false},
+		{"empty", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if err := CheckBaseURL(tc.in); (err == nil) != tc.ok {
+				t.Fatalf("CheckBaseURL(%q) = %v, want ok=%v", tc.in, err, tc.ok)
+			}
+		})
+	}
+}

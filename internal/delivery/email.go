@@ -177,6 +177,17 @@ func NewSMTPSender(rawURL string) (*SMTPSender, error) {
 	}, nil
 }
 
+// Check connects as a send would (EHLO, STARTTLS unless tls=none, AUTH
+// when the URL has credentials) and says goodbye without sending
+// anything: resetd doctor's SMTP check.
+func (s *SMTPSender) Check(ctx context.Context) error {
+	c, err := s.client.DialToSMTPClientWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("delivery: smtp check %s: %w", s.addr, err)
+	}
+	return s.client.CloseWithSMTPClient(c)
+}
+
 // From returns the default sender address from the URL (possibly empty).
 func (s *SMTPSender) From() string { return s.from }
 
@@ -281,9 +292,14 @@ func (s *SMTPSender) buildMsg(m Message) (*gomail.Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delivery: smtp: invalid from address: %w", err)
 	}
+	if fromAddr.Name == "" {
+		fromAddr.Name = strings.Join(strings.Fields(m.FromName), " ")
+	}
 
 	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
 	msg.FromMailAddress(fromAddr)
+	// RFC 3834: an automatic message; vacation responders must not answer it.
+	msg.SetGenHeader(gomail.Header("Auto-Submitted"), "auto-generated")
 	if err := msg.To(m.To); err != nil {
 		return nil, fmt.Errorf("delivery: smtp: invalid recipient: %w", err)
 	}

@@ -43,6 +43,8 @@ func TestSMTPSenderSend(t *testing.T) {
 		name     string
 		msg      delivery.Message
 		wantFrom string
+		// wantFromHeader is the whole From header, when the case is about it.
+		wantFromHeader string
 	}{
 		{
 			name: "text and html",
@@ -60,7 +62,17 @@ func TestSMTPSenderSend(t *testing.T) {
 				To: "jane@customer.example", From: "Demo Bank <security@demobank.example>",
 				Subject: "Your Demo Bank password was changed", Text: "Your password was changed.\n",
 			},
-			wantFrom: "security@demobank.example",
+			wantFrom:       "security@demobank.example",
+			wantFromHeader: `"Demo Bank" <security@demobank.example>`,
+		},
+		{
+			name: "display name from the institution",
+			msg: delivery.Message{
+				To: "jane@customer.example", From: "security@demobank.example", FromName: "Demo Bank",
+				Subject: "Your Demo Bank password was changed", Text: "Your password was changed.\n",
+			},
+			wantFrom:       "security@demobank.example",
+			wantFromHeader: `"Demo Bank" <security@demobank.example>`,
 		},
 		{
 			name: "non-ascii subject",
@@ -101,6 +113,12 @@ func TestSMTPSenderSend(t *testing.T) {
 			}
 			if !strings.Contains(m.Header.Get("From"), tc.wantFrom) {
 				t.Errorf("From header = %q, want it to name %q", m.Header.Get("From"), tc.wantFrom)
+			}
+			if tc.wantFromHeader != "" && m.Header.Get("From") != tc.wantFromHeader {
+				t.Errorf("From header = %q, want %q", m.Header.Get("From"), tc.wantFromHeader)
+			}
+			if got := m.Header.Get("Auto-Submitted"); got != "auto-generated" {
+				t.Errorf("Auto-Submitted = %q, want auto-generated (RFC 3834)", got)
 			}
 			if id := m.Header.Get("Message-Id"); !strings.HasSuffix(id, "@demobank.example>") {
 				t.Errorf("Message-ID = %q, want one in the sender's domain", id)

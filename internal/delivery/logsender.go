@@ -5,11 +5,13 @@ import (
 	"log/slog"
 )
 
-// LogSender is the development sender used when no carrier is configured.
-// Unlike every other part of resetd it logs the whole message, reset link
-// and OTP included, on purpose: a newcomer running the service locally
-// should be able to click the link in the log. Never configure it in
-// production.
+// LogSender is the sender of serve --dev: it writes each message to the
+// log instead of sending it, and its deliveries are recorded as "logged",
+// never "sent". Unlike every other part of resetd it logs the whole
+// message, reset link and OTP included, on purpose: a newcomer running
+// the service locally should be able to click the link in the log. The
+// application wires it only under --dev; outside it, a missing carrier
+// refuses to start (email) or makes the channel unavailable (SMS).
 type LogSender struct {
 	// Logger receives one Info record per message; nil means slog.Default,
 	// so a zero LogSender works in a quick local setup.
@@ -22,7 +24,7 @@ func (s LogSender) Send(ctx context.Context, m Message) error {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	logger.InfoContext(ctx, "message (no carrier configured; dev mode)",
+	logger.InfoContext(ctx, "message written to the log, not sent (serve --dev)",
 		slog.String("channel", m.Channel),
 		slog.String("kind", m.Kind),
 		slog.String("to", m.To),
@@ -31,5 +33,8 @@ func (s LogSender) Send(ctx context.Context, m Message) error {
 	)
 	return nil
 }
+
+// LogOnly tells the worker that nobody receives what this sender sends.
+func (LogSender) LogOnly() bool { return true }
 
 var _ Sender = LogSender{}

@@ -30,7 +30,7 @@ func TestLogSenderLogsTheWholeMessage(t *testing.T) {
 	}
 	want := map[string]any{
 		"level":   "INFO",
-		"msg":     "message (no carrier configured; dev mode)",
+		"msg":     "message written to the log, not sent (serve --dev)",
 		"channel": m.Channel,
 		"kind":    m.Kind,
 		"to":      m.To,

@@ -32,10 +32,13 @@ type Message struct {
 	To   string `json:"to"`
 	// From is the email sender address; empty means the sender's default.
 	// SMS senders ignore it and use their configured number.
-	From    string `json:"from,omitempty"`
-	Subject string `json:"subject,omitempty"`
-	Text    string `json:"text"`
-	HTML    string `json:"html,omitempty"`
+	From string `json:"from,omitempty"`
+	// FromName is the display name of From (the institution's
+	// displayName) when From itself carries none.
+	FromName string `json:"fromName,omitempty"`
+	Subject  string `json:"subject,omitempty"`
+	Text     string `json:"text"`
+	HTML     string `json:"html,omitempty"`
 }
 
 // Sender hands a message to a carrier (an SMTP server, an SMS API).

@@ -95,13 +95,24 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 		sender = w.SMS
 	}
 	if sender == nil {
-		w.record(ctx, job, m, store.DeliveryFailed, "no_sender", nil)
+		// No carrier for this channel (serve without --sms): fail closed,
+		// never pretend it went out.
+		setting := "--smtp"
+		if m.Channel == ChannelSMS {
+			setting = "--sms"
+		}
+		w.Logger.WarnContext(ctx, "delivery has no carrier", "delivery_id", job.Args.DeliveryID, "channel", m.Channel, "setting", setting)
+		w.record(ctx, job, m, store.DeliveryFailed, "no_sender", failedEvent(job, m, w.Now()))
 		return river.JobCancel(fmt.Errorf("delivery: no sender for channel %q", m.Channel))
 	}
 	err = sender.Send(ctx, m)
 	switch {
 	case err == nil:
-		w.record(ctx, job, m, store.DeliverySent, "", nil)
+		state := store.DeliverySent
+		if lo, ok := sender.(interface{ LogOnly() bool }); ok && lo.LogOnly() {
+			state = store.DeliveryLogged // nobody received it: never count it as sent
+		}
+		w.record(ctx, job, m, state, "", nil)
 		return nil
 	case IsPermanent(err):
 		w.Logger.WarnContext(ctx, "delivery refused by carrier", "delivery_id", job.Args.DeliveryID, "channel", m.Channel, "attempt", job.Attempt, "class", "rejected")

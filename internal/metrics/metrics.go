@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/resetd/resetd/internal/buildinfo"
 )
 
 // Metrics are resetd's Prometheus metrics.
@@ -25,10 +27,16 @@ type Metrics struct {
 	resets      *prometheus.CounterVec
 	otps        *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
+	changes     *prometheus.CounterVec
+	disputes    prometheus.Counter
 }
 
 // New registers resetd's metrics and the Go runtime's.
-func New() *Metrics {
+func New() *Metrics { return NewFor(buildinfo.Read("")) }
+
+// NewFor is New for a build: resetd_build_info carries its version,
+// revision and Go version as labels.
+func NewFor(build buildinfo.Info) *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -38,7 +46,7 @@ func New() *Metrics {
 		}, []string{"route", "method", "status"}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "resetd_messages_total",
-			Help: "Outgoing messages by channel, kind and state (sent, failed, retried).",
+			Help: "Outgoing messages by channel, kind and state (sent, logged, failed, retried); logged is serve --dev writing to its log.",
 		}, []string{"channel", "kind", "state"}),
 		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "resetd_resets_issued_total",
@@ -53,7 +61,21 @@ func New() *Metrics {
 			Help: "Requests refused by a rate limit, by limit.",
 		}, []string{"limit"}),
 	}
-	m.registry.MustRegister(m.duration, m.messages, m.resets, m.otps, m.rateLimited,
+	m.changes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "resetd_password_changes_total",
+		Help: "Passwords changed by redeeming a reset token, by the token's kind (link, otp).",
+	}, []string{"via"})
+	m.disputes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "resetd_disputes_total",
+		Help: "\"This wasn't me\" reports confirmed (each locks the user's resets).",
+	})
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "resetd_build_info",
+		Help:        "Always 1; its labels say which build is running.",
+		ConstLabels: prometheus.Labels{"version": build.Version, "revision": build.Revision, "goversion": build.GoVersion},
+	})
+	info.Set(1)
+	m.registry.MustRegister(info, m.duration, m.messages, m.resets, m.otps, m.rateLimited, m.changes, m.disputes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -75,6 +97,54 @@ func (m *Metrics) RateLimited(limit string) { m.rateLimited.WithLabelValues(limi
 // ObserveRequest records one HTTP request's latency.
 func (m *Metrics) ObserveRequest(route, method string, status int, d time.Duration) {
 	m.duration.WithLabelValues(route, method, strconv.Itoa(status)).Observe(d.Seconds())
+}
+
+// PasswordChanged implements reset.Observer.
+func (m *Metrics) PasswordChanged(via string) { m.changes.WithLabelValues(via).Inc() }
+
+// Disputed implements reset.Observer.
+func (m *Metrics) Disputed() { m.disputes.Inc() }
+
+// PoolStat is one database connection pool as the store reports it.
+type PoolStat struct {
+	Pool         string // "write", "read" (SQLite) or "pgx" (PostgreSQL)
+	Max          int
+	InUse, Idle  int
+	WaitCount    int64         // acquisitions that had to wait, since start
+	WaitDuration time.Duration // time spent waiting, since start
+}
+
+// WatchPools exports the store's connection pools, read at scrape time: a
+// pool at its maximum with waits rising is the first sign of a database
+// that is too small or a pool_max_conns set too low.
+func (m *Metrics) WatchPools(stats func() []PoolStat) {
+	m.registry.MustRegister(poolCollector{stats})
+}
+
+type poolCollector struct{ stats func() []PoolStat }
+
+var (
+	poolConns   = prometheus.NewDesc("resetd_db_pool_connections", "Database connections by pool and state (in_use, idle).", []string{"pool", "state"}, nil)
+	poolMax     = prometheus.NewDesc("resetd_db_pool_max_connections", "The pool's maximum connections.", []string{"pool"}, nil)
+	poolWaits   = prometheus.NewDesc("resetd_db_pool_wait_count_total", "Connection acquisitions that had to wait.", []string{"pool"}, nil)
+	poolWaitDur = prometheus.NewDesc("resetd_db_pool_wait_seconds_total", "Time spent waiting for a connection.", []string{"pool"}, nil)
+)
+
+func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- poolConns
+	ch <- poolMax
+	ch <- poolWaits
+	ch <- poolWaitDur
+}
+
+func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.stats() {
+		ch <- prometheus.MustNewConstMetric(poolConns, prometheus.GaugeValue, float64(p.InUse), p.Pool, "in_use")
+		ch <- prometheus.MustNewConstMetric(poolConns, prometheus.GaugeValue, float64(p.Idle), p.Pool, "idle")
+		ch <- prometheus.MustNewConstMetric(poolMax, prometheus.GaugeValue, float64(p.Max), p.Pool)
+		ch <- prometheus.MustNewConstMetric(poolWaits, prometheus.CounterValue, float64(p.WaitCount), p.Pool)
+		ch <- prometheus.MustNewConstMetric(poolWaitDur, prometheus.CounterValue, p.WaitDuration.Seconds(), p.Pool)
+	}
 }
 
 // Handler serves the registry in the Prometheus text format.

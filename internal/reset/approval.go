@@ -34,7 +34,7 @@ func (s *Service) approve(ctx context.Context, a Actor, institutionID, approvalI
 		return "", err
 	}
 	if !ValidID(approvalID) {
-		return "", ErrNotFound
+		return "", &NotFoundError{What: "approval"}
 	}
 	// The approval names the user and channel, and only the write
 	// transaction may read it (for update): a first pass reads them and
@@ -57,7 +57,7 @@ func (s *Service) approve(ctx context.Context, a Actor, institutionID, approvalI
 			}
 			switch {
 			case !now.Before(ap.ExpiresAt):
-				return ErrNotFound
+				return &NotFoundError{What: "approval"}
 			case !ap.ApprovedAt.IsZero():
 				return ErrAlreadyApproved
 			case ap.RequestedBy == a.ClientID:

@@ -92,14 +92,14 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 		}
 		notices = append(notices, m)
 	}
-	if u.Phone != "" && smsAllowed(st, u.Phone) == nil {
+	if s.smsNotice(st, u.Phone) {
 		m, err := s.render(st, delivery.KindPasswordChanged, delivery.ChannelSMS, u.Phone, delivery.TemplateData{})
 		if err != nil {
 			return err
 		}
 		notices = append(notices, m)
 	}
-	return s.store.Update(ctx, func(tx store.Tx) error {
+	err = s.store.Update(ctx, func(tx store.Tx) error {
 		now := s.now()
 		if _, err := tx.ConsumeToken(ctx, hash, now); err != nil {
 			return goneIfNotFound(err)
@@ -126,6 +126,10 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 		}
 		return s.audit(ctx, tx, now, a, "password.change", t.InstitutionID, t.UserID, "ok")
 	})
+	if err == nil {
+		s.observer.PasswordChanged(t.Purpose)
+	}
+	return err
 }
 
 // checkFactsAtChange counts a wrong fact like a wrong OTP try.

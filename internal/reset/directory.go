@@ -28,6 +28,58 @@ type UserInput struct {
 	PasswordHash *string
 	// Facts, when set, replace the stored knowledge facts.
 	Facts map[string]string
+	// Keep leaves these fields of an existing user as stored, whatever
+	// the input says: the command line's patch semantics (user put without
+	// --replace, import cells left empty). A new user takes them as given.
+	Keep Keep
+}
+
+// Keep names the fields a user write leaves as stored.
+type Keep struct {
+	Username, Email, Phone, Status bool
+}
+
+// over is in as it writes over old: every kept field of an existing user
+// is old's.
+func (in UserInput) over(old store.User, existed bool) UserInput {
+	if !existed {
+		return in
+	}
+	if in.Keep.Username {
+		in.Username = old.Username
+	}
+	if in.Keep.Email {
+		in.Email = old.Email
+	}
+	if in.Keep.Phone {
+		in.Phone = old.Phone
+	}
+	if in.Keep.Status {
+		in.Status = old.Status
+	}
+	return in
+}
+
+// contactChanges counts what writing in over old changes: contacts set,
+// replaced or cleared on an existing user, and the "your contact was
+// changed" notices that go to the replaced ones (renderContactNotices).
+func (s *Service) contactChanges(old store.User, existed bool, in UserInput) (changed, notices int) {
+	if !existed {
+		return 0, 0
+	}
+	if !sameContact(old.Email, in.Email) {
+		changed++
+		if old.Email != "" {
+			notices++
+		}
+	}
+	if old.Phone != in.Phone {
+		changed++
+		if old.Phone != "" && !s.noSMS {
+			notices++
+		}
+	}
+	return changed, notices
 }
 
 // NormalizeEmail validates an address and returns its stored form.
@@ -94,6 +146,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		var st Settings
 		var history []string
 		var notices contactNotices
+		var merged UserInput
 		if err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 			if inst, st, err = s.institutionIn(ctx, tx, institutionID); err != nil {
 				return err
@@ -103,7 +156,10 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
-			if notices, err = s.renderContactNotices(st, old, existed, in); err != nil {
+			if merged, err = in.over(old, existed).complete(); err != nil {
+				return err
+			}
+			if notices, err = s.renderContactNotices(st, old, existed, merged); err != nil {
 				return err
 			}
 			if in.Password != nil {
@@ -115,7 +171,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		}
 		newHash := given
 		if in.Password != nil {
-			if newHash, err = s.checkAndHash(ctx, a, st, institutionID, userID, *in.Password, in.Username, history); err != nil {
+			if newHash, err = s.checkAndHash(ctx, a, st, institutionID, userID, *in.Password, merged.Username, history); err != nil {
 				return false, err
 			}
 		}
@@ -151,9 +207,19 @@ func importedHash(h string) (string, error) {
 	return h, nil
 }
 
-// normalize validates a user's fields and puts them in stored form.
+// complete refuses a write that, kept fields filled in, has no username:
+// a new user needs one.
+func (in UserInput) complete() (UserInput, error) {
+	if in.Username == "" {
+		return in, invalid("username", "a new user needs a username")
+	}
+	return in, nil
+}
+
+// normalize validates a user's fields and puts them in stored form; a
+// kept field is not read.
 func (in *UserInput) normalize() error {
-	if !validUsername(in.Username) {
+	if !(in.Keep.Username && in.Username == "") && !validUsername(in.Username) {
 		return invalid("username", "username must be 1 to 256 printable characters without surrounding spaces")
 	}
 	var err error
@@ -163,10 +229,10 @@ func (in *UserInput) normalize() error {
 	if in.Phone, err = NormalizePhone(in.Phone); err != nil {
 		return err
 	}
-	if in.Status == "" {
+	if in.Status == "" && !in.Keep.Status {
 		in.Status = StatusActive
 	}
-	if in.Status != StatusActive && in.Status != StatusDisabled {
+	if !in.Keep.Status && in.Status != StatusActive && in.Status != StatusDisabled {
 		return invalid("status", `status must be "active" or "disabled"`)
 	}
 	return nil
@@ -189,13 +255,23 @@ func existingUser(ctx context.Context, tx store.ReadTx, institutionID, userID st
 // cooldown and its notice, killed tokens for a disabled user, the audit
 // record. The caller has read found in tx (an import reads it once per row).
 func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, found *store.User, newHash string, notices contactNotices, audit bool) (bool, error) {
-	email, phone, status := in.Email, in.Phone, in.Status
-	u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
 	var old store.User
 	existed := found != nil
-	var err error
 	if existed {
 		old = *found
+	}
+	// Kept fields come from the user as this transaction reads it, so a
+	// concurrent write to them is not lost.
+	in, err := in.over(old, existed).complete()
+	if err != nil {
+		return false, err
+	}
+	if in.Status == "" {
+		in.Status = StatusActive // a new user whose status was "kept"
+	}
+	email, phone, status := in.Email, in.Phone, in.Status
+	u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
+	if existed {
 		u.PasswordHash, u.CreatedAt, u.Facts, u.LockedUntil = old.PasswordHash, old.CreatedAt, old.Facts, old.LockedUntil
 		u.EmailChangedAt, u.PhoneChangedAt = old.EmailChangedAt, old.PhoneChangedAt
 	}

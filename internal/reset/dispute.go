@@ -74,5 +74,8 @@ func (s *Service) ConfirmDispute(ctx context.Context, a Actor, tok string) (Disp
 		}
 		return s.audit(ctx, tx, now, a, "reset.disputed", t.InstitutionID, t.UserID, "ok")
 	})
+	if err == nil {
+		s.observer.Disputed()
+	}
 	return info, err
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/store"
 )
 
 // Errors the server maps to HTTP statuses, once, in one place.
@@ -18,6 +19,26 @@ var (
 	ErrWrongPassword = errors.New("reset: password does not match")        // 401
 	ErrBusy          = password.ErrBusy                                    // 503
 )
+
+// NotFoundError is ErrNotFound naming what was missing ("institution",
+// "user", "contact method", "approval"), so the answer says which.
+type NotFoundError struct{ What string }
+
+func (e *NotFoundError) Error() string        { return "reset: no such " + e.What }
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// notFound names what is missing when err is a not-found; other errors
+// pass unchanged.
+func notFound(what string, err error) error {
+	var named *NotFoundError
+	if errors.As(err, &named) {
+		return err
+	}
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotFound) {
+		return &NotFoundError{What: what}
+	}
+	return err
+}
 
 // InvalidError is bad input (400); Field names what was wrong.
 type InvalidError struct {
@@ -46,12 +67,28 @@ type LimitError struct {
 
 func (e *LimitError) Error() string { return "reset: rate limit " + e.Limit + " reached" }
 
+// settingLimits are the limits an institution's settings set; the others
+// are fixed defences.
+var settingLimits = map[string]bool{"sendsPerUserHour": true, "publicPerIPMinute": true, "publicPerUsernameHour": true}
+
+// Setting is the institution setting that sets this limit, or "" for a
+// fixed one.
+func (e *LimitError) Setting() string {
+	if settingLimits[e.Limit] {
+		return e.Limit
+	}
+	return ""
+}
+
 // Refusals of the SPEC §7 defences.
 var (
-	ErrContactCooldown = errors.New("reset: contact changed recently")                // 409 …/contact-cooldown
-	ErrLocked          = errors.New("reset: sends are locked after a dispute")        // 423
-	ErrSelfApproval    = errors.New("reset: a client cannot approve its own request") // 403
-	ErrAlreadyApproved = errors.New("reset: already approved")                        // 409
+	ErrContactCooldown = errors.New("reset: contact changed recently") // 409 …/contact-cooldown
+	// ErrChannelUnavailable: the server has no carrier for the channel
+	// (serve without --sms), so nothing is queued to it.
+	ErrChannelUnavailable = errors.New("reset: no carrier is configured for this channel") // 409 …/channel-unavailable
+	ErrLocked             = errors.New("reset: sends are locked after a dispute")          // 423
+	ErrSelfApproval       = errors.New("reset: a client cannot approve its own request")   // 403
+	ErrAlreadyApproved    = errors.New("reset: already approved")                          // 409
 )
 
 // limited is the refusal of a fixed-window limit: retry when the window

@@ -27,14 +27,39 @@ type RowError struct {
 	Reason string `json:"reason"`
 }
 
+// ImportOptions say how an import writes.
+type ImportOptions struct {
+	// DryRun validates and counts, writing nothing.
+	DryRun bool
+	// Replace writes every cell as given: an empty one clears the stored
+	// value. Without it an empty cell leaves an existing user's value alone.
+	Replace bool
+}
+
+// ImportResult is what a batch did (or, dry, would do).
+type ImportResult struct {
+	Imported int        `json:"imported"`
+	Rejected []RowError `json:"rejected"`
+	// ContactsChanged counts emails and phones set, replaced or cleared on
+	// existing users; NoticesQueued the "your contact was changed"
+	// messages that go to the replaced ones.
+	ContactsChanged int `json:"contactsChanged"`
+	NoticesQueued   int `json:"noticesQueued"`
+}
+
 // ImportUsers upserts a batch of users in one transaction. A bad row is
 // reported and skipped, never fatal to the rest. An existing user keeps
-// their password (unless the row brings a passwordHash), facts and status; a changed contact starts its cooldown
-// and notifies the old one, as with PUT. dryRun validates only.
-func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string, rows []ImportRow, dryRun bool) (imported int, rejected []RowError, err error) {
+// their password (unless the row brings a passwordHash), facts and status, and (without Replace) every value
+// whose cell is empty; a changed contact starts its cooldown and notifies
+// the old one, as with PUT.
+func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string, rows []ImportRow, opt ImportOptions) (res ImportResult, err error) {
+	res.Rejected = []RowError{}
 	if err := checkIDs(institutionID); err != nil {
-		return 0, nil, err
+		return res, err
 	}
+	dryRun := opt.DryRun
+	var imported int
+	var rejected []RowError
 	reject := func(line int, err error) {
 		var inv *InvalidError
 		reason := err.Error()
@@ -52,8 +77,8 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 		var inst store.Institution
 		var notices map[int]contactNotices
 		if !dryRun {
-			if inst, notices, err = s.importNotices(ctx, institutionID, rows, observed); err != nil {
-				return 0, nil, err
+			if inst, notices, err = s.importNotices(ctx, institutionID, rows, opt.Replace, observed); err != nil {
+				return res, err
 			}
 		}
 		run := s.store.Update
@@ -68,6 +93,9 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 		err = run(ctx, func(tx store.Tx) error {
 			now := s.now()
 			imported, rejected = 0, nil
+			res.ContactsChanged, res.NoticesQueued = 0, 0
+			// The batch's own writes, for a dry run that writes none.
+			written := map[string]knownUser{}
 			fresh, st, err := s.institutionIn(ctx, tx, institutionID)
 			if err != nil {
 				return err
@@ -78,7 +106,7 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 			seen := map[string]int{} // username key → line, within this batch
 			stale := false
 			for _, r := range rows {
-				in, ok := importInput(r, reject)
+				in, ok := importInput(r, opt.Replace, reject)
 				if !ok {
 					continue
 				}
@@ -90,40 +118,56 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 						continue
 					}
 				}
-				key := store.UsernameKey(in.Username)
+				stored, err := tx.User(ctx, institutionID, r.UserID)
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				var found *store.User // the row as stored, which putUserTx writes over
+				if err == nil {
+					found = &stored
+				}
+				old, existed := stored, found != nil
+				if w, ok := written[r.UserID]; ok && dryRun {
+					// A dry run writes nothing: an earlier line's "write" is
+					// what this line would find.
+					old, existed = w.u, w.existed
+				}
+				merged, err := in.over(old, existed).complete()
+				if err != nil {
+					reject(r.Line, err)
+					continue
+				}
+				if existed {
+					merged.Status = old.Status
+				}
+				key := store.UsernameKey(merged.Username)
 				if prev, dup := seen[key]; dup {
 					reject(r.Line, fmt.Errorf("username: also on line %d", prev))
 					continue
 				}
 				// Checked before writing: a failed statement would abort a
-				// PostgreSQL transaction, and with it the batch. One read
-				// gives the stored row and the username's holder (SPEC §13's
-				// import rate).
-				found, owner, err := tx.UserAndUsernameOwner(ctx, institutionID, r.UserID, in.Username)
-				if err != nil {
-					return err
-				}
-				if owner != "" && owner != r.UserID {
+				// PostgreSQL transaction, and with it the batch.
+				if other, err := tx.UserByUsername(ctx, institutionID, merged.Username); err == nil && other.ID != r.UserID {
 					reject(r.Line, errors.New("username: belongs to another user"))
 					continue
+				} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
 				}
 				seen[key] = r.Line
-				var old store.User
-				existed := found != nil
-				if existed {
-					old = *found
-					in.Status = old.Status
-				}
 				if !dryRun && notices[r.Line].stale(old, existed) {
 					observed[r.Line] = knownUser{old, existed}
 					stale = true
 					continue
 				}
 				if !dryRun && !stale {
-					if _, err := s.putUserTx(ctx, tx, now, st, a, institutionID, r.UserID, in, found, newHash, notices[r.Line], false); err != nil {
+					if _, err := s.putUserTx(ctx, tx, now, st, a, institutionID, r.UserID, merged, found, newHash, notices[r.Line], false); err != nil {
 						return fmt.Errorf("reset: import line %d: %w", r.Line, err)
 					}
 				}
+				changed, queued := s.contactChanges(old, existed, merged)
+				res.ContactsChanged += changed
+				res.NoticesQueued += queued
+				written[r.UserID] = knownUser{store.User{ID: r.UserID, Username: merged.Username, Email: merged.Email, Phone: merged.Phone, Status: merged.Status}, true}
 				imported++
 			}
 			if stale {
@@ -138,16 +182,22 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 			break
 		}
 	}
-	return imported, rejected, err
+	res.Imported = imported
+	res.Rejected = append(res.Rejected, rejected...)
+	return res, err
 }
 
 // importInput validates one row as a user write (reject is told why not).
-func importInput(r ImportRow, reject func(int, error)) (UserInput, bool) {
+// Without replace an empty cell keeps the stored value.
+func importInput(r ImportRow, replace bool, reject func(int, error)) (UserInput, bool) {
 	if !ValidID(r.UserID) {
 		reject(r.Line, invalid("userId", "malformed user id"))
 		return UserInput{}, false
 	}
 	in := UserInput{Username: r.Username, Email: r.Email, Phone: r.Phone}
+	if !replace {
+		in.Keep = Keep{Username: r.Username == "", Email: r.Email == "", Phone: r.Phone == ""}
+	}
 	if err := in.normalize(); err != nil {
 		reject(r.Line, err)
 		return UserInput{}, false
@@ -164,7 +214,7 @@ type knownUser struct {
 // importNotices renders, outside the write transaction, the contact-change
 // notices a batch sends (by line), following the batch's own writes when a
 // user appears on more than one line.
-func (s *Service) importNotices(ctx context.Context, institutionID string, rows []ImportRow, observed map[int]knownUser) (store.Institution, map[int]contactNotices, error) {
+func (s *Service) importNotices(ctx context.Context, institutionID string, rows []ImportRow, replace bool, observed map[int]knownUser) (store.Institution, map[int]contactNotices, error) {
 	var inst store.Institution
 	var st Settings
 	current := map[string]knownUser{}
@@ -190,13 +240,17 @@ func (s *Service) importNotices(ctx context.Context, institutionID string, rows 
 	}
 	out := map[int]contactNotices{}
 	for _, r := range rows {
-		in, ok := importInput(r, func(int, error) {})
+		in, ok := importInput(r, replace, func(int, error) {})
 		if !ok {
 			continue
 		}
 		k := current[r.UserID]
 		if o, ok := observed[r.Line]; ok {
 			k = o
+		}
+		in = in.over(k.u, k.existed)
+		if in.Username == "" {
+			continue // a new user without a username: the write rejects it
 		}
 		n, err := s.renderContactNotices(st, k.u, k.existed, in)
 		if err != nil {

@@ -77,6 +77,9 @@ func (s *Service) SendResetLink(ctx context.Context, a Actor, institutionID, use
 // linkTarget checks that a user can get a message on channel now and
 // returns the destination.
 func (s *Service) linkTarget(st Settings, u store.User, channel string, now time.Time) (string, error) {
+	if channel == delivery.ChannelSMS && s.noSMS {
+		return "", ErrChannelUnavailable
+	}
 	if u.Status != StatusActive {
 		return "", ErrUserDisabled
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"math/big"
 	"slices"
 	"time"
@@ -56,7 +55,7 @@ func (s *Service) contactMethods(u store.User) []ContactMethod {
 	if u.Email != "" {
 		out = append(out, ContactMethod{ID: s.contactMethodID(u, delivery.ChannelEmail, u.Email), Type: delivery.ChannelEmail, Destination: MaskEmail(u.Email)})
 	}
-	if u.Phone != "" {
+	if u.Phone != "" && !s.noSMS {
 		out = append(out, ContactMethod{ID: s.contactMethodID(u, delivery.ChannelSMS, u.Phone), Type: delivery.ChannelSMS, Destination: MaskPhone(u.Phone)})
 	}
 	return out
@@ -187,7 +186,7 @@ func (s *Service) chosenMethod(u store.User, contactMethodID string) (ContactMet
 		}
 	}
 	if cm.ID == "" {
-		return cm, fmt.Errorf("%w: no such contact method", ErrNotFound)
+		return cm, &NotFoundError{What: "contact method"}
 	}
 	return cm, nil
 }

@@ -51,7 +51,7 @@ func (s *Service) render(st Settings, kind, channel, to string, d delivery.Templ
 	}
 	m := delivery.Message{Channel: channel, Kind: kind, To: to, Subject: r.Subject, Text: r.Text, HTML: r.HTML}
 	if channel == delivery.ChannelEmail {
-		m.From = s.sender(st)
+		m.From, m.FromName = s.sender(st), st.DisplayName
 	}
 	return m, nil
 }

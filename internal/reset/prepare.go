@@ -162,7 +162,7 @@ func (s *Service) renderContactNotices(st Settings, old store.User, existed bool
 		}
 		n.messages = append(n.messages, m)
 	}
-	if old.Phone != "" && old.Phone != in.Phone {
+	if old.Phone != "" && old.Phone != in.Phone && !s.noSMS {
 		m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelSMS, old.Phone, delivery.TemplateData{Changed: "phone number"})
 		if err != nil {
 			return n, err

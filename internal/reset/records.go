@@ -22,17 +22,17 @@ type AuditRecord struct {
 
 // Delivery is the support-staff view of one outgoing message.
 type Delivery struct {
-	ID            int64
-	InstitutionID string
-	UserID        string
-	Kind          string
-	Channel       string
-	Destination   string // masked
-	State         string // queued, sent, failed
-	Attempts      int
-	LastError     string
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	ID            int64     `json:"id"`
+	InstitutionID string    `json:"institutionId"`
+	UserID        string    `json:"userId"`
+	Kind          string    `json:"kind"`
+	Channel       string    `json:"channel"`
+	Destination   string    `json:"destination"` // masked
+	State         string    `json:"state"`       // queued, sent, logged, failed
+	Attempts      int       `json:"attempts"`
+	LastError     string    `json:"lastError"`
+	CreatedAt     time.Time `json:"createdAt"`
+	UpdatedAt     time.Time `json:"updatedAt"`
 }
 
 func auditRecords(rs []store.AuditRecord) []AuditRecord {

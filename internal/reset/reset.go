@@ -66,18 +66,29 @@ type Config struct {
 	Logger      *slog.Logger
 	// Observer hears of issued resets and OTP outcomes (metrics); may be nil.
 	Observer Observer
+	// NoSMS says the server has no SMS carrier: SMS sends are refused
+	// (ErrChannelUnavailable), OTP offers only email and no SMS notice is
+	// queued.
+	NoSMS bool
 }
 
 // Observer is told what the flows did, after their transaction committed.
 type Observer interface {
 	ResetIssued(channel, flow string)
 	OTPVerified(outcome string)
+	// PasswordChanged: a reset token was redeemed; via is the token's
+	// purpose (link or otp).
+	PasswordChanged(via string)
+	// Disputed: a user confirmed "this wasn't me".
+	Disputed()
 }
 
 type noObserver struct{}
 
 func (noObserver) ResetIssued(string, string) {}
 func (noObserver) OTPVerified(string)         {}
+func (noObserver) PasswordChanged(string)     {}
+func (noObserver) Disputed()                  {}
 
 // Service runs the flows. Its dependencies are unexported and fixed at New.
 type Service struct {
@@ -90,6 +101,7 @@ type Service struct {
 	now         func() time.Time
 	logger      *slog.Logger
 	observer    Observer
+	noSMS       bool
 	// overrides caches parsed per-institution templates by their source.
 	overrides sync.Map // string → *delivery.Templates
 	// selfServicePad holds self-service answers until a floor (timing).
@@ -110,7 +122,7 @@ func New(c Config) *Service {
 	return &Service{
 		store: c.Store, hasher: c.Hasher, key: c.Key, templates: c.Templates,
 		publicURL: config.BaseURL(c.PublicURL), defaultFrom: c.DefaultFrom,
-		now: c.Now, logger: c.Logger, observer: c.Observer,
+		now: c.Now, logger: c.Logger, observer: c.Observer, noSMS: c.NoSMS,
 	}
 }
 
@@ -138,6 +150,11 @@ func checkIDs(institutionID string, userID ...string) error {
 	return nil
 }
 
+// smsNotice reports whether a notice by SMS can go to phone.
+func (s *Service) smsNotice(st Settings, phone string) bool {
+	return phone != "" && !s.noSMS && smsAllowed(st, phone) == nil
+}
+
 func mapNotFound(err error) error {
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrNotFound
@@ -155,7 +172,7 @@ func goneIfNotFound(err error) error {
 func (s *Service) settingsIn(ctx context.Context, tx store.ReadTx, institutionID string) (Settings, error) {
 	in, err := tx.Institution(ctx, institutionID)
 	if err != nil {
-		return Settings{}, mapNotFound(err)
+		return Settings{}, notFound("institution", err)
 	}
 	return s.decode(in)
 }
@@ -168,7 +185,7 @@ func (s *Service) userIn(ctx context.Context, tx store.ReadTx, institutionID, us
 		return st, store.User{}, err
 	}
 	u, err := tx.User(ctx, institutionID, userID)
-	return st, u, mapNotFound(err)
+	return st, u, notFound("user", err)
 }
 
 func (s *Service) decode(in store.Institution) (Settings, error) {

@@ -83,7 +83,7 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 			s.metrics.ObserveRequest(route, r.Method, status, elapsed)
 			s.logger.LogAttrs(ctx, slog.LevelInfo, "request",
 				slog.String("method", r.Method), slog.String("route", route), slog.Int("status", status),
-				slog.Duration("latency", elapsed), slog.String("institution", r.PathValue("institutionId")),
+				slog.String("latency", roundLatency(elapsed).String()), slog.String("institution", r.PathValue("institutionId")),
 				slog.String("client", request.ClientID(ctx)), slog.String("ip", request.ClientIP(ctx)))
 		}()
 		if bad {
@@ -95,3 +95,15 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// roundLatency keeps a log's latency readable ("2.1ms", "340µs", "1.25s"):
+// three significant digits are all an operator reads.
+func roundLatency(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	_ "embed"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -17,10 +19,34 @@ var openAPIDocument []byte
 // (RFC 9512).
 const OpenAPIContentType = "application/yaml"
 
+// devServers is the document's servers list as embedded; each server
+// answers with its own public URL in its place.
+var devServers = []byte("servers:\n  - url: http://127.0.0.1:8080\n    description: '`resetd serve --dev`; in production, the server''s `--public-url`'\n")
+
+// openAPIFor is the document naming publicURL as its server.
+func openAPIFor(publicURL string) []byte {
+	if publicURL == "" {
+		return openAPIDocument
+	}
+	own := []byte("servers:\n  - url: '" + strings.ReplaceAll(publicURL, "'", "''") + "'\n    description: This server (its --public-url)\n")
+	return bytes.Replace(openAPIDocument, devServers, own, 1)
+}
+
 func (s *Server) openAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", OpenAPIContentType)
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	_, _ = w.Write(openAPIDocument)
+	_, _ = w.Write(s.openAPIDoc)
+}
+
+//go:embed favicon.ico
+var favicon []byte
+
+// faviconICO answers browsers' unasked-for /favicon.ico (a 404 there is
+// noise in every access log and a best-practice failure).
+func (s *Server) faviconICO(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "image/x-icon")
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	_, _ = w.Write(favicon)
 }
 
 // recordingMux is the server's ServeMux, remembering every pattern it is

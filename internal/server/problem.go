@@ -16,13 +16,16 @@ const problemBase = "https://resetd.dev/problems/"
 
 // Problem is an RFC 9457 problem document.
 type Problem struct {
-	Type          string               `json:"type"`
-	Title         string               `json:"title"`
-	Status        int                  `json:"status"`
-	Detail        string               `json:"detail,omitempty"`
-	TransactionID string               `json:"transactionId"`
-	Field         string               `json:"field,omitempty"`
-	Violations    []password.Violation `json:"violations,omitempty"`
+	Type          string `json:"type"`
+	Title         string `json:"title"`
+	Status        int    `json:"status"`
+	Detail        string `json:"detail,omitempty"`
+	TransactionID string `json:"transactionId"`
+	Field         string `json:"field,omitempty"`
+	// Limit names the rate limit a 429 hit (an institution setting's name
+	// when a setting sets it).
+	Limit      string               `json:"limit,omitempty"`
+	Violations []password.Violation `json:"violations,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -62,13 +65,19 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &lim):
 		s.metrics.RateLimited(lim.Limit)
 		request.RetryAfter(w, lim.RetryAfter)
-		s.problem(w, r, http.StatusTooManyRequests, "rate-limited", "too many requests; retry later")
+		detail := "rate limit " + lim.Limit + " reached (a fixed limit); retry after " + w.Header().Get("Retry-After") + " s"
+		if set := lim.Setting(); set != "" {
+			detail = "rate limit " + set + " reached (the institution setting " + set + "); retry after " + w.Header().Get("Retry-After") + " s"
+		}
+		s.writeProblem(w, r, Problem{Type: problemBase + "rate-limited", Status: http.StatusTooManyRequests, Detail: detail, Limit: lim.Limit})
 	case errors.As(err, &tooBig):
 		s.problem(w, r, http.StatusRequestEntityTooLarge, "body-too-large", "request body exceeds 64 KiB")
 	case errors.Is(err, reset.ErrOTPInvalid):
 		s.problem(w, r, http.StatusBadRequest, "invalid-otp", "the code is not valid")
 	case errors.Is(err, reset.ErrSMSNotAllowed):
 		s.problem(w, r, http.StatusBadRequest, "sms-not-allowed", "SMS cannot be sent to this number")
+	case errors.Is(err, reset.ErrChannelUnavailable):
+		s.problem(w, r, http.StatusConflict, "channel-unavailable", "this server has no SMS carrier configured (the operator sets --sms); use email")
 	case errors.Is(err, reset.ErrContactCooldown):
 		s.problem(w, r, http.StatusConflict, "contact-cooldown", "the contact was changed recently; resets to it are held back")
 	case errors.Is(err, reset.ErrLocked):
@@ -78,7 +87,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, reset.ErrAlreadyApproved):
 		s.problem(w, r, http.StatusConflict, "already-approved", "the request was approved already")
 	case errors.Is(err, reset.ErrNotFound):
-		s.problem(w, r, http.StatusNotFound, "not-found", "no such resource")
+		detail := "no such resource"
+		var named *reset.NotFoundError
+		if errors.As(err, &named) {
+			detail = "no such " + named.What
+		}
+		s.problem(w, r, http.StatusNotFound, "not-found", detail)
 	case errors.Is(err, reset.ErrNoContact):
 		s.problem(w, r, http.StatusConflict, "no-contact-method", "the user has no contact method of that kind")
 	case errors.Is(err, reset.ErrUserDisabled):

@@ -50,6 +50,8 @@ type Config struct {
 	// MetricsElsewhere: /metrics is served by Management on its own
 	// listener (--metrics-addr) and this handler answers 404 for it.
 	MetricsElsewhere bool
+	// PublicURL is named as the server of GET /openapi.yaml.
+	PublicURL string
 }
 
 // Metrics is what the server reports to and serves at /metrics;
@@ -71,6 +73,7 @@ type Server struct {
 	mtls, hsts     bool
 	mux            *recordingMux
 	management     *http.ServeMux
+	openAPIDoc     []byte
 }
 
 // New builds the server and its routes.
@@ -82,7 +85,7 @@ func New(c Config) *Server {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	c.Logger = request.Logger(c.Logger)
-	s := &Server{reset: c.Reset, auth: c.Auth, ready: c.Ready, metrics: c.Metrics, logger: c.Logger, trustedProxies: c.TrustedProxies, mtls: c.MTLS, hsts: c.HSTS, mux: newRecordingMux()}
+	s := &Server{reset: c.Reset, auth: c.Auth, ready: c.Ready, metrics: c.Metrics, logger: c.Logger, trustedProxies: c.TrustedProxies, mtls: c.MTLS, hsts: c.HSTS, mux: newRecordingMux(), openAPIDoc: openAPIFor(c.PublicURL)}
 	s.routes(!c.MetricsElsewhere)
 	return s
 }
@@ -147,6 +150,7 @@ func (s *Server) routes(metricsHere bool) {
 	s.management.HandleFunc("GET /healthz", s.healthz)
 	s.management.HandleFunc("GET /readyz", s.readyz)
 	m.HandleFunc("GET /openapi.yaml", s.openAPI)
+	m.HandleFunc("GET /favicon.ico", s.faviconICO)
 
 	inst := P + "/institutions/{institutionId}"
 	m.HandleFunc("POST "+inst+"/users/{userId}/password/reset", s.authorize(auth.ScopeResetWrite, s.sendResetLink))
@@ -213,7 +217,9 @@ func (s *Server) authorize(scope string, next apiHandler) http.HandlerFunc {
 		}
 		request.SetClientID(r.Context(), claims.ClientID)
 		if i := r.PathValue("institutionId"); i != "" && !claims.Allows(i) {
-			s.problem(w, r, http.StatusNotFound, "not-found", "no such resource")
+			// Worded as for an institution that does not exist: a client
+			// must not learn which others do.
+			s.problem(w, r, http.StatusNotFound, "not-found", "no such institution")
 			return
 		}
 		if !claims.Has(scope) {

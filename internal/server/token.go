@@ -98,7 +98,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	request.SetClientID(r.Context(), client.ID)
 	tok, scopes, err := s.auth.Issue(client, strings.Fields(form.Get("scope")), bound)
 	if errors.Is(err, auth.ErrInvalidScope) {
-		oauthError(w, http.StatusBadRequest, "invalid_scope", "the client may not have the requested scope")
+		oauthError(w, http.StatusBadRequest, "invalid_scope", "the client may not have the requested scope; its scopes are: "+strings.Join(client.Scopes, " "))
 		return
 	}
 	if err != nil {

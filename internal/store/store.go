@@ -128,7 +128,7 @@ type Delivery struct {
 	Kind          string
 	Channel       string
 	Destination   string // masked
-	State         string // queued, sent, failed
+	State         string // queued, sent, logged, failed
 	Attempts      int
 	LastError     string
 	CreatedAt     time.Time
@@ -140,6 +140,9 @@ const (
 	DeliveryQueued = "queued"
 	DeliverySent   = "sent"
 	DeliveryFailed = "failed"
+	// DeliveryLogged is a message serve --dev wrote to its log instead of
+	// sending: nobody received it.
+	DeliveryLogged = "logged"
 )
 
 // AuditRecord is one audited action; it never holds a secret.
@@ -350,6 +353,15 @@ type Outbox interface {
 	// pbkdf2-sha512, scrypt, other); current is the PHC prefix of an up-to-date
 	// hash, e.g. "$argon2id$v=19$m=19456,t=2,p=1$".
 	PasswordSchemes(ctx context.Context, current string) (map[string]int, error)
+}
+
+// PoolStat is one connection pool's state (metrics).
+type PoolStat struct {
+	Pool         string
+	Max          int
+	InUse, Idle  int
+	WaitCount    int64
+	WaitDuration time.Duration
 }
 
 // UsernameKey is the form usernames are unique and looked up in:

@@ -166,6 +166,43 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
+// Pending reports, changing nothing, whether migrations (resetd's or the
+// queue's) are yet to be applied: resetd doctor's check.
+func (s *Store) Pending(ctx context.Context) (bool, error) {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return false, fmt.Errorf("postgres: migrations: %w", err)
+	}
+	db := stdlib.OpenDB(*s.pool.Config().ConnConfig.Copy())
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys)
+	if err != nil {
+		return false, fmt.Errorf("postgres: migrations: %w", err)
+	}
+	src := p.ListSources()
+	var applied int64
+	// No version table at all means nothing was ever applied.
+	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(MAX(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&applied); err != nil || applied < src[len(src)-1].Version {
+		return true, nil
+	}
+	m, err := rivermigrate.New(riverpgxv5.New(s.pool), &rivermigrate.Config{Logger: s.logger})
+	if err != nil {
+		return false, fmt.Errorf("postgres: river migrator: %w", err)
+	}
+	res, err := m.Validate(ctx, nil)
+	if err != nil {
+		return true, nil
+	}
+	return !res.OK, nil
+}
+
+// PoolStats reports the pgx pool.
+func (s *Store) PoolStats() []store.PoolStat {
+	st := s.pool.Stat()
+	return []store.PoolStat{{Pool: "pgx", Max: int(st.MaxConns()), InUse: int(st.AcquiredConns()), Idle: int(st.IdleConns()),
+		WaitCount: st.EmptyAcquireCount(), WaitDuration: st.EmptyAcquireWaitTime()}}
+}
+
 // Close releases the pool.
 func (s *Store) Close() error {
 	s.pool.Close()

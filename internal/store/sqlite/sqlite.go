@@ -146,6 +146,43 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
+// Pending reports, changing nothing, whether migrations (resetd's or the
+// queue's) are yet to be applied: resetd doctor's check.
+func (s *Store) Pending(ctx context.Context) (bool, error) {
+	fsys, err := subFS(migrations, "migrations")
+	if err != nil {
+		return false, err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.write, fsys)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	src := p.ListSources()
+	var applied int64
+	// No version table at all means nothing was ever applied.
+	if err := s.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&applied); err != nil || applied < src[len(src)-1].Version {
+		return true, nil
+	}
+	m, err := rivermigrate.New(riversqlite.New(s.read), &rivermigrate.Config{Logger: s.logger})
+	if err != nil {
+		return false, fmt.Errorf("sqlite: river migrator: %w", err)
+	}
+	res, err := m.Validate(ctx, nil)
+	if err != nil {
+		return true, nil
+	}
+	return !res.OK, nil
+}
+
+// PoolStats reports the write and read pools (database/sql stats).
+func (s *Store) PoolStats() []store.PoolStat {
+	stat := func(name string, db *sql.DB) store.PoolStat {
+		st := db.Stats()
+		return store.PoolStat{Pool: name, Max: st.MaxOpenConnections, InUse: st.InUse, Idle: st.Idle, WaitCount: st.WaitCount, WaitDuration: st.WaitDuration}
+	}
+	return []store.PoolStat{stat("write", s.write), stat("read", s.read)}
+}
+
 // Close releases both pools.
 func (s *Store) Close() error {
 	return errors.Join(s.read.Close(), s.write.Close())
