@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/resetd/resetd/internal/delivery"
@@ -91,7 +90,7 @@ type Service struct {
 	logger      *slog.Logger
 	observer    Observer
 	// overrides caches parsed per-institution templates by their source.
-	overrides sync.Map // string → *delivery.Templates
+	overrides *overrideCache
 	// selfServicePad holds self-service answers until a floor (timing).
 	selfServicePad latencyFloor
 }
@@ -111,6 +110,7 @@ func New(c Config) *Service {
 		store: c.Store, hasher: c.Hasher, key: c.Key, templates: c.Templates,
 		publicURL: strings.TrimRight(c.PublicURL, "/"), defaultFrom: c.DefaultFrom,
 		now: c.Now, logger: c.Logger, observer: c.Observer,
+		overrides: newOverrideCache(overrideCacheBytes),
 	}
 }
 

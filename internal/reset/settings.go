@@ -68,6 +68,9 @@ type SettingsPatch struct {
 	AdminResetApproval    *bool     `json:"adminResetApproval"`
 }
 
+// maxDisplayName bounds displayName (bytes).
+const maxDisplayName = 100
+
 // MaxPasswordHistory is the most history a setting may ask for; the store
 // keeps no more than this.
 const MaxPasswordHistory = 24
@@ -220,7 +223,7 @@ func (s Settings) Validate() error {
 			return invalid("webhookUrl", "webhookUrl: "+err.Error())
 		}
 	}
-	if len(s.DisplayName) > 100 || !printable(s.DisplayName) {
+	if len(s.DisplayName) > maxDisplayName || !printable(s.DisplayName) {
 		return invalid("displayName", "displayName must be at most 100 printable characters")
 	}
 	for _, f := range s.RequireFacts {
