@@ -100,10 +100,10 @@ func checkOverride(key, src string, rules OverrideRules) (overridePart, error) {
 	}
 	for name, t := range trees {
 		if name != key {
-			return overridePart{}, refuse(key, t, t.Root, "define is not allowed")
+			return overridePart{}, refuse(key, src, t.Root, "define is not allowed")
 		}
 	}
-	w := walker{key: key, tree: tr, html: isHTML, rules: rules}
+	w := walker{key: key, src: src, html: isHTML, rules: rules}
 	bound, err := w.list(tr.Root)
 	if err != nil {
 		return overridePart{}, err
@@ -124,7 +124,7 @@ func checkOverride(key, src string, rules OverrideRules) (overridePart, error) {
 		if err := h.Execute(io.Discard, overrideData{DisplayName: "x", Link: "https://x.example/"}); err != nil {
 			return overridePart{}, &TemplateError{Key: key, Reason: strings.TrimPrefix(err.Error(), "html/template:")}
 		}
-		if err := checkContexts(key, h.Tree, h.Tree.Root); err != nil {
+		if err := checkContexts(key, src, h.Tree.Root); err != nil {
 			return overridePart{}, err
 		}
 		ex = h
@@ -138,19 +138,23 @@ func checkOverride(key, src string, rules OverrideRules) (overridePart, error) {
 	return overridePart{ex: ex, bound: bound}, nil
 }
 
-func refuse(key string, t *parse.Tree, n parse.Node, reason string) error {
-	pos := ""
-	if n != nil {
-		loc, _ := t.ErrorContext(n)
-		// loc is "name:line:col"; the key is said already.
-		pos = strings.TrimPrefix(loc, t.ParseName+":")
+// refuse names where n stands in src: the line and column (from 1) of
+// the action that holds it, or of the text it is.
+func refuse(key, src string, n parse.Node, reason string) error {
+	p := min(max(int(n.Position()), 0), len(src))
+	if _, isText := n.(*parse.TextNode); !isText {
+		if i := strings.LastIndex(src[:p], "{{"); i >= 0 {
+			p = i
+		}
 	}
-	return &TemplateError{Key: key, Pos: pos, Reason: reason + "; " + allowedHint}
+	line := 1 + strings.Count(src[:p], "\n")
+	col := p - strings.LastIndex(src[:p], "\n")
+	return &TemplateError{Key: key, Pos: fmt.Sprintf("line %d, column %d", line, col), Reason: reason + "; " + allowedHint}
 }
 
 type walker struct {
 	key   string
-	tree  *parse.Tree
+	src   string
 	html  bool
 	rules OverrideRules
 }
@@ -206,55 +210,55 @@ func (w walker) node(n parse.Node) (int, error) {
 	case *parse.CommentNode:
 		return 0, nil
 	case *parse.RangeNode:
-		return 0, refuse(w.key, w.tree, n, "range is not allowed")
+		return 0, refuse(w.key, w.src, n, "range is not allowed")
 	case *parse.WithNode:
-		return 0, refuse(w.key, w.tree, n, "with is not allowed")
+		return 0, refuse(w.key, w.src, n, "with is not allowed")
 	case *parse.TemplateNode:
 		// {{block}} parses to a define and a template call.
-		return 0, refuse(w.key, w.tree, n, "template is not allowed")
+		return 0, refuse(w.key, w.src, n, "template is not allowed")
 	case *parse.BreakNode, *parse.ContinueNode:
-		return 0, refuse(w.key, w.tree, n, n.String()+" is not allowed")
+		return 0, refuse(w.key, w.src, n, n.String()+" is not allowed")
 	default:
-		return 0, refuse(w.key, w.tree, n, fmt.Sprintf("%s is not allowed", n))
+		return 0, refuse(w.key, w.src, n, fmt.Sprintf("%s is not allowed", n))
 	}
 }
 
 // placeholder accepts a pipeline that is exactly one known field.
 func (w walker) placeholder(at parse.Node, p *parse.PipeNode) (string, error) {
 	if p == nil {
-		return "", refuse(w.key, w.tree, at, "an empty action is not allowed")
+		return "", refuse(w.key, w.src, at, "an empty action is not allowed")
 	}
 	if len(p.Decl) > 0 {
-		return "", refuse(w.key, w.tree, p, "a variable is not allowed")
+		return "", refuse(w.key, w.src, p, "a variable is not allowed")
 	}
 	if len(p.Cmds) != 1 {
-		return "", refuse(w.key, w.tree, p, "a pipeline is not allowed")
+		return "", refuse(w.key, w.src, p, "a pipeline is not allowed")
 	}
 	cmd := p.Cmds[0]
 	if len(cmd.Args) != 1 {
 		if id, ok := cmd.Args[0].(*parse.IdentifierNode); ok {
-			return "", refuse(w.key, w.tree, cmd, "the function call "+strconv.Quote(id.Ident)+" is not allowed")
+			return "", refuse(w.key, w.src, cmd, "the function call "+strconv.Quote(id.Ident)+" is not allowed")
 		}
-		return "", refuse(w.key, w.tree, cmd, "a function call is not allowed")
+		return "", refuse(w.key, w.src, cmd, "a function call is not allowed")
 	}
 	switch a := cmd.Args[0].(type) {
 	case *parse.FieldNode:
 		if len(a.Ident) != 1 || !isPlaceholder(a.Ident[0]) {
-			return "", refuse(w.key, w.tree, a, strconv.Quote(a.String())+" is not a placeholder")
+			return "", refuse(w.key, w.src, a, strconv.Quote(a.String())+" is not a placeholder")
 		}
 		return a.Ident[0], nil
 	case *parse.IdentifierNode:
-		return "", refuse(w.key, w.tree, a, "the function call "+strconv.Quote(a.Ident)+" is not allowed")
+		return "", refuse(w.key, w.src, a, "the function call "+strconv.Quote(a.Ident)+" is not allowed")
 	case *parse.VariableNode:
-		return "", refuse(w.key, w.tree, a, "the variable "+strconv.Quote(a.String())+" is not allowed")
+		return "", refuse(w.key, w.src, a, "the variable "+strconv.Quote(a.String())+" is not allowed")
 	case *parse.DotNode:
-		return "", refuse(w.key, w.tree, a, `"." is not allowed`)
+		return "", refuse(w.key, w.src, a, `"." is not allowed`)
 	case *parse.PipeNode:
-		return "", refuse(w.key, w.tree, a, "a parenthesized pipeline is not allowed")
+		return "", refuse(w.key, w.src, a, "a parenthesized pipeline is not allowed")
 	case *parse.ChainNode:
-		return "", refuse(w.key, w.tree, a, "a field chain is not allowed")
+		return "", refuse(w.key, w.src, a, "a field chain is not allowed")
 	default:
-		return "", refuse(w.key, w.tree, a, "the constant "+strconv.Quote(a.String())+" is not allowed")
+		return "", refuse(w.key, w.src, a, "the constant "+strconv.Quote(a.String())+" is not allowed")
 	}
 }
 
@@ -287,7 +291,7 @@ var (
 // checkContexts walks an escaped HTML tree: a placeholder in CSS, a
 // script, a comment or an attribute name is refused, and only the links
 // may stand inside a tag.
-func checkContexts(key string, t *parse.Tree, l *parse.ListNode) error {
+func checkContexts(key, src string, l *parse.ListNode) error {
 	if l == nil {
 		return nil
 	}
@@ -304,7 +308,7 @@ func checkContexts(key string, t *parse.Tree, l *parse.ListNode) error {
 				allowed = urlEscapers
 			}
 			if len(n.Pipe.Cmds) == 1 {
-				return refuse(key, t, n, "{{."+field+"}} stands where it cannot be escaped")
+				return refuse(key, src, n, "{{."+field+"}} stands where it cannot be escaped")
 			}
 			for _, c := range n.Pipe.Cmds[1:] {
 				id, ok := c.Args[0].(*parse.IdentifierNode)
@@ -313,14 +317,14 @@ func checkContexts(key string, t *parse.Tree, l *parse.ListNode) error {
 					if ok && (strings.Contains(id.Ident, "css") || strings.Contains(id.Ident, "js")) {
 						where = "in CSS or a script"
 					}
-					return refuse(key, t, n, "{{."+field+"}} stands "+where)
+					return refuse(key, src, n, "{{."+field+"}} stands "+where)
 				}
 			}
 		case *parse.IfNode:
-			if err := checkContexts(key, t, n.List); err != nil {
+			if err := checkContexts(key, src, n.List); err != nil {
 				return err
 			}
-			if err := checkContexts(key, t, n.ElseList); err != nil {
+			if err := checkContexts(key, src, n.ElseList); err != nil {
 				return err
 			}
 		}
@@ -354,7 +358,7 @@ func (w walker) urls(n *parse.TextNode) error {
 	// Outside CSS a backslash is itself; inside it escapes: read both ways.
 	for _, s := range []string{clean.Replace(s), clean.Replace(css)} {
 		if u, ok := w.foreignURL(s); ok {
-			return refuse(w.key, w.tree, n, fmt.Sprintf("the absolute URL %q is not under the institution's linkBases", u))
+			return refuse(w.key, w.src, n, fmt.Sprintf("the absolute URL %q is not under the institution's linkBases", u))
 		}
 	}
 	return nil

@@ -27,8 +27,8 @@ func TestHostileOverridesAreRefused(t *testing.T) {
 		name, key, src string
 		want           []string // in the error
 	}{
-		{"range over a number", "reset_link.email.subject", "{{range 200000000}}{{end}}", []string{"range is not allowed", "1:"}},
-		{"range over a field", "otp.email.text", "x\n{{range .Code}}y{{end}}", []string{"range", "2:"}},
+		{"range over a number", "reset_link.email.subject", "{{range 200000000}}{{end}}", []string{"range is not allowed", "at line 1, column 1:"}},
+		{"range over a field", "otp.email.text", "x\n{{range .Code}}y{{end}}", []string{"range", "at line 2, column 1:"}},
 		{"with", "otp.email.text", "{{with .Code}}{{.}}{{end}}", []string{"with is not allowed"}},
 		{"define", "otp.email.text", `{{define "x"}}{{.Code}}{{end}}{{.Code}}`, []string{"define is not allowed"}},
 		{"template", "otp.email.text", `{{template "otp.email.text" .}}`, []string{"template is not allowed"}},
