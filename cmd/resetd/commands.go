@@ -65,6 +65,7 @@ type ServeCmd struct {
 	SMTP           string   `name:"smtp" env:"RESETD_SMTP_URL" help:"smtp://user:pass@host:port?tls=none|starttls|implicit&from=addr; unset: messages go to the log."`
 	SMS            string   `name:"sms" env:"RESETD_SMS_URL" help:"twilio://SID:TOKEN@host:port?from=+1555…&scheme=https|http or webhook+https://host/path?secret=…; unset: messages go to the log."`
 	TrustedProxies []string `name:"trusted-proxy" env:"RESETD_TRUSTED_PROXIES" sep:"," help:"CIDRs whose X-Forwarded-For is believed."`
+	WebhookAllow   []string `name:"webhook-allow" env:"RESETD_WEBHOOK_ALLOW" sep:"," help:"CIDRs inside (loopback, private, link-local…) that institutions' webhooks may reach; plain http only to these."`
 	NoMigrate      bool     `name:"no-migrate" help:"Do not apply migrations on start."`
 	Dev            bool     `name:"dev" help:"Seed a demo institution, user and client and print how to use them."`
 	QueueWorkers   int      `name:"queue-workers" default:"100" help:"Concurrent deliveries."`
@@ -82,6 +83,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	a, err := app.Open(ctx, app.Config{
 		Addr: ln.Addr().String(), DB: g.DB, PublicURL: c.PublicURL, SMTP: c.SMTP, SMS: c.SMS, SecretKey: g.SecretKey,
 		TrustedProxies: c.TrustedProxies, NoMigrate: c.NoMigrate, Logger: logger, QueueWorkers: c.QueueWorkers,
+		WebhookAllow: c.WebhookAllow,
 	})
 	if err != nil {
 		return err

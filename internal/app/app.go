@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,12 @@ type Config struct {
 	Now func() time.Time
 	// HTTPClient carries SMS API calls; nil is a client with a timeout.
 	HTTPClient *http.Client
+	// WebhookAllow are CIDRs (or addresses) webhooks may reach although
+	// they are inside: loopback, private, link-local… (--webhook-allow).
+	WebhookAllow []string
+	// WebhookRootCAs verify webhook receivers; nil is the system's roots
+	// (tests trust the CA they made).
+	WebhookRootCAs *x509.CertPool
 	// QueueWorkers bounds concurrent deliveries; 0 is 100.
 	QueueWorkers int
 	// Argon2 overrides the password-hash parameters (tests use cheap ones).
@@ -91,6 +98,11 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	allow, err := delivery.ParseAllow(cfg.WebhookAllow)
+	if err != nil {
+		return nil, err
+	}
+	webhooks := &delivery.WebhookPolicy{Allow: allow, RootCAs: cfg.WebhookRootCAs}
 	a := &App{cfg: cfg, Metrics: server.NewMetrics()}
 
 	// Senders first: a bad URL should fail before anything is opened.
@@ -128,7 +140,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Observe: a.Metrics.ObserveMessage,
 	}
 	river.AddWorker(workers, sendWorker)
-	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Client: cfg.HTTPClient, Now: cfg.Now, Logger: cfg.Logger})
+	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Client: webhooks.Client(10 * time.Second), Now: cfg.Now, Logger: cfg.Logger})
 	if a.Auth, err = auth.New(ctx, st, a.Key, cfg.PublicURL, cfg.Now); err != nil {
 		st.Close()
 		return nil, err
@@ -144,6 +156,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	a.Reset = reset.New(reset.Config{
 		Store: st, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
+		Webhooks: webhooks,
 	})
 	sendWorker.Failed = a.Reset.DeliveryFailed
 	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Store: st, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies})
@@ -152,7 +165,10 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 }
 
 func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.Store, error) {
-	q := store.QueueOptions{Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts}
+	q := store.QueueOptions{
+		Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts,
+		Queues: map[string]int{delivery.QueueWebhook: delivery.WebhookWorkers},
+	}
 	dsn := cfg.DB
 	if dsn == "" {
 		dsn = "sqlite:resetd.db"

@@ -3,6 +3,7 @@ package reset
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/store"
@@ -141,6 +142,16 @@ func (s *Service) Settings(ctx context.Context, institutionID string) (Settings,
 func (s *Service) UpdateSettings(ctx context.Context, a Actor, institutionID string, p SettingsPatch) (Settings, error) {
 	if err := checkIDs(institutionID); err != nil {
 		return Settings{}, err
+	}
+	if p.WebhookURL != nil && *p.WebhookURL != "" {
+		// Resolving takes a network round trip: done before the write
+		// transaction, and again at every connection (DNS rebinding).
+		if err := validateWebhookURL(*p.WebhookURL); err != nil {
+			return Settings{}, err
+		}
+		if err := s.webhooks.CheckURL(ctx, *p.WebhookURL); err != nil {
+			return Settings{}, invalid("webhookUrl", "webhookUrl: "+strings.TrimPrefix(err.Error(), "delivery: "))
+		}
 	}
 	var out Settings
 	err := s.store.Update(ctx, func(tx store.Tx) error {

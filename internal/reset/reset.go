@@ -65,6 +65,15 @@ type Config struct {
 	Logger      *slog.Logger
 	// Observer hears of issued resets and OTP outcomes (metrics); may be nil.
 	Observer Observer
+	// Webhooks checks a webhookUrl's addresses when it is set; nil is the
+	// policy with nothing allowed inside.
+	Webhooks URLChecker
+}
+
+// URLChecker refuses a webhook URL whose scheme or addresses break the
+// webhook policy (delivery.WebhookPolicy).
+type URLChecker interface {
+	CheckURL(ctx context.Context, raw string) error
 }
 
 // Observer is told what the flows did, after their transaction committed.
@@ -89,6 +98,7 @@ type Service struct {
 	now         func() time.Time
 	logger      *slog.Logger
 	observer    Observer
+	webhooks    URLChecker
 	// overrides caches parsed per-institution templates by their source.
 	overrides *overrideCache
 	// selfServicePad holds self-service answers until a floor (timing).
@@ -106,10 +116,13 @@ func New(c Config) *Service {
 	if c.Observer == nil {
 		c.Observer = noObserver{}
 	}
+	if c.Webhooks == nil {
+		c.Webhooks = &delivery.WebhookPolicy{}
+	}
 	return &Service{
 		store: c.Store, hasher: c.Hasher, key: c.Key, templates: c.Templates,
 		publicURL: strings.TrimRight(c.PublicURL, "/"), defaultFrom: c.DefaultFrom,
-		now: c.Now, logger: c.Logger, observer: c.Observer,
+		now: c.Now, logger: c.Logger, observer: c.Observer, webhooks: c.Webhooks,
 		overrides: newOverrideCache(overrideCacheBytes),
 	}
 }

@@ -219,8 +219,8 @@ func (s Settings) Validate() error {
 		}
 	}
 	if s.WebhookURL != "" {
-		if err := validateServiceURL(s.WebhookURL); err != nil {
-			return invalid("webhookUrl", "webhookUrl: "+err.Error())
+		if err := validateWebhookURL(s.WebhookURL); err != nil {
+			return err
 		}
 	}
 	if len(s.DisplayName) > maxDisplayName || !printable(s.DisplayName) {
@@ -268,6 +268,22 @@ func validateServiceURL(raw string) error {
 		}
 	default:
 		return fmt.Errorf("%q must use https", raw)
+	}
+	return nil
+}
+
+// validateWebhookURL checks a webhookUrl's form; its addresses are the
+// webhook policy's (URLChecker), which also decides when http may do.
+func validateWebhookURL(raw string) error {
+	if len(raw) > 2000 || !printable(raw) {
+		return invalid("webhookUrl", fmt.Sprintf("webhookUrl: %q is not a valid URL", raw))
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
+		return invalid("webhookUrl", fmt.Sprintf("webhookUrl: %q is not an absolute URL without user info", raw))
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return invalid("webhookUrl", fmt.Sprintf("webhookUrl: %q must use https", raw))
 	}
 	return nil
 }

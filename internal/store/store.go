@@ -254,7 +254,10 @@ type Store interface {
 // QueueOptions configure the River client a backend runs.
 type QueueOptions struct {
 	Workers    *river.Workers
-	MaxWorkers int
+	MaxWorkers int // of the default queue
+	// Queues are further queues worked beside the default, by name, with
+	// their MaxWorkers.
+	Queues map[string]int
 	// RetryPolicy decides when a failed job runs again; nil is River's.
 	RetryPolicy river.ClientRetryPolicy
 	MaxAttempts int

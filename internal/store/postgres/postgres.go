@@ -134,6 +134,9 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 			n = 100
 		}
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: n}}
+		for name, workers := range o.Queue.Queues {
+			rc.Queues[name] = river.QueueConfig{MaxWorkers: workers}
+		}
 	}
 	s.river, err = river.NewClient(riverpgxv5.New(pool), rc)
 	if err != nil {

@@ -108,6 +108,9 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 			n = 100
 		}
 		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: n}}
+		for name, workers := range o.Queue.Queues {
+			cfg.Queues[name] = river.QueueConfig{MaxWorkers: workers}
+		}
 	}
 	s.river, err = river.NewClient(riversqlite.New(write), cfg)
 	if err != nil {
