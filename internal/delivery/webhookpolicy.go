@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -105,6 +106,12 @@ func (p *WebhookPolicy) CheckURL(ctx context.Context, raw string) error {
 	host := u.Hostname()
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return p.checkAddr(ip, plain)
+	}
+	// RFC 6761: localhost names are loopback, whatever a resolver says.
+	if n := strings.ToLower(strings.TrimSuffix(host, ".")); n == "localhost" || strings.HasSuffix(n, ".localhost") {
+		if err := p.checkAddr(netip.MustParseAddr("127.0.0.1"), plain); err != nil {
+			return fmt.Errorf("%s is %w", host, err)
+		}
 	}
 	r := p.Resolver
 	if r == nil {
