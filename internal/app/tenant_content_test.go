@@ -146,7 +146,9 @@ func TestHangingWebhookDelaysNoOtherTenant(t *testing.T) {
 	}))
 	pool := x509.NewCertPool()
 	pool.AddCert(hang.Certificate())
-	h := newHarness(t, allowLoopbackWebhooks, func(c *app.Config) { c.WebhookRootCAs = pool })
+	// Few message workers: before webhooks had a queue of their own, A's
+	// hanging events took every one of them.
+	h := newHarness(t, allowLoopbackWebhooks, func(c *app.Config) { c.WebhookRootCAs, c.QueueWorkers = pool, 20 })
 	t.Cleanup(hang.Close)
 	t.Cleanup(func() { close(release) }) // before the harness stops
 	tok := h.admin()
