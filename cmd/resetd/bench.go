@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/resetd/resetd/internal/bench"
+	"github.com/resetd/resetd/internal/config"
 )
 
 // BenchCmd is `resetd bench`: load on every flow against a real server on
@@ -34,7 +35,7 @@ type BenchCmd struct {
 // Run runs the benchmark and prints the table (or JSON).
 func (c *BenchCmd) Run(ctx context.Context, g *Globals) error {
 	db := g.DB
-	if db == "sqlite:resetd.db" {
+	if db == config.DB {
 		// The global default would load the operator's own database:
 		// a benchmark gets a scratch file unless told otherwise.
 		db = ""

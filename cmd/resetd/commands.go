@@ -60,7 +60,7 @@ func (g *Globals) printJSON(v any) error {
 
 // ServeCmd runs the server.
 type ServeCmd struct {
-	Addr           string   `name:"addr" env:"RESETD_ADDR" default:"127.0.0.1:8080" help:"Listen address."`
+	Addr           string   `name:"addr" env:"RESETD_ADDR" default:"${default_addr}" help:"Listen address."`
 	PublicURL      string   `name:"public-url" env:"RESETD_PUBLIC_URL" help:"Base of links resetd itself serves (default http://ADDR)."`
 	SMTP           string   `name:"smtp" env:"RESETD_SMTP_URL" help:"smtp://user:pass@host:port?tls=none|starttls|implicit&from=addr; unset: messages go to the log."`
 	SMS            string   `name:"sms" env:"RESETD_SMS_URL" help:"twilio://SID:TOKEN@host:port?from=+1555…&scheme=https|http or webhook+https://host/path?secret=…; unset: messages go to the log."`
@@ -68,7 +68,7 @@ type ServeCmd struct {
 	WebhookAllow   []string `name:"webhook-allow" env:"RESETD_WEBHOOK_ALLOW" sep:"," help:"CIDRs inside (loopback, private, link-local…) that institutions' webhooks may reach; plain http only to these."`
 	NoMigrate      bool     `name:"no-migrate" help:"Do not apply migrations on start."`
 	Dev            bool     `name:"dev" help:"Seed a demo institution, user and client and print how to use them."`
-	QueueWorkers   int      `name:"queue-workers" default:"100" help:"Concurrent deliveries."`
+	QueueWorkers   int      `name:"queue-workers" default:"${default_queue_workers}" help:"Concurrent deliveries."`
 }
 
 // Run serves until the context ends (SIGINT/SIGTERM).

@@ -8,9 +8,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/resetd/resetd/internal/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -18,7 +21,7 @@ var version = "dev"
 
 // Globals are the flags every command takes.
 type Globals struct {
-	DB        string          `name:"db" env:"RESETD_DB" default:"sqlite:resetd.db" help:"Database: sqlite:PATH or postgres://…"`
+	DB        string          `name:"db" env:"RESETD_DB" default:"${default_db}" help:"Database: sqlite:PATH or postgres://…"`
 	SecretKey string          `name:"secret-key" env:"RESETD_SECRET_KEY" help:"32-byte key (hex or base64) that keys OTP hashing and seals stored secrets; generated and kept in the database when unset (fine for a trial)."`
 	JSON      bool            `name:"json" help:"Print machine-readable JSON."`
 	Config    kong.ConfigFlag `name:"config" help:"YAML file with the same keys as the flags (e.g. addr, db, smtp). Flags win over environment variables, which win over the file."`
@@ -63,6 +66,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		kong.Exit(func(code int) { exit = code; panic(exitPanic{}) }),
 		kong.BindTo(ctx, (*context.Context)(nil)),
 		kong.Configuration(loadConfig),
+		defaults(),
 	)
 	if err != nil {
 		fmt.Fprintln(stderr, "resetd:", err)
@@ -73,6 +77,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return code
 	}
 	return 0
+}
+
+// defaults gives the flags' default tags the values internal/config
+// states, so --help and app.Open cannot disagree.
+func defaults() kong.Vars {
+	return kong.Vars{
+		"default_addr":          config.Addr,
+		"default_db":            config.DB,
+		"default_queue_workers": strconv.Itoa(config.QueueWorkers),
+	}
 }
 
 type exitPanic struct{}

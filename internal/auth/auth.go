@@ -9,8 +9,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -22,6 +20,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/resetd/resetd/internal/seal"
+	"github.com/resetd/resetd/internal/secret"
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -86,9 +85,20 @@ type verifyKey struct {
 	retired time.Time
 }
 
+// Store is what auth needs of the store: its clients and signing keys, and
+// transactions for the failure counter. store.Store satisfies it.
+type Store interface {
+	View(ctx context.Context, fn func(store.ReadTx) error) error
+	Update(ctx context.Context, fn func(store.Tx) error) error
+	Client(ctx context.Context, id string) (store.Client, error)
+	InsertClient(ctx context.Context, c store.Client) error
+	SigningKeys(ctx context.Context) ([]store.SigningKey, error)
+	InsertSigningKey(ctx context.Context, k store.SigningKey) error
+}
+
 // Service issues and verifies tokens.
 type Service struct {
-	store    store.Store
+	store    Store
 	key      *seal.Key
 	issuer   string
 	audience string
@@ -104,7 +114,7 @@ type Service struct {
 }
 
 // New loads (or on first start creates) the signing key.
-func New(ctx context.Context, st store.Store, key *seal.Key, issuer string, now func() time.Time) (*Service, error) {
+func New(ctx context.Context, st Store, key *seal.Key, issuer string, now func() time.Time) (*Service, error) {
 	s := &Service{store: st, key: key, issuer: issuer, audience: issuer + "/a/password-reset", now: now}
 	if err := s.reload(ctx); err != nil {
 		return nil, err
@@ -127,7 +137,7 @@ func (s *Service) Rotate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("auth: generate key: %w", err)
 	}
-	kid := randomHex(8)
+	kid := secret.Hex(8)
 	k := store.SigningKey{ID: kid, Alg: string(jose.EdDSA), Private: s.key.Seal(priv.Seed(), "signing-key:"+kid), Public: pub, CreatedAt: s.now()}
 	if err := s.store.InsertSigningKey(ctx, k); err != nil {
 		return err
@@ -172,7 +182,7 @@ func (s *Service) reload(ctx context.Context) error {
 
 // CreateClient makes a client and returns its id and secret; the secret
 // exists only in this return value.
-func (s *Service) CreateClient(ctx context.Context, institutionID, name string, scopes []string) (id, secret string, err error) {
+func (s *Service) CreateClient(ctx context.Context, institutionID, name string, scopes []string) (id, clientSecret string, err error) {
 	for _, sc := range scopes {
 		if !slices.Contains(AllScopes, sc) {
 			return "", "", fmt.Errorf("%w: unknown scope %q", ErrInvalidScope, sc)
@@ -181,15 +191,13 @@ func (s *Service) CreateClient(ctx context.Context, institutionID, name string, 
 	if len(scopes) == 0 {
 		return "", "", fmt.Errorf("%w: at least one scope", ErrInvalidScope)
 	}
-	id = "rc_" + randomHex(12)
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	secret = base64.RawURLEncoding.EncodeToString(raw)
-	c := store.Client{ID: id, InstitutionID: institutionID, Name: name, SecretHash: hashSecret(secret), Scopes: slices.Compact(slices.Sorted(slices.Values(scopes))), CreatedAt: s.now()}
+	id = "rc_" + secret.Hex(12)
+	clientSecret = secret.Token(32)
+	c := store.Client{ID: id, InstitutionID: institutionID, Name: name, SecretHash: hashSecret(clientSecret), Scopes: slices.Compact(slices.Sorted(slices.Values(scopes))), CreatedAt: s.now()}
 	if err := s.store.InsertClient(ctx, c); err != nil {
 		return "", "", err
 	}
-	return id, secret, nil
+	return id, clientSecret, nil
 }
 
 // hashSecret is a fast keyed hash: client secrets are 256-bit random
@@ -208,7 +216,7 @@ func (s *Service) Authenticate(ctx context.Context, id, secret string) (store.Cl
 	now := s.now()
 	key := "authfail:" + id
 	var failures int
-	if err := s.store.View(ctx, func(tx store.Tx) (err error) {
+	if err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		failures, err = tx.Count(ctx, key, failWindow, now)
 		return err
 	}); err != nil {
@@ -257,7 +265,7 @@ func (s *Service) Issue(c store.Client, requested []string) (token string, scope
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now),
 		Expiry:    jwt.NewNumericDate(now.Add(TokenTTL)),
-		ID:        randomHex(12),
+		ID:        secret.Hex(12),
 	}
 	s.mu.RLock()
 	signer := s.signer
@@ -319,10 +327,4 @@ func (s *Service) JWKS() jose.JSONWebKeySet {
 	}
 	slices.SortFunc(set.Keys, func(a, b jose.JSONWebKey) int { return strings.Compare(a.KeyID, b.KeyID) })
 	return set
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

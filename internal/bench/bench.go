@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/resetd/resetd/internal/config"
 	"github.com/resetd/resetd/internal/password"
 )
 
@@ -200,7 +201,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		defer stop()
 	} else {
-		t.base = strings.TrimRight(cfg.URL, "/")
+		t.base = config.BaseURL(cfg.URL)
 		t.inst, t.clientID, t.clientSecret = cfg.Institution, cfg.ClientID, cfg.ClientSecret
 	}
 	t.http = &http.Client{

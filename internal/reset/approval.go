@@ -2,10 +2,9 @@ package reset
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"time"
 
+	"github.com/resetd/resetd/internal/secret"
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -16,9 +15,7 @@ type ApprovalRequest struct {
 }
 
 func newApprovalID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return "ap_" + hex.EncodeToString(b)
+	return "ap_" + secret.Hex(16)
 }
 
 // Approve releases a reset link that waits for approval. The approver
@@ -39,35 +36,54 @@ func (s *Service) approve(ctx context.Context, a Actor, institutionID, approvalI
 	if !ValidID(approvalID) {
 		return "", ErrNotFound
 	}
-	return method, s.store.Update(ctx, func(tx store.Tx) error {
-		now := s.now()
-		st, err := s.settingsIn(ctx, tx, institutionID)
-		if err != nil {
-			return err
+	// The approval names the user and channel, and only the write
+	// transaction may read it (for update): a first pass reads them and
+	// starts over with the message rendered outside it.
+	var link preparedLink
+	var renderedFor snapshot
+	for try := 0; ; try++ {
+		var st Settings
+		var u store.User
+		var snap snapshot
+		err := s.store.Update(ctx, func(tx store.Tx) error {
+			now := s.now()
+			in, sett, err := s.institutionIn(ctx, tx, institutionID)
+			if err != nil {
+				return err
+			}
+			ap, err := tx.LockApproval(ctx, institutionID, approvalID)
+			if err != nil {
+				return mapNotFound(err)
+			}
+			switch {
+			case !now.Before(ap.ExpiresAt):
+				return ErrNotFound
+			case !ap.ApprovedAt.IsZero():
+				return ErrAlreadyApproved
+			case ap.RequestedBy == a.ClientID:
+				return ErrSelfApproval
+			}
+			if u, err = tx.User(ctx, institutionID, ap.UserID); err != nil {
+				return mapNotFound(err)
+			}
+			st, method, snap = sett, ap.Method, snapshotOf(in, u, true)
+			if link.method != ap.Method || renderedFor != snap {
+				return errStale
+			}
+			if err := tx.MarkApproved(ctx, institutionID, approvalID, a.ClientID, now); err != nil {
+				return err
+			}
+			if err := s.sendLink(ctx, tx, now, st, u, link, a); err != nil {
+				return err
+			}
+			return s.audit(ctx, tx, now, a, "reset.approve", institutionID, ap.UserID, "ok")
+		})
+		if err = staleOrDone(err, try); err != errStale {
+			return method, err
 		}
-		ap, err := tx.LockApproval(ctx, institutionID, approvalID)
-		if err != nil {
-			return mapNotFound(err)
+		if link, err = s.prepareLink(st, u, method, s.now()); err != nil {
+			return method, err
 		}
-		switch {
-		case !now.Before(ap.ExpiresAt):
-			return ErrNotFound
-		case !ap.ApprovedAt.IsZero():
-			return ErrAlreadyApproved
-		case ap.RequestedBy == a.ClientID:
-			return ErrSelfApproval
-		}
-		if err := tx.MarkApproved(ctx, institutionID, approvalID, a.ClientID, now); err != nil {
-			return err
-		}
-		u, err := tx.User(ctx, institutionID, ap.UserID)
-		if err != nil {
-			return mapNotFound(err)
-		}
-		method = ap.Method
-		if err := s.sendLink(ctx, tx, now, st, u, ap.Method, a); err != nil {
-			return err
-		}
-		return s.audit(ctx, tx, now, a, "reset.approve", institutionID, ap.UserID, "ok")
-	})
+		renderedFor = snap
+	}
 }

@@ -77,33 +77,53 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 	if err := in.normalize(); err != nil {
 		return false, err
 	}
-	var newHash string
-	if in.Password != nil {
+	for try := 0; ; try++ {
+		// Read and render first (see prepare.go), then write.
+		var inst store.Institution
 		var st Settings
 		var history []string
-		if err := s.store.View(ctx, func(tx store.Tx) (err error) {
-			if st, err = s.settingsIn(ctx, tx, institutionID); err != nil {
+		var notices contactNotices
+		if err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
+			if inst, st, err = s.institutionIn(ctx, tx, institutionID); err != nil {
 				return err
 			}
-			history, err = tx.PasswordHistory(ctx, institutionID, userID, st.PasswordHistory)
+			old, err := tx.User(ctx, institutionID, userID)
+			existed := err == nil
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if notices, err = s.renderContactNotices(st, old, existed, in); err != nil {
+				return err
+			}
+			if in.Password != nil {
+				history, err = tx.PasswordHistory(ctx, institutionID, userID, st.PasswordHistory)
+			}
 			return err
 		}); err != nil {
 			return false, err
 		}
-		if newHash, err = s.checkAndHash(ctx, st, *in.Password, in.Username, history); err != nil {
-			return false, err
+		var newHash string
+		if in.Password != nil {
+			if newHash, err = s.checkAndHash(ctx, st, *in.Password, in.Username, history); err != nil {
+				return false, err
+			}
+		}
+		err = s.store.Update(ctx, func(tx store.Tx) error {
+			now := s.now()
+			fresh, st, err := s.institutionIn(ctx, tx, institutionID)
+			if err != nil {
+				return err
+			}
+			if !sameSettings(inst, fresh) {
+				return errStale
+			}
+			created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, newHash, notices, true)
+			return err
+		})
+		if err = staleOrDone(err, try); err != errStale {
+			return created, err
 		}
 	}
-	err = s.store.Update(ctx, func(tx store.Tx) error {
-		now := s.now()
-		st, err := s.settingsIn(ctx, tx, institutionID)
-		if err != nil {
-			return err
-		}
-		created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, newHash, true)
-		return err
-	})
-	return created, err
 }
 
 // normalize validates a user's fields and puts them in stored form.
@@ -130,7 +150,7 @@ func (in *UserInput) normalize() error {
 // putUserTx writes a normalised user in tx, with every rule that goes
 // with it: kept password and facts, the contact-change cooldown and its
 // notice, killed tokens for a disabled user, the audit record.
-func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, newHash string, audit bool) (bool, error) {
+func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, newHash string, notices contactNotices, audit bool) (bool, error) {
 	email, phone, status := in.Email, in.Phone, in.Status
 	u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
 	old, err := tx.User(ctx, institutionID, userID)
@@ -150,27 +170,17 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 			return false, err
 		}
 	}
+	if notices.stale(old, existed) {
+		return false, errStale
+	}
 	// A replaced contact starts the cooldown for the new value, and
-	// the old value hears of it (SIM-swap and takeover defence). A
-	// first set is not a change.
-	var notices []delivery.Message
-	if existed {
-		if old.Email != "" && !sameContact(old.Email, email) {
-			u.EmailChangedAt = now
-			m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelEmail, old.Email, delivery.TemplateData{UserName: old.Username, Changed: "email address"})
-			if err != nil {
-				return false, err
-			}
-			notices = append(notices, m)
-		}
-		if old.Phone != "" && old.Phone != phone {
-			u.PhoneChangedAt = now
-			m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelSMS, old.Phone, delivery.TemplateData{Changed: "phone number"})
-			if err != nil {
-				return false, err
-			}
-			notices = append(notices, m)
-		}
+	// the old value hears of it (SIM-swap and takeover defence): the
+	// notices were rendered for this old user. A first set is no change.
+	if existed && old.Email != "" && !sameContact(old.Email, email) {
+		u.EmailChangedAt = now
+	}
+	if existed && old.Phone != "" && old.Phone != phone {
+		u.PhoneChangedAt = now
 	}
 	created, err := tx.PutUser(ctx, u)
 	if errors.Is(err, store.ErrConflict) {
@@ -179,8 +189,8 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 	if err != nil {
 		return false, err
 	}
-	for _, m := range notices {
-		if err := s.queue(ctx, tx, now, institutionID, userID, delivery.KindContactChanged, m); err != nil {
+	for _, m := range notices.messages {
+		if err := s.queue(ctx, tx, now, st, institutionID, userID, delivery.KindContactChanged, m); err != nil {
 			return false, err
 		}
 	}
@@ -242,7 +252,7 @@ func (s *Service) FindUsers(ctx context.Context, institutionID, username string)
 		return nil, invalid("username", "username must be 1 to 256 printable characters")
 	}
 	out := []UserSummary{}
-	err := s.store.View(ctx, func(tx store.Tx) error {
+	err := s.store.View(ctx, func(tx store.ReadTx) error {
 		if _, err := s.settingsIn(ctx, tx, institutionID); err != nil {
 			return err
 		}

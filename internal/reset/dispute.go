@@ -15,15 +15,6 @@ const (
 	approvalLifetime = time.Hour
 )
 
-// disputeLink issues a "this wasn't me" token for a message.
-func (s *Service) disputeLink(ctx context.Context, tx store.Tx, u store.User, now time.Time) (string, error) {
-	tok, hash := newToken()
-	if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeDispute, CreatedAt: now, ExpiresAt: now.Add(disputeLifetime)}); err != nil {
-		return "", err
-	}
-	return s.publicURL + "/reset/dispute?token=" + tok, nil
-}
-
 // DisputeInfo describes a live dispute link for its confirm page.
 type DisputeInfo struct {
 	DisplayName string
@@ -35,7 +26,7 @@ func (s *Service) InspectDispute(ctx context.Context, tok string) (DisputeInfo, 
 		return DisputeInfo{}, ErrGone
 	}
 	var info DisputeInfo
-	err := s.store.View(ctx, func(tx store.Tx) error {
+	err := s.store.View(ctx, func(tx store.ReadTx) error {
 		_, st, err := s.disputeToken(ctx, tx, tok, s.now())
 		info.DisplayName = st.DisplayName
 		return err
@@ -45,7 +36,7 @@ func (s *Service) InspectDispute(ctx context.Context, tok string) (DisputeInfo, 
 
 // disputeToken reads a live dispute link's token and its institution's
 // settings; anything else is ErrGone.
-func (s *Service) disputeToken(ctx context.Context, tx store.Tx, tok string, now time.Time) (store.Token, Settings, error) {
+func (s *Service) disputeToken(ctx context.Context, tx store.ReadTx, tok string, now time.Time) (store.Token, Settings, error) {
 	t, err := tx.LookupToken(ctx, hashToken(tok), now)
 	if err != nil || t.Purpose != PurposeDispute {
 		return t, Settings{}, ErrGone

@@ -2,7 +2,6 @@ package reset
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -10,14 +9,13 @@ import (
 
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/secret"
 	"github.com/resetd/resetd/internal/store"
 )
 
 // newToken returns a 256-bit URL-safe token and the hash that is stored.
 func newToken() (string, []byte) {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	tok := base64.RawURLEncoding.EncodeToString(b)
+	tok := secret.Token(32)
 	return tok, hashToken(tok)
 }
 
@@ -47,25 +45,29 @@ func (s *Service) SendResetLink(ctx context.Context, a Actor, institutionID, use
 		return ApprovalRequest{}, invalid("method", `method must be "email" or "sms"`)
 	}
 	var pending ApprovalRequest
-	err := s.store.Update(ctx, func(tx store.Tx) error {
-		now := s.now()
-		st, u, err := s.userIn(ctx, tx, institutionID, userID)
-		if err != nil {
+	var link preparedLink
+	err := s.renderedFor(ctx, institutionID, userID,
+		func(st Settings, u store.User) (err error) {
+			if st.AdminResetApproval {
+				return nil // nothing is sent until a second client approves
+			}
+			link, err = s.prepareLink(st, u, method, s.now())
 			return err
-		}
-		if !st.AdminResetApproval {
-			return s.sendLink(ctx, tx, now, st, u, method, a)
-		}
-		if _, err := s.linkTarget(st, u, method, now); err != nil {
-			return err
-		}
-		pending = ApprovalRequest{ID: newApprovalID(), ExpiresAt: now.Add(approvalLifetime)}
-		if err := tx.InsertApproval(ctx, store.Approval{ID: pending.ID, InstitutionID: institutionID, UserID: userID, Method: method,
-			RequestedBy: a.ClientID, CreatedAt: now, ExpiresAt: pending.ExpiresAt}); err != nil {
-			return err
-		}
-		return s.audit(ctx, tx, now, a, "reset.request_approval", institutionID, userID, "pending")
-	})
+		},
+		func(tx store.Tx, now time.Time, st Settings, u store.User) error {
+			if !st.AdminResetApproval {
+				return s.sendLink(ctx, tx, now, st, u, link, a)
+			}
+			if _, err := s.linkTarget(st, u, method, now); err != nil {
+				return err
+			}
+			pending = ApprovalRequest{ID: newApprovalID(), ExpiresAt: now.Add(approvalLifetime)}
+			if err := tx.InsertApproval(ctx, store.Approval{ID: pending.ID, InstitutionID: institutionID, UserID: userID, Method: method,
+				RequestedBy: a.ClientID, CreatedAt: now, ExpiresAt: pending.ExpiresAt}); err != nil {
+				return err
+			}
+			return s.audit(ctx, tx, now, a, "reset.request_approval", institutionID, userID, "pending")
+		})
 	if err == nil && pending.ID == "" {
 		s.observer.ResetIssued(method, "admin")
 	}
@@ -93,45 +95,61 @@ func (s *Service) linkTarget(st Settings, u store.User, channel string, now time
 	return to, s.sendable(st, u, channel, now)
 }
 
-// sendLink issues the token and queues the message in tx.
-func (s *Service) sendLink(ctx context.Context, tx store.Tx, now time.Time, st Settings, u store.User, method string, a Actor) error {
+// preparedLink is a reset link rendered before its write transaction.
+type preparedLink struct {
+	method  string
+	hash    []byte
+	dispute dispute
+	message delivery.Message
+}
+
+// prepareLink refuses early what sendLink would refuse for the user as
+// read, makes the link's tokens and renders its message.
+func (s *Service) prepareLink(st Settings, u store.User, method string, now time.Time) (preparedLink, error) {
 	to, err := s.linkTarget(st, u, method, now)
+	if err != nil {
+		return preparedLink{}, err
+	}
+	tok, hash := newToken()
+	p := preparedLink{method: method, hash: hash, dispute: s.newDispute()}
+	p.message, err = s.render(st, delivery.KindResetLink, method, to, delivery.TemplateData{
+		UserName: u.Username, Link: st.LinkBases[0] + "?token=" + tok, ExpiresIn: time.Duration(st.Expiration) * time.Second, DisputeLink: p.dispute.link,
+	})
+	return p, err
+}
+
+// sendLink applies the send's rules to the user as read in tx, then
+// stores the prepared link's tokens and queues its message.
+func (s *Service) sendLink(ctx context.Context, tx store.Tx, now time.Time, st Settings, u store.User, p preparedLink, a Actor) error {
+	to, err := s.linkTarget(st, u, p.method, now)
 	if err != nil {
 		return err
 	}
 	if err := s.limit(ctx, tx, now, "sendsPerUserHour", sendKey(u.InstitutionID, u.ID), st.SendsPerUserHour, time.Hour); err != nil {
 		return err
 	}
-	if method == delivery.ChannelSMS {
+	if p.method == delivery.ChannelSMS {
 		if err := s.smsLimit(ctx, tx, now, to); err != nil {
 			return err
 		}
 	}
-	tok, hash := newToken()
-	dispute, err := s.disputeLink(ctx, tx, u, now)
-	if err != nil {
-		return err
-	}
-	m, err := s.render(st, delivery.KindResetLink, method, to, delivery.TemplateData{
-		UserName: u.Username, Link: st.LinkBases[0] + "?token=" + tok, ExpiresIn: time.Duration(st.Expiration) * time.Second, DisputeLink: dispute,
-	})
-	if err != nil {
+	if err := p.dispute.store(ctx, tx, u, now); err != nil {
 		return err
 	}
 	if err := tx.KillTokens(ctx, u.InstitutionID, u.ID, now, PurposeLink); err != nil {
 		return err
 	}
-	if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeLink,
+	if err := tx.InsertToken(ctx, store.Token{Hash: p.hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeLink,
 		CreatedAt: now, ExpiresAt: now.Add(time.Duration(st.Expiration) * time.Second)}); err != nil {
 		return err
 	}
-	if err := s.queue(ctx, tx, now, u.InstitutionID, u.ID, delivery.KindResetLink, m); err != nil {
+	if err := s.queue(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.KindResetLink, p.message); err != nil {
 		return err
 	}
-	if err := s.emit(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "admin", "channel": method}); err != nil {
+	if err := s.emit(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "admin", "channel": p.method}); err != nil {
 		return err
 	}
-	return s.audit(ctx, tx, now, a, "reset.send."+method, u.InstitutionID, u.ID, "ok")
+	return s.audit(ctx, tx, now, a, "reset.send."+p.method, u.InstitutionID, u.ID, "ok")
 }
 
 // TokenInfo describes a live reset token without consuming it.
@@ -155,7 +173,7 @@ func (s *Service) InspectToken(ctx context.Context, tok string) (TokenInfo, erro
 		return TokenInfo{}, ErrGone
 	}
 	var info TokenInfo
-	err := s.store.View(ctx, func(tx store.Tx) error {
+	err := s.store.View(ctx, func(tx store.ReadTx) error {
 		t, err := tx.LookupToken(ctx, hashToken(tok), s.now())
 		if err != nil {
 			return goneIfNotFound(err)

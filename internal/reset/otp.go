@@ -68,7 +68,7 @@ func (s *Service) ContactMethods(ctx context.Context, institutionID, userID stri
 		return nil, err
 	}
 	var u store.User
-	err := s.store.View(ctx, func(tx store.Tx) (err error) {
+	err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		_, u, err = s.userIn(ctx, tx, institutionID, userID)
 		return err
 	})
@@ -119,62 +119,77 @@ func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, c
 	}
 	var expires time.Time
 	var masked, channel string
-	err := s.store.Update(ctx, func(tx store.Tx) error {
-		now := s.now()
-		st, u, err := s.userIn(ctx, tx, institutionID, userID)
-		if err != nil {
-			return err
-		}
-		var cm ContactMethod
-		for _, c := range s.contactMethods(u) {
-			if hmac.Equal([]byte(c.ID), []byte(contactMethodID)) {
-				cm = c
-			}
-		}
-		if cm.ID == "" {
-			return fmt.Errorf("%w: no such contact method", ErrNotFound)
-		}
-		to, err := s.linkTarget(st, u, cm.Type, now)
-		if err != nil {
-			return err
-		}
-		if err := s.limit(ctx, tx, now, "sendsPerUserHour", sendKey(institutionID, userID), st.SendsPerUserHour, time.Hour); err != nil {
-			return err
-		}
-		if cm.Type == delivery.ChannelSMS {
-			if err := s.smsLimit(ctx, tx, now, to); err != nil {
+	var code string
+	var cm ContactMethod
+	var dsp dispute
+	var m delivery.Message
+	err := s.renderedFor(ctx, institutionID, userID,
+		func(st Settings, u store.User) error {
+			var err error
+			if cm, err = s.chosenMethod(u, contactMethodID); err != nil {
 				return err
 			}
-		}
-		code := s.otpCode(st.OTPLength)
-		lifetime := time.Duration(st.OTPExpiration) * time.Second
-		dispute, err := s.disputeLink(ctx, tx, u, now)
-		if err != nil {
+			to, err := s.linkTarget(st, u, cm.Type, s.now())
+			if err != nil {
+				return err
+			}
+			code, dsp = s.otpCode(st.OTPLength), s.newDispute()
+			m, err = s.render(st, delivery.KindOTP, cm.Type, to, delivery.TemplateData{
+				UserName: u.Username, Code: code, ExpiresIn: time.Duration(st.OTPExpiration) * time.Second, DisputeLink: dsp.link,
+			})
 			return err
-		}
-		m, err := s.render(st, delivery.KindOTP, cm.Type, to, delivery.TemplateData{UserName: u.Username, Code: code, ExpiresIn: lifetime, DisputeLink: dispute})
-		if err != nil {
-			return err
-		}
-		expires = now.Add(lifetime)
-		if err := tx.PutOTP(ctx, store.OTP{InstitutionID: institutionID, UserID: userID, MAC: s.otpMAC(institutionID, userID, code),
-			Channel: cm.Type, CreatedAt: now, ExpiresAt: expires, MaxAttempts: st.OTPMaxAttempts}); err != nil {
-			return err
-		}
-		if err := s.queue(ctx, tx, now, institutionID, userID, delivery.KindOTP, m); err != nil {
-			return err
-		}
-		masked = cm.Destination
-		if err := s.emit(ctx, tx, now, st, institutionID, userID, delivery.EventResetRequested, map[string]any{"flow": "otp", "channel": cm.Type}); err != nil {
-			return err
-		}
-		channel = cm.Type
-		return s.audit(ctx, tx, now, a, "otp.send."+cm.Type, institutionID, userID, "ok")
-	})
+		},
+		func(tx store.Tx, now time.Time, st Settings, u store.User) error {
+			// The user's contacts are as rendered (else renderedFor starts
+			// over), so the chosen method is the same one.
+			to, err := s.linkTarget(st, u, cm.Type, now)
+			if err != nil {
+				return err
+			}
+			if err := s.limit(ctx, tx, now, "sendsPerUserHour", sendKey(institutionID, userID), st.SendsPerUserHour, time.Hour); err != nil {
+				return err
+			}
+			if cm.Type == delivery.ChannelSMS {
+				if err := s.smsLimit(ctx, tx, now, to); err != nil {
+					return err
+				}
+			}
+			if err := dsp.store(ctx, tx, u, now); err != nil {
+				return err
+			}
+			expires = now.Add(time.Duration(st.OTPExpiration) * time.Second)
+			if err := tx.PutOTP(ctx, store.OTP{InstitutionID: institutionID, UserID: userID, MAC: s.otpMAC(institutionID, userID, code),
+				Channel: cm.Type, CreatedAt: now, ExpiresAt: expires, MaxAttempts: st.OTPMaxAttempts}); err != nil {
+				return err
+			}
+			if err := s.queue(ctx, tx, now, st, institutionID, userID, delivery.KindOTP, m); err != nil {
+				return err
+			}
+			masked = cm.Destination
+			if err := s.emit(ctx, tx, now, st, institutionID, userID, delivery.EventResetRequested, map[string]any{"flow": "otp", "channel": cm.Type}); err != nil {
+				return err
+			}
+			channel = cm.Type
+			return s.audit(ctx, tx, now, a, "otp.send."+cm.Type, institutionID, userID, "ok")
+		})
 	if err == nil {
 		s.observer.ResetIssued(channel, "otp")
 	}
 	return expires, masked, err
+}
+
+// chosenMethod finds the contact method a caller named by its id.
+func (s *Service) chosenMethod(u store.User, contactMethodID string) (ContactMethod, error) {
+	var cm ContactMethod
+	for _, c := range s.contactMethods(u) {
+		if hmac.Equal([]byte(c.ID), []byte(contactMethodID)) {
+			cm = c
+		}
+	}
+	if cm.ID == "" {
+		return cm, fmt.Errorf("%w: no such contact method", ErrNotFound)
+	}
+	return cm, nil
 }
 
 // OTPVerifyInput names the user (by username or id) and the code.
@@ -203,7 +218,7 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 		return "", time.Time{}, ErrOTPInvalid
 	}
 	code := in.OTP
-	if len(code) < 6 || len(code) > 10 || !allDigits(code) {
+	if len(code) < 6 || len(code) > 10 || !AllDigits(code) {
 		// Malformed codes are wrong codes: same answer, same counting.
 		code = ""
 	}
@@ -303,13 +318,4 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 		return "", time.Time{}, outcome
 	}
 	return tok, expires, nil
-}
-
-func allDigits(s string) bool {
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
 }

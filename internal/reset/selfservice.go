@@ -2,15 +2,15 @@ package reset
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/resetd/resetd/internal/config"
 	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/secret"
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -54,39 +54,25 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 	tok, hash := newToken()
 	var out SelfServiceEmail
 	sent := false
-	err := s.store.Update(ctx, func(tx store.Tx) error {
-		now := s.now()
-		var inst store.Institution
-		var err error
-		if in.InstitutionID != "" {
-			inst, err = tx.Institution(ctx, in.InstitutionID)
-		} else {
-			inst, err = tx.DefaultInstitution(ctx)
-		}
-		if err != nil {
-			return mapNotFound(err)
-		}
-		st, err := s.decode(inst)
-		if err != nil {
+	for try := 0; ; try++ {
+		// Read and render first (see prepare.go), then write.
+		var snap snapshot
+		var st Settings
+		var u store.User
+		var known bool
+		err := s.store.View(ctx, func(tx store.ReadTx) error {
+			in, sett, u2, ok, err := s.selfServiceSubject(ctx, tx, in)
+			st, u, known, snap = sett, u2, ok, snapshotOf(in, u2, ok)
 			return err
+		})
+		if err != nil {
+			return SelfServiceEmail{}, err
 		}
 		base, from, err := s.selfServiceTargets(st, in)
 		if err != nil {
-			return err
+			return SelfServiceEmail{}, err
 		}
-		if err := s.limit(ctx, tx, now, "publicPerIPMinute", ipKey(inst.ID, a.IP), st.PublicPerIPMinute, time.Minute); err != nil {
-			return err
-		}
-		if err := s.limit(ctx, tx, now, "publicPerUsernameHour", selfServiceNameKey(inst.ID, in.Username), st.PublicPerUsernameHour, time.Hour); err != nil {
-			return err
-		}
-		u, err := tx.UserByUsername(ctx, inst.ID, in.Username)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		send := err == nil && u.Status == StatusActive && u.Email != "" && s.sendable(st, u, delivery.ChannelEmail, now) == nil
 		lifetime := time.Duration(st.Expiration) * time.Second
-
 		// The masked copy for the answer: rendered with sentinels that
 		// survive escaping, then replaced by the literal placeholders.
 		sentinelTok, sentinelUser := sentinel(), sentinel()
@@ -94,7 +80,7 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 			UserName: sentinelUser, Link: base + "?token=" + sentinelTok, ExpiresIn: lifetime,
 		})
 		if err != nil {
-			return err
+			return SelfServiceEmail{}, err
 		}
 		out = SelfServiceEmail{
 			From:    from,
@@ -102,59 +88,110 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 			Subject: masked.Subject,
 			Body:    strings.NewReplacer(sentinelTok, placeholderToken, sentinelUser, placeholderUser).Replace(masked.HTML),
 		}
-		if send && st.RevealRecipient {
-			out.To = MaskEmail(u.Email)
-		}
-		if send {
-			// The per-user send cap applies silently here: a 429 would
-			// tell the caller that the username exists.
-			if n, err := tx.Count(ctx, sendKey(inst.ID, u.ID), time.Hour, now); err != nil {
-				return err
-			} else if st.SendsPerUserHour > 0 && n >= st.SendsPerUserHour {
-				send = false
+		var m delivery.Message
+		dsp := s.newDispute()
+		if known && u.Email != "" {
+			m, err = s.render(st, delivery.KindResetLink, delivery.ChannelEmail, u.Email, delivery.TemplateData{
+				UserName: u.Username, Link: base + "?token=" + tok, ExpiresIn: lifetime, DisputeLink: dsp.link,
+			})
+			if err != nil {
+				return SelfServiceEmail{}, err
 			}
+			m.From = from
 		}
-		if !send {
-			// Nothing goes out; the latency floor below keeps this answer
-			// as slow as one that sent.
-			return s.audit(ctx, tx, now, a, "reset.selfservice", inst.ID, "", "not_sent")
-		}
-		if _, err := tx.Hit(ctx, sendKey(inst.ID, u.ID), time.Hour, now); err != nil {
-			return err
-		}
-		dispute, err := s.disputeLink(ctx, tx, u, now)
-		if err != nil {
-			return err
-		}
-		m, err := s.render(st, delivery.KindResetLink, delivery.ChannelEmail, u.Email, delivery.TemplateData{
-			UserName: u.Username, Link: base + "?token=" + tok, ExpiresIn: lifetime, DisputeLink: dispute,
+		err = s.store.Update(ctx, func(tx store.Tx) error {
+			now := s.now()
+			inst, st, u, known, err := s.selfServiceSubject(ctx, tx, in)
+			if err != nil {
+				return err
+			}
+			if err := s.limit(ctx, tx, now, "publicPerIPMinute", ipKey(inst.ID, a.IP), st.PublicPerIPMinute, time.Minute); err != nil {
+				return err
+			}
+			if err := s.limit(ctx, tx, now, "publicPerUsernameHour", selfServiceNameKey(inst.ID, in.Username), st.PublicPerUsernameHour, time.Hour); err != nil {
+				return err
+			}
+			if snapshotOf(inst, u, known) != snap {
+				return errStale
+			}
+			send := known && u.Status == StatusActive && u.Email != "" && s.sendable(st, u, delivery.ChannelEmail, now) == nil
+			out.To = "***"
+			if send && st.RevealRecipient {
+				out.To = MaskEmail(u.Email)
+			}
+			if send {
+				// The per-user send cap applies silently here: a 429 would
+				// tell the caller that the username exists.
+				if n, err := tx.Count(ctx, sendKey(inst.ID, u.ID), time.Hour, now); err != nil {
+					return err
+				} else if st.SendsPerUserHour > 0 && n >= st.SendsPerUserHour {
+					send = false
+				}
+			}
+			if !send {
+				// Nothing goes out; the latency floor below keeps this answer
+				// as slow as one that sent.
+				return s.audit(ctx, tx, now, a, "reset.selfservice", inst.ID, "", "not_sent")
+			}
+			if _, err := tx.Hit(ctx, sendKey(inst.ID, u.ID), time.Hour, now); err != nil {
+				return err
+			}
+			if err := dsp.store(ctx, tx, u, now); err != nil {
+				return err
+			}
+			if err := s.emit(ctx, tx, now, st, inst.ID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "self_service", "channel": delivery.ChannelEmail}); err != nil {
+				return err
+			}
+			if err := tx.KillTokens(ctx, inst.ID, u.ID, now, PurposeLink); err != nil {
+				return err
+			}
+			if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: inst.ID, UserID: u.ID, Purpose: PurposeLink, CreatedAt: now, ExpiresAt: now.Add(lifetime)}); err != nil {
+				return err
+			}
+			if err := s.queue(ctx, tx, now, st, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {
+				return err
+			}
+			sent = true
+			return s.audit(ctx, tx, now, a, "reset.selfservice", inst.ID, u.ID, "ok")
 		})
-		if err != nil {
-			return err
+		if err = staleOrDone(err, try); err == errStale {
+			continue
 		}
-		m.From = from
-		if err := s.emit(ctx, tx, now, st, inst.ID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "self_service", "channel": delivery.ChannelEmail}); err != nil {
-			return err
+		if err == nil && sent {
+			s.observer.ResetIssued(delivery.ChannelEmail, "self_service")
 		}
-		if err := tx.KillTokens(ctx, inst.ID, u.ID, now, PurposeLink); err != nil {
-			return err
+		if err == nil {
+			s.selfServicePad.settle(ctx, start, sent)
 		}
-		if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: inst.ID, UserID: u.ID, Purpose: PurposeLink, CreatedAt: now, ExpiresAt: now.Add(lifetime)}); err != nil {
-			return err
-		}
-		if err := s.queue(ctx, tx, now, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {
-			return err
-		}
-		sent = true
-		return s.audit(ctx, tx, now, a, "reset.selfservice", inst.ID, u.ID, "ok")
-	})
-	if err == nil && sent {
-		s.observer.ResetIssued(delivery.ChannelEmail, "self_service")
+		return out, err
 	}
-	if err == nil {
-		s.selfServicePad.settle(ctx, start, sent)
+}
+
+// selfServiceSubject reads the institution a self-service request names
+// (or the default one) and the user its username names, if any.
+func (s *Service) selfServiceSubject(ctx context.Context, tx store.ReadTx, in SelfServiceInput) (store.Institution, Settings, store.User, bool, error) {
+	var inst store.Institution
+	var err error
+	if in.InstitutionID != "" {
+		inst, err = tx.Institution(ctx, in.InstitutionID)
+	} else {
+		inst, err = tx.DefaultInstitution(ctx)
 	}
-	return out, err
+	if err != nil {
+		return inst, Settings{}, store.User{}, false, mapNotFound(err)
+	}
+	st, err := s.decode(inst)
+	if err != nil {
+		return inst, st, store.User{}, false, err
+	}
+	u, err := tx.UserByUsername(ctx, inst.ID, in.Username)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return inst, st, store.User{}, false, nil
+	case err != nil:
+		return inst, st, u, false, err
+	}
+	return inst, st, u, true, nil
 }
 
 // latencyFloor holds every self-service answer until a floor: the median
@@ -214,7 +251,7 @@ func (f *latencyFloor) settle(ctx context.Context, start time.Time, sent bool) {
 func (s *Service) selfServiceTargets(st Settings, in SelfServiceInput) (base, from string, err error) {
 	base, from = st.LinkBases[0], s.sender(st)
 	onBases := func(u string) bool {
-		return slices.ContainsFunc(st.LinkBases, func(b string) bool { return strings.TrimRight(b, "/") == strings.TrimRight(u, "/") })
+		return slices.ContainsFunc(st.LinkBases, func(b string) bool { return config.BaseURL(b) == config.BaseURL(u) })
 	}
 	if in.SiteName != "" {
 		if !onBases(in.SiteName) {
@@ -241,7 +278,5 @@ func (s *Service) selfServiceTargets(st Settings, in SelfServiceInput) (base, fr
 }
 
 func sentinel() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return "x" + hex.EncodeToString(b)
+	return "x" + secret.Hex(12)
 }

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/resetd/resetd/internal/config"
 )
 
 // Settings are an institution's password-reset settings (seed 000's
@@ -83,7 +85,7 @@ func DefaultSettings(publicURL string) Settings {
 		OTPLength:             6,
 		OTPExpiration:         600,
 		OTPMaxAttempts:        5,
-		LinkBases:             []string{strings.TrimRight(publicURL, "/") + "/reset"},
+		LinkBases:             []string{config.BaseURL(publicURL) + "/reset"},
 		Senders:               []string{},
 		PasswordMinLength:     12,
 		PasswordHistory:       4,

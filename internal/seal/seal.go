@@ -14,6 +14,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+
+	"github.com/resetd/resetd/internal/secret"
 )
 
 // KeySize is the secret key's length in bytes.
@@ -61,11 +63,7 @@ func Parse(s string) (*Key, error) {
 }
 
 // Generate returns fresh random key material.
-func Generate() []byte {
-	b := make([]byte, KeySize)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
-	return b
-}
+func Generate() []byte { return secret.Bytes(KeySize) }
 
 func (k *Key) derive(label string) []byte {
 	m := hmac.New(sha256.New, k.root[:])
@@ -77,7 +75,7 @@ func (k *Key) derive(label string) []byte {
 // (e.g. "delivery") so a sealed value cannot be replayed elsewhere.
 func (k *Key) Seal(plaintext []byte, ad string) []byte {
 	nonce := make([]byte, k.aead.NonceSize(), k.aead.NonceSize()+len(plaintext)+k.aead.Overhead())
-	_, _ = rand.Read(nonce)
+	_, _ = rand.Read(nonce) // in place: the nonce heads the sealed value's one allocation
 	return k.aead.Seal(nonce, nonce, plaintext, []byte(ad))
 }
 

@@ -1,0 +1,33 @@
+// Package config states once what resetd does when the operator sets
+// nothing: the command line shows these defaults in --help, app.Open
+// fills an unset Config field from them, and every layer that appends a
+// path to a base URL normalises it with BaseURL. It holds constants and
+// pure functions only: no globals.
+package config
+
+import "strings"
+
+// Defaults of the settings SPEC §1 lets an operator leave unset.
+const (
+	// Addr is where resetd listens.
+	Addr = "127.0.0.1:8080"
+	// DB is the database: a SQLite file in the working directory.
+	DB = "sqlite:resetd.db"
+	// QueueWorkers bounds concurrent deliveries.
+	QueueWorkers = 100
+)
+
+// PublicURL is the base of the links resetd serves: the operator's
+// setting, or http://addr when there is none, normalised by BaseURL.
+func PublicURL(set, addr string) string {
+	if set == "" {
+		set = "http://" + addr
+	}
+	return BaseURL(set)
+}
+
+// BaseURL is s as resetd keeps a base it appends paths to (the public
+// URL, an institution's link bases, the page's path): without trailing
+// slashes, so base+"/reset" has exactly one and two spellings of the same
+// base compare equal.
+func BaseURL(s string) string { return strings.TrimRight(s, "/") }

@@ -1,0 +1,177 @@
+package reset
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/store"
+)
+
+// Messages are rendered before a flow's write transaction: an
+// institution's templates are its own input, and rendering them while
+// holding the database's one writer (SQLite) would let one tenant's
+// template hold up every other tenant's writes. So a flow reads what it
+// renders from, renders, then writes in one transaction that reads again
+// and goes ahead only if what was rendered from is unchanged (else the
+// flow starts over, a bounded number of times).
+
+// errStale says that what a flow rendered from changed before its write.
+var errStale = errors.New("reset: changed while rendering")
+
+// staleRetries bounds how often a flow starts over after errStale.
+const staleRetries = 3
+
+// snapshot is what a flow's messages depend on: the institution's stored
+// settings document and the user's name and contacts.
+type snapshot struct {
+	settings               string
+	exists                 bool
+	username, email, phone string
+}
+
+func snapshotOf(in store.Institution, u store.User, exists bool) snapshot {
+	s := snapshot{settings: string(in.Settings), exists: exists}
+	if exists {
+		s.username, s.email, s.phone = u.Username, u.Email, u.Phone
+	}
+	return s
+}
+
+// institutionIn reads an institution and decodes its settings.
+func (s *Service) institutionIn(ctx context.Context, tx store.ReadTx, institutionID string) (store.Institution, Settings, error) {
+	in, err := tx.Institution(ctx, institutionID)
+	if err != nil {
+		return in, Settings{}, mapNotFound(err)
+	}
+	st, err := s.decode(in)
+	return in, st, err
+}
+
+// renderedFor runs a flow on one user in two steps: prepare renders from
+// a read of the institution and the user, outside any write transaction;
+// write then runs in one transaction on a fresh read of both, which is
+// the same as prepare saw (else the flow starts over).
+func (s *Service) renderedFor(ctx context.Context, institutionID, userID string,
+	prepare func(st Settings, u store.User) error,
+	write func(tx store.Tx, now time.Time, st Settings, u store.User) error,
+) error {
+	for try := 0; ; try++ {
+		var snap snapshot
+		var st Settings
+		var u store.User
+		err := s.store.View(ctx, func(tx store.ReadTx) error {
+			in, sett, err := s.institutionIn(ctx, tx, institutionID)
+			if err != nil {
+				return err
+			}
+			if u, err = tx.User(ctx, institutionID, userID); err != nil {
+				return mapNotFound(err)
+			}
+			st, snap = sett, snapshotOf(in, u, true)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := prepare(st, u); err != nil {
+			return err
+		}
+		err = s.store.Update(ctx, func(tx store.Tx) error {
+			now := s.now()
+			in, st, err := s.institutionIn(ctx, tx, institutionID)
+			if err != nil {
+				return err
+			}
+			u, err := tx.User(ctx, institutionID, userID)
+			if err != nil {
+				return mapNotFound(err)
+			}
+			if snapshotOf(in, u, true) != snap {
+				return errStale
+			}
+			return write(tx, now, st, u)
+		})
+		if err := staleOrDone(err, try); err != errStale {
+			return err
+		}
+	}
+}
+
+// staleOrDone passes errStale on while the flow may start over, and turns
+// it into a conflict after the last try.
+func staleOrDone(err error, try int) error {
+	if !errors.Is(err, errStale) {
+		return err
+	}
+	if try >= staleRetries {
+		return fmt.Errorf("%w: the record kept changing; try again", ErrConflict)
+	}
+	return errStale
+}
+
+// dispute is a "this wasn't me" token made before the write that stores it.
+type dispute struct {
+	hash []byte
+	link string
+}
+
+func (s *Service) newDispute() dispute {
+	tok, hash := newToken()
+	return dispute{hash: hash, link: s.publicURL + "/reset/dispute?token=" + tok}
+}
+
+// store records the dispute token for u in tx.
+func (d dispute) store(ctx context.Context, tx store.Tx, u store.User, now time.Time) error {
+	return tx.InsertToken(ctx, store.Token{Hash: d.hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeDispute, CreatedAt: now, ExpiresAt: now.Add(disputeLifetime)})
+}
+
+// contactNotices are the "your contact was changed" messages a user write
+// sends, rendered for the old contacts they were rendered from.
+type contactNotices struct {
+	// The user as the notices were rendered for: whether they existed,
+	// and their old name and contacts.
+	existed                         bool
+	forUsername, forEmail, forPhone string
+	messages                        []delivery.Message
+}
+
+// stale reports whether old (existed) is not the user the notices were
+// rendered for.
+func (n contactNotices) stale(old store.User, existed bool) bool {
+	if existed != n.existed {
+		return true
+	}
+	return existed && (old.Username != n.forUsername || old.Email != n.forEmail || old.Phone != n.forPhone)
+}
+
+// renderContactNotices renders the notices a write of in over old sends:
+// a replaced contact's old value hears of it (a first set is no change).
+func (s *Service) renderContactNotices(st Settings, old store.User, existed bool, in UserInput) (contactNotices, error) {
+	if !existed {
+		return contactNotices{}, nil
+	}
+	n := contactNotices{existed: true, forUsername: old.Username, forEmail: old.Email, forPhone: old.Phone}
+	if old.Email != "" && !sameContact(old.Email, in.Email) {
+		m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelEmail, old.Email, delivery.TemplateData{UserName: old.Username, Changed: "email address"})
+		if err != nil {
+			return n, err
+		}
+		n.messages = append(n.messages, m)
+	}
+	if old.Phone != "" && old.Phone != in.Phone {
+		m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelSMS, old.Phone, delivery.TemplateData{Changed: "phone number"})
+		if err != nil {
+			return n, err
+		}
+		n.messages = append(n.messages, m)
+	}
+	return n, nil
+}
+
+// sameSettings reports whether an institution's stored settings are the
+// ones a flow rendered from.
+func sameSettings(a, b store.Institution) bool { return bytes.Equal(a.Settings, b.Settings) }
