@@ -364,30 +364,42 @@ func (w walker) urls(n *parse.TextNode) error {
 	return nil
 }
 
-// foreignURL finds the first URL in s that is not under a link base.
+// specialScheme finds "https:" and its kin: a browser reads
+// "https:collector.example/p.gif" as https://collector.example/p.gif.
+var specialScheme = regexp.MustCompile(`(?i)(https?|ftps?|wss?):`)
+
+// foreignURL finds the first URL in s that is not under a link base:
+// anything naming a host ("//…") or a web scheme ("https:…").
 func (w walker) foreignURL(s string) (string, bool) {
+	var starts []int
 	for i := 0; ; {
 		j := strings.Index(s[i:], "//")
 		if j < 0 {
-			return "", false
+			break
 		}
-		j += i
-		start := j
+		starts = append(starts, i+j)
+		i += j + 2
+	}
+	for _, m := range specialScheme.FindAllStringIndex(s, -1) {
+		starts = append(starts, m[1]) // just after the colon
+	}
+	for _, at := range starts {
+		start := at
 		if start > 0 && s[start-1] == ':' {
 			start--
 			for start > 0 && isSchemeByte(s[start-1]) {
 				start--
 			}
 		}
-		end := j + 2
+		end := at
 		for end < len(s) && !strings.ContainsRune(" \f\"'<>()`,;", rune(s[end])) {
 			end++
 		}
 		if u := s[start:end]; !w.underLinkBase(u) {
 			return u, true
 		}
-		i = end
 	}
+	return "", false
 }
 
 func isSchemeByte(c byte) bool {
