@@ -298,9 +298,12 @@ func checkContexts(key, src string, l *parse.ListNode) error {
 	for _, n := range l.Nodes {
 		switch n := n.(type) {
 		case *parse.ActionNode:
+			if len(n.Pipe.Cmds) == 0 || len(n.Pipe.Cmds[0].Args) == 0 {
+				return refuse(key, src, n, "an empty action is not allowed")
+			}
 			f, ok := n.Pipe.Cmds[0].Args[0].(*parse.FieldNode)
 			if !ok {
-				continue
+				return refuse(key, src, n, "only a placeholder may stand in an action")
 			}
 			field := f.Ident[0]
 			allowed := textEscapers

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -138,7 +139,11 @@ func (w *WebhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) e
 	req.Header.Set("X-Resetd-Signature", SignWebhook([]byte(WebhookSecret(w.Key, job.Args.Event.InstitutionID)), ts, body))
 	resp, err := w.Client.Do(req)
 	if err != nil {
-		w.Logger.WarnContext(ctx, "webhook delivery failed", "event", job.Args.Event.Type, "institution", job.Args.Event.InstitutionID, "attempt", job.Attempt, "class", "unavailable")
+		class := "unavailable"
+		if errors.Is(err, ErrWebhookAddress) {
+			class = "refused_address" // resolved inside, outside --webhook-allow
+		}
+		w.Logger.WarnContext(ctx, "webhook delivery failed", "event", job.Args.Event.Type, "institution", job.Args.Event.InstitutionID, "attempt", job.Attempt, "class", class)
 		return fmt.Errorf("delivery: webhook: %w", err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
