@@ -120,7 +120,10 @@ func (w *WebhookWorker) release(institution string) {
 func (w *WebhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) error {
 	inst := job.Args.Event.InstitutionID
 	if !w.acquire(inst) {
-		return river.JobSnooze(time.Second + time.Duration(job.ID%1000)*time.Millisecond)
+		// Long enough that a backlog behind a dead receiver costs the
+		// database a few writes a second, spread so it does not return
+		// in one burst.
+		return river.JobSnooze(5*time.Second + time.Duration(job.ID%5000)*time.Millisecond)
 	}
 	defer w.release(inst)
 	body, err := json.Marshal(job.Args.Event)
