@@ -5,9 +5,11 @@ import (
 	"html"
 	htmltemplate "html/template"
 	"io"
+	"maps"
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	texttemplate "text/template"
@@ -98,8 +100,10 @@ func checkOverride(key, src string, rules OverrideRules) (overridePart, error) {
 	if _, err := tr.Parse(src, "", "", trees); err != nil {
 		return overridePart{}, &TemplateError{Key: key, Reason: strings.TrimPrefix(err.Error(), "template: ")}
 	}
-	for name, t := range trees {
-		if name != key {
+	// A define is a tree of its own, even one named like the part (which
+	// would replace the part's body unseen by the walk below).
+	for _, name := range slices.Sorted(maps.Keys(trees)) {
+		if t := trees[name]; t != tr {
 			return overridePart{}, refuse(key, src, t.Root, "define is not allowed")
 		}
 	}

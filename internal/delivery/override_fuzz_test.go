@@ -21,6 +21,7 @@ func FuzzOverride(f *testing.F) {
 		"{{with .Code}}{{.}}{{end}}", "{{printf \"%s\" .Code}}", `<div style="color:{{.UserName}}">`, "{{/* c */}}{{.Code}}",
 		"{{if .UserName}}{{if .Code}}{{.Link}}{{end}}{{end}}", strings.Repeat("{{.UserName}}", 20), "{{.Link", "{{end}}",
 		`<script>{{.Link}}</script>`, "<title>{{.DisplayName}}</title>", `<a href=https:&#x2f;/x.example>`,
+		`{{define "reset_link.email.subject"}}{{range 9}}{{end}}{{end}}`, `{{block "otp.sms.text" .}}{{.Code}}{{end}}`,
 	} {
 		for k := range 4 {
 			f.Add(uint8(k), s)

