@@ -86,15 +86,16 @@ func (f ServerFlags) config(g *Globals) app.Config {
 // ServeCmd runs the server.
 type ServeCmd struct {
 	ServerFlags   `embed:""`
-	NoMigrate     bool   `name:"no-migrate" help:"Do not apply migrations on start."`
-	QueueWorkers  int    `name:"queue-workers" default:"${default_queue_workers}" help:"Concurrent deliveries."`
-	TLSCert       string `name:"tls-cert" env:"RESETD_TLS_CERT" help:"PEM certificate (chain): serve HTTPS on --addr; reread on SIGHUP."`
-	TLSKey        string `name:"tls-key" env:"RESETD_TLS_KEY" help:"PEM private key of --tls-cert."`
-	ClientCA      string `name:"client-ca" env:"RESETD_CLIENT_CA" help:"PEM CA bundle: ask for client certificates and verify them (tls_client_auth, certificate-bound tokens)."`
-	MetricsAddr   string `name:"metrics-addr" env:"RESETD_METRICS_ADDR" help:"Serve /metrics, /healthz and /readyz on this address instead of --addr (where /metrics then answers 404)."`
-	Argon2Memory  uint32 `name:"argon2-memory" env:"RESETD_ARGON2_MEMORY" default:"${default_argon2_memory}" help:"argon2id memory of new password hashes, KiB (8·threads to 1048576)."`
-	Argon2Time    uint32 `name:"argon2-time" env:"RESETD_ARGON2_TIME" default:"${default_argon2_time}" help:"argon2id passes of new password hashes (1 to 10)."`
-	Argon2Threads uint8  `name:"argon2-threads" env:"RESETD_ARGON2_THREADS" default:"${default_argon2_threads}" help:"argon2id parallelism of new password hashes (1 to 16)."`
+	NoMigrate     bool     `name:"no-migrate" help:"Do not apply migrations on start."`
+	QueueWorkers  int      `name:"queue-workers" default:"${default_queue_workers}" help:"Concurrent deliveries."`
+	TLSCert       string   `name:"tls-cert" env:"RESETD_TLS_CERT" help:"PEM certificate (chain): serve HTTPS on --addr; reread on SIGHUP."`
+	TLSKey        string   `name:"tls-key" env:"RESETD_TLS_KEY" help:"PEM private key of --tls-cert."`
+	ClientCA      string   `name:"client-ca" env:"RESETD_CLIENT_CA" help:"PEM CA bundle: ask for client certificates and verify them (tls_client_auth, certificate-bound tokens)."`
+	MetricsAddr   string   `name:"metrics-addr" env:"RESETD_METRICS_ADDR" help:"Serve /metrics, /healthz and /readyz on this address instead of --addr (where /metrics then answers 404)."`
+	Argon2Memory  uint32   `name:"argon2-memory" env:"RESETD_ARGON2_MEMORY" default:"${default_argon2_memory}" help:"argon2id memory of new password hashes, KiB (8·threads to 1048576)."`
+	Argon2Time    uint32   `name:"argon2-time" env:"RESETD_ARGON2_TIME" default:"${default_argon2_time}" help:"argon2id passes of new password hashes (1 to 10)."`
+	Argon2Threads uint8    `name:"argon2-threads" env:"RESETD_ARGON2_THREADS" default:"${default_argon2_threads}" help:"argon2id parallelism of new password hashes (1 to 16)."`
+	WebhookAllow  []string `name:"webhook-allow" env:"RESETD_WEBHOOK_ALLOW" sep:"," help:"CIDRs inside (loopback, private, link-local…) that institutions' webhooks may reach; plain http only to these."`
 }
 
 // Run serves until the context ends (SIGINT/SIGTERM).
@@ -122,6 +123,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer ln.Close()
 	cfg.Addr = ln.Addr().String()
+	cfg.WebhookAllow = c.WebhookAllow
 	a, err := app.Open(ctx, cfg)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,6 +77,12 @@ type Config struct {
 	Now func() time.Time
 	// HTTPClient carries SMS API calls; nil is a client with a timeout.
 	HTTPClient *http.Client
+	// WebhookAllow are CIDRs (or addresses) webhooks may reach although
+	// they are inside: loopback, private, link-local… (--webhook-allow).
+	WebhookAllow []string
+	// WebhookRootCAs verify webhook receivers; nil is the system's roots
+	// (tests trust the CA they made).
+	WebhookRootCAs *x509.CertPool
 	// QueueWorkers bounds concurrent deliveries; 0 is config.QueueWorkers.
 	QueueWorkers int
 	// Argon2 overrides the password-hash parameters (tests use cheap ones).
@@ -253,6 +260,11 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	proxies, _ := parseProxies(cfg.TrustedProxies) // checked above
 	a := &App{cfg: cfg, Metrics: metrics.NewFor(buildinfo.Read(cfg.Version)), email: c.email, sms: c.sms}
 	defaultFrom, sms := c.defaultFrom, c.sms
+	allow, err := delivery.ParseAllow(cfg.WebhookAllow)
+	if err != nil {
+		return nil, err
+	}
+	webhooks := &delivery.WebhookPolicy{Allow: allow, RootCAs: cfg.WebhookRootCAs}
 	if a.tls, err = newTLSFiles(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA); err != nil {
 		return nil, err
 	}
@@ -273,7 +285,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Observe: a.Metrics.ObserveMessage,
 	}
 	river.AddWorker(workers, sendWorker)
-	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Client: cfg.HTTPClient, Now: cfg.Now, Logger: cfg.Logger})
+	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Client: webhooks.Client(10 * time.Second), Now: cfg.Now, Logger: cfg.Logger})
 	if a.Auth, err = auth.New(ctx, st, a.Key, cfg.PublicURL, cfg.Now); err != nil {
 		a.Close()
 		return nil, err
@@ -295,7 +307,8 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	a.Reset = reset.New(reset.Config{
 		Store: st, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
-		NoSMS: sms == nil && !cfg.Command,
+		NoSMS:    sms == nil && !cfg.Command,
+		Webhooks: webhooks,
 	})
 	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies,
 		MTLS: cfg.ClientCA != "", HSTS: strings.HasPrefix(cfg.PublicURL, "https://"), MetricsElsewhere: cfg.MetricsAddr != "", PublicURL: cfg.PublicURL})
@@ -312,7 +325,11 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 // openStore opens (and unless told not to migrates) the backend cfg.DB
 // names, and attaches the queue that works workers (nil: insert only).
 func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.Store, lifecycle, error) {
-	q := queue.Options{Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts, Logger: queueLogger(ctx, cfg.Logger)}
+	q := queue.Options{
+		Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts, Logger: queueLogger(ctx, cfg.Logger),
+		// Webhook events on a queue of their own (SPEC §11).
+		Queues: map[string]int{delivery.QueueWebhook: delivery.WebhookWorkers},
+	}
 	dsn := cfg.DB
 	if dsn == "" {
 		dsn = config.DB

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resetd/resetd/internal/app"
 	"github.com/resetd/resetd/internal/auth"
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/reset"
@@ -83,7 +84,7 @@ func TestContactChangeCooldown(t *testing.T) {
 func TestDisputeKillsAndLocks(t *testing.T) {
 	t.Parallel()
 	events := newWebhookReceiver(t)
-	h := newHarness(t)
+	h := newHarness(t, allowLoopbackWebhooks)
 	events.mu.Lock()
 	events.secret = delivery.WebhookSecret(h.app.Key, "acme")
 	events.mu.Unlock()
@@ -324,6 +325,10 @@ func newWebhookReceiver(t *testing.T) *webhookReceiver {
 	return w
 }
 
+// allowLoopbackWebhooks lets webhooks reach the receivers the tests run
+// on loopback, as an operator's --webhook-allow 127.0.0.0/8 would.
+func allowLoopbackWebhooks(c *app.Config) { c.WebhookAllow = []string{"127.0.0.0/8", "::1"} }
+
 func (w *webhookReceiver) wait(t *testing.T, typ string) delivery.Event {
 	t.Helper()
 	timeout := time.After(30 * time.Second)
@@ -348,7 +353,7 @@ func (w *webhookReceiver) wait(t *testing.T, typ string) delivery.Event {
 func TestWebhookEvents(t *testing.T) {
 	t.Parallel()
 	recv := newWebhookReceiver(t)
-	h := newHarness(t)
+	h := newHarness(t, allowLoopbackWebhooks)
 	recv.mu.Lock()
 	recv.secret = delivery.WebhookSecret(h.app.Key, "acme")
 	recv.mu.Unlock()

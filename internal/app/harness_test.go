@@ -49,12 +49,41 @@ var cheapArgon2 = password.Params{Memory: 1024, Time: 1, Threads: 1, KeyLen: 32,
 type logBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
+	// wrote is closed and replaced on every write (awaitLog waits on it).
+	wrote chan struct{}
 }
 
 func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.wrote != nil {
+		close(l.wrote)
+		l.wrote = nil
+	}
 	return l.buf.Write(p)
+}
+
+// awaitLog waits until the server has logged a line containing s.
+func (h *harness) awaitLog(s string) {
+	h.t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		h.logs.mu.Lock()
+		if strings.Contains(h.logs.buf.String(), s) {
+			h.logs.mu.Unlock()
+			return
+		}
+		if h.logs.wrote == nil {
+			h.logs.wrote = make(chan struct{})
+		}
+		wrote := h.logs.wrote
+		h.logs.mu.Unlock()
+		select {
+		case <-wrote:
+		case <-timeout:
+			h.t.Fatalf("no log line with %q", s)
+		}
+	}
 }
 
 func (l *logBuffer) String() string {

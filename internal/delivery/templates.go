@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,25 +69,64 @@ func DefaultTemplates() *Templates { return defaultTemplates() }
 
 // WithOverrides returns a copy of t with some parts replaced. Keys name a
 // part: "reset_link.email.subject", "reset_link.email.text",
-// "reset_link.email.html", "reset_link.sms.text", and the same for otp and
-// password_changed. ".html" parts are html/template (auto-escaped), the rest
-// text/template.
+// "reset_link.email.html", "reset_link.sms.text", and the same for otp,
+// password_changed and contact_changed. ".html" parts are html/template
+// (auto-escaped), the rest text/template.
 //
-// Each override is parsed and test-rendered here, so an institution's broken
-// template is rejected when it is set rather than when a user needs a reset.
-func (t *Templates) WithOverrides(over map[string]string) (*Templates, error) {
+// Overrides are data, not programs (SPEC §11): each is checked against
+// rules here — only placeholders and if, at most MaxOverrideBytes, an
+// HTML part's absolute URLs under rules.LinkBases, and every message it
+// is part of at most MaxMessageBytes with the longest values — so an
+// institution's bad template is refused when it is set (a *TemplateError)
+// rather than when a user needs a reset.
+func (t *Templates) WithOverrides(over map[string]string, rules OverrideRules) (*Templates, error) {
 	parts := maps.Clone(t.parts)
-	for key, src := range over {
+	bounds := map[string]int{}
+	for _, key := range slices.Sorted(maps.Keys(over)) {
 		if _, ok := t.parts[key]; !ok {
-			return nil, fmt.Errorf("delivery: template override %q: unknown key (want <kind>.<channel>.<part>, e.g. reset_link.email.subject)", key)
+			return nil, &TemplateError{Key: key, Reason: "unknown key (want <kind>.<channel>.<part>, e.g. reset_link.email.subject)"}
 		}
-		ex, err := parseTemplate(key, src)
+		p, err := checkOverride(key, over[key], rules)
 		if err != nil {
 			return nil, err
 		}
-		parts[key] = ex
+		parts[key], bounds[key] = p, p.bound
+	}
+	worst := longest(rules.MaxLen)
+	for _, kind := range kinds {
+		for _, channel := range []string{ChannelEmail, ChannelSMS} {
+			keys := partKeys(kind, channel)
+			if !slices.ContainsFunc(keys, func(k string) bool { _, ok := over[k]; return ok }) {
+				continue
+			}
+			total := 0
+			for _, k := range keys {
+				if b, ok := bounds[k]; ok {
+					total += b
+					continue
+				}
+				var w strings.Builder
+				if err := t.parts[k].Execute(&w, worst); err != nil {
+					return nil, fmt.Errorf("delivery: template %s: %w", k, err)
+				}
+				total += w.Len()
+			}
+			if total > MaxMessageBytes {
+				return nil, &TemplateError{Key: keys[len(keys)-1], Reason: fmt.Sprintf("the %s %s message renders up to %d bytes with the longest values, at most %d", kind, channel, total, MaxMessageBytes)}
+			}
+		}
 	}
 	return &Templates{parts: parts}, nil
+}
+
+// longest is TemplateData with each placeholder at its longest, made of
+// the character whose escape is longest, to measure a default part.
+func longest(maxLen map[string]int) TemplateData {
+	f := func(name string) string { return strings.Repeat(`"`, max(maxLen[name], 1)) }
+	return TemplateData{
+		DisplayName: f("DisplayName"), UserName: f("UserName"), Link: f("Link"), DisputeLink: f("DisputeLink"),
+		Code: f("Code"), Changed: f("Changed"), ExpiresIn: 10079 * time.Minute,
+	}
 }
 
 // Render renders the message of kind (KindResetLink, KindOTP,
@@ -97,24 +137,27 @@ func (t *Templates) Render(kind, channel string, d TemplateData) (Rendered, erro
 	}
 	var r Rendered
 	var err error
+	// One budget for the whole message: an override checked at PUT stays
+	// under it, and nothing renders past it whatever the data.
+	budget := MaxMessageBytes
 	switch channel {
 	case ChannelEmail:
-		if r.Subject, err = t.exec(kind+".email.subject", d); err != nil {
+		if r.Subject, err = t.exec(kind+".email.subject", d, &budget); err != nil {
 			return Rendered{}, err
 		}
 		// A subject is one header line whatever the template or the
 		// display name contain.
 		r.Subject = strings.Join(strings.Fields(r.Subject), " ")
-		if r.Text, err = t.exec(kind+".email.text", d); err != nil {
+		if r.Text, err = t.exec(kind+".email.text", d, &budget); err != nil {
 			return Rendered{}, err
 		}
 		r.Text = strings.TrimSpace(r.Text) + "\n"
-		if r.HTML, err = t.exec(kind+".email.html", d); err != nil {
+		if r.HTML, err = t.exec(kind+".email.html", d, &budget); err != nil {
 			return Rendered{}, err
 		}
 		r.HTML = strings.TrimSpace(r.HTML) + "\n"
 	case ChannelSMS:
-		if r.Text, err = t.exec(kind+".sms.text", d); err != nil {
+		if r.Text, err = t.exec(kind+".sms.text", d, &budget); err != nil {
 			return Rendered{}, err
 		}
 		// Every character counts against the 160 of one SMS segment.
@@ -123,16 +166,34 @@ func (t *Templates) Render(kind, channel string, d TemplateData) (Rendered, erro
 	return r, nil
 }
 
-func (t *Templates) exec(key string, d TemplateData) (string, error) {
+func (t *Templates) exec(key string, d TemplateData, budget *int) (string, error) {
 	ex, ok := t.parts[key]
 	if !ok {
 		return "", fmt.Errorf("delivery: template %q missing", key)
 	}
-	var b strings.Builder
-	if err := ex.Execute(&b, d); err != nil {
+	w := cappedWriter{left: *budget}
+	if err := ex.Execute(&w, d); err != nil {
 		return "", fmt.Errorf("delivery: render %s: %w", key, err)
 	}
-	return b.String(), nil
+	*budget = w.left
+	return w.b.String(), nil
+}
+
+// ErrMessageTooLarge is a message that would render past MaxMessageBytes.
+var ErrMessageTooLarge = fmt.Errorf("delivery: message larger than %d bytes", MaxMessageBytes)
+
+// cappedWriter stops a render at its budget instead of growing without end.
+type cappedWriter struct {
+	b    strings.Builder
+	left int
+}
+
+func (w *cappedWriter) Write(p []byte) (int, error) {
+	if len(p) > w.left {
+		return 0, ErrMessageTooLarge
+	}
+	w.left -= len(p)
+	return w.b.Write(p)
 }
 
 // checkTemplateData catches a caller that forgot the one thing a message is
@@ -164,18 +225,24 @@ func checkTemplateData(kind, channel string, d TemplateData) error {
 	return nil
 }
 
+var kinds = []string{KindResetLink, KindOTP, KindPasswordChanged, KindContactChanged}
+
 // templateKeys lists every part a Templates must have.
 func templateKeys() []string {
 	var keys []string
-	for _, kind := range []string{KindResetLink, KindOTP, KindPasswordChanged, KindContactChanged} {
-		keys = append(keys,
-			kind+".email.subject",
-			kind+".email.text",
-			kind+".email.html",
-			kind+".sms.text",
-		)
+	for _, kind := range kinds {
+		keys = append(keys, partKeys(kind, ChannelEmail)...)
+		keys = append(keys, partKeys(kind, ChannelSMS)...)
 	}
 	return keys
+}
+
+// partKeys lists the parts of one message.
+func partKeys(kind, channel string) []string {
+	if channel == ChannelSMS {
+		return []string{kind + ".sms.text"}
+	}
+	return []string{kind + ".email.subject", kind + ".email.text", kind + ".email.html"}
 }
 
 // parseTemplates reads templates/<key>.tmpl for every key from fsys.

@@ -238,9 +238,9 @@ func TestWithOverrides(t *testing.T) {
 		t.Parallel()
 		custom, err := base.WithOverrides(map[string]string{
 			"reset_link.email.subject": "{{.DisplayName}}: password help",
-			"reset_link.email.html":    `<p>Go <a href="{{.Link}}">here</a>, {{.UserName}}. {{duration .ExpiresIn}}</p>`,
+			"reset_link.email.html":    `<p>Go <a href="{{.Link}}">here</a>, {{.UserName}}. {{.ExpiresIn}}</p>`,
 			"otp.sms.text":             "{{.Code}} is your {{.DisplayName}} code",
-		})
+		}, testRules)
 		if err != nil {
 			t.Fatalf("WithOverrides: %v", err)
 		}
@@ -288,7 +288,7 @@ func TestWithOverrides(t *testing.T) {
 	for name, over := range bad {
 		t.Run("rejects "+name, func(t *testing.T) {
 			t.Parallel()
-			got, err := base.WithOverrides(over)
+			got, err := base.WithOverrides(over, testRules)
 			if err == nil {
 				t.Fatalf("WithOverrides = %v, want error", got)
 			}

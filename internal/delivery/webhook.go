@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -45,6 +47,21 @@ type WebhookArgs struct {
 // Kind names the job for River.
 func (WebhookArgs) Kind() string { return "resetd_webhook" }
 
+// QueueWebhook is the River queue webhook events travel on: apart from the
+// messages, so a receiver that hangs never delays an email or an SMS.
+const QueueWebhook = "webhook"
+
+// InsertOpts puts every event on QueueWebhook.
+func (WebhookArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueWebhook} }
+
+// Webhook concurrency: the queue's workers, and how many of them one
+// institution's events may hold at a time (per process), so one tenant's
+// dead receiver leaves the rest to every other tenant.
+const (
+	WebhookWorkers        = 32
+	WebhookPerInstitution = 4
+)
+
 // WebhookSecret is the key an institution's receiver verifies events
 // with. It is derived from the server's secret key, so it is never stored,
 // and `resetd institution webhook-secret ID` prints it.
@@ -57,14 +74,58 @@ func WebhookSecret(key *seal.Key, institutionID string) string {
 // timestamp + "." + body)).
 type WebhookWorker struct {
 	river.WorkerDefaults[WebhookArgs]
-	Key    *seal.Key
+	Key *seal.Key
+	// Client must enforce the WebhookPolicy (WebhookPolicy.Client).
 	Client *http.Client
 	Now    func() time.Time
 	Logger *slog.Logger
+	// PerInstitution bounds one institution's events in flight; 0 is
+	// WebhookPerInstitution.
+	PerInstitution int
+
+	mu       sync.Mutex
+	inFlight map[string]int
 }
 
-// Work posts the event; a 4xx other than 408/429 is final, anything else retried.
+// acquire takes one of institution's slots, or reports that all are taken.
+func (w *WebhookWorker) acquire(institution string) bool {
+	limit := w.PerInstitution
+	if limit <= 0 {
+		limit = WebhookPerInstitution
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inFlight == nil {
+		w.inFlight = map[string]int{}
+	}
+	if w.inFlight[institution] >= limit {
+		return false
+	}
+	w.inFlight[institution]++
+	return true
+}
+
+func (w *WebhookWorker) release(institution string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inFlight[institution]--; w.inFlight[institution] <= 0 {
+		delete(w.inFlight, institution)
+	}
+}
+
+// Work posts the event; a 4xx other than 408/429 is final, anything else
+// (a 3xx included: redirects are not followed) retried. An institution
+// whose events already hold all its slots waits: the job is snoozed, which
+// costs it no attempt, and the worker goes to another tenant's event.
 func (w *WebhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) error {
+	inst := job.Args.Event.InstitutionID
+	if !w.acquire(inst) {
+		// Long enough that a backlog behind a dead receiver costs the
+		// database a few writes a second, spread so it does not return
+		// in one burst.
+		return river.JobSnooze(5*time.Second + time.Duration(job.ID%5000)*time.Millisecond)
+	}
+	defer w.release(inst)
 	body, err := json.Marshal(job.Args.Event)
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("delivery: webhook: %w", err))
@@ -79,13 +140,13 @@ func (w *WebhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) e
 	req.Header.Set("X-Resetd-Event", job.Args.Event.Type)
 	req.Header.Set("X-Resetd-Timestamp", strconv.FormatInt(ts, 10))
 	req.Header.Set("X-Resetd-Signature", SignWebhook([]byte(WebhookSecret(w.Key, job.Args.Event.InstitutionID)), ts, body))
-	client := w.Client
-	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
-	}
-	resp, err := client.Do(req)
+	resp, err := w.Client.Do(req)
 	if err != nil {
-		w.Logger.WarnContext(ctx, "webhook delivery failed", "event", job.Args.Event.Type, "institution", job.Args.Event.InstitutionID, "attempt", job.Attempt, "class", "unavailable")
+		class := "unavailable"
+		if errors.Is(err, ErrWebhookAddress) {
+			class = "refused_address" // resolved inside, outside --webhook-allow
+		}
+		w.Logger.WarnContext(ctx, "webhook delivery failed", "event", job.Args.Event.Type, "institution", job.Args.Event.InstitutionID, "attempt", job.Attempt, "class", class)
 		return fmt.Errorf("delivery: webhook: %w", err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -93,6 +154,9 @@ func (w *WebhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) e
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return nil
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		w.Logger.WarnContext(ctx, "webhook answered a redirect, not followed", "event", job.Args.Event.Type, "institution", job.Args.Event.InstitutionID, "status", resp.StatusCode, "attempt", job.Attempt)
+		return fmt.Errorf("delivery: webhook answered %d (redirects are not followed)", resp.StatusCode)
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != 408 && resp.StatusCode != 429:
 		w.Logger.WarnContext(ctx, "webhook refused", "event", job.Args.Event.Type, "institution", job.Args.Event.InstitutionID, "status", resp.StatusCode)
 		return river.JobCancel(fmt.Errorf("delivery: webhook refused with %d", resp.StatusCode))

@@ -38,8 +38,12 @@ type Options struct {
 	// Workers work the jobs; nil makes an insert-only queue (migrations,
 	// CLI commands), which must not be started.
 	Workers *river.Workers
-	// MaxWorkers bounds concurrent jobs; 0 is config.QueueWorkers.
+	// MaxWorkers bounds concurrent jobs of the default queue; 0 is
+	// config.QueueWorkers.
 	MaxWorkers int
+	// Queues are further queues worked beside the default, by name, with
+	// their MaxWorkers; a job names its queue in its InsertOpts.
+	Queues map[string]int
 	// RetryPolicy decides when a failed job runs again; nil is River's.
 	RetryPolicy river.ClientRetryPolicy
 	MaxAttempts int
@@ -99,6 +103,9 @@ func New[TTx any](driver riverdriver.Driver[TTx], o Options) (*Queue[TTx], error
 			n = config.QueueWorkers
 		}
 		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: n}}
+		for name, workers := range o.Queues {
+			cfg.Queues[name] = river.QueueConfig{MaxWorkers: workers}
+		}
 	}
 	c, err := river.NewClient(driver, cfg)
 	if err != nil {

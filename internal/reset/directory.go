@@ -117,9 +117,12 @@ func NormalizePhone(p string) (string, error) {
 	return e164, nil
 }
 
+// maxUsernameRunes bounds a username (characters).
+const maxUsernameRunes = 256
+
 func validUsername(u string) bool {
 	n := utf8.RuneCountInString(u)
-	return n >= 1 && n <= 256 && utf8.ValidString(u) && printable(u) && strings.TrimSpace(u) == u
+	return n >= 1 && n <= maxUsernameRunes && utf8.ValidString(u) && printable(u) && strings.TrimSpace(u) == u
 }
 
 // PutUser creates or replaces a user; an omitted password keeps the

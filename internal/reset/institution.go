@@ -3,29 +3,76 @@ package reset
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/store"
 )
 
-// templatesFor returns the institution's templates, parsing overrides once.
+// templatesFor returns the institution's templates: the defaults, or the
+// defaults with its overrides, checked and parsed once and then cached.
 func (s *Service) templatesFor(st Settings) (*delivery.Templates, error) {
 	if len(st.Templates) == 0 {
 		return s.templates, nil
 	}
-	key, err := jsonMarshal(st.Templates) // map keys marshal sorted: a stable key
+	// The check depends on the link bases (URLs an HTML part may hold,
+	// the link's length), so they are part of the key; map keys marshal
+	// sorted, so the key is stable.
+	key, err := jsonMarshal(struct {
+		T map[string]string `json:"t"`
+		L []string          `json:"l"`
+	}{st.Templates, st.LinkBases})
 	if err != nil {
 		return nil, err
 	}
-	if t, ok := s.overrides.Load(string(key)); ok {
-		return t.(*delivery.Templates), nil
+	if t, ok := s.overrides.get(string(key)); ok {
+		return t, nil
 	}
-	t, err := s.templates.WithOverrides(st.Templates)
+	t, err := s.templates.WithOverrides(st.Templates, s.overrideRules(st))
 	if err != nil {
 		return nil, err
 	}
-	s.overrides.Store(string(key), t)
+	size := 0
+	for _, src := range st.Templates {
+		size += len(src)
+	}
+	s.overrides.put(string(key), size, t)
 	return t, nil
+}
+
+// overrideRules are the bounds an institution's overrides are checked
+// against: its link bases, and the longest value of each placeholder.
+func (s *Service) overrideRules(st Settings) delivery.OverrideRules {
+	link := 0
+	for _, b := range st.LinkBases {
+		link = max(link, len(b))
+	}
+	const token = len("?token=") + 64 // a token is 43 characters; room to spare
+	return delivery.OverrideRules{
+		LinkBases: st.LinkBases,
+		MaxLen: map[string]int{
+			"DisplayName": maxDisplayName,
+			"UserName":    4 * maxUsernameRunes,
+			"Link":        link + token,
+			"DisputeLink": len(s.publicURL) + len("/reset/dispute") + token,
+			"Code":        10,
+			"ExpiresIn":   16,
+			"Changed":     16,
+		},
+	}
+}
+
+// checkTemplates refuses settings whose overrides break a rule (400,
+// naming the part, the construct and where it stands).
+func (s *Service) checkTemplates(st Settings) error {
+	if _, err := s.templatesFor(st); err != nil {
+		var te *delivery.TemplateError
+		if errors.As(err, &te) {
+			return invalid("templates", te.Error())
+		}
+		return err
+	}
+	return nil
 }
 
 // PutInstitution creates or updates an institution (the operator's CLI).
@@ -62,6 +109,9 @@ func (s *Service) PutInstitution(ctx context.Context, id, displayName string, li
 		if err := st.Validate(); err != nil {
 			return err
 		}
+		if err := s.checkTemplates(st); err != nil {
+			return err
+		}
 		in.Settings, err = jsonMarshal(st)
 		if err != nil {
 			return err
@@ -93,6 +143,16 @@ func (s *Service) UpdateSettings(ctx context.Context, a Actor, institutionID str
 	if err := checkIDs(institutionID); err != nil {
 		return Settings{}, err
 	}
+	if p.WebhookURL != nil && *p.WebhookURL != "" {
+		// Resolving takes a network round trip: done before the write
+		// transaction, and again at every connection (DNS rebinding).
+		if err := validateWebhookURL(*p.WebhookURL); err != nil {
+			return Settings{}, err
+		}
+		if err := s.webhooks.CheckURL(ctx, *p.WebhookURL); err != nil {
+			return Settings{}, invalid("webhookUrl", "webhookUrl: "+strings.TrimPrefix(err.Error(), "delivery: "))
+		}
+	}
 	var out Settings
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		now := s.now()
@@ -108,11 +168,10 @@ func (s *Service) UpdateSettings(ctx context.Context, a Actor, institutionID str
 		if err := st.Validate(); err != nil {
 			return err
 		}
-		if p.Templates != nil {
-			// A template that does not parse is refused now, not at send time.
-			if _, err := s.templatesFor(st); err != nil {
-				return invalid("templates", err.Error())
-			}
+		// Overrides are checked on every change, not only their own: the
+		// link bases decide which URLs an HTML override may hold.
+		if err := s.checkTemplates(st); err != nil {
+			return err
 		}
 		raw, err := jsonMarshal(st)
 		if err != nil {

@@ -80,7 +80,11 @@ func TestSettingsPatchAndBounds(t *testing.T) {
 		func(s *Settings) { s.LinkBases = []string{"https://user:pw@bank.example/reset"} },
 		func(s *Settings) { s.LinkBases = []string{"https://bank.example/reset#x"} },
 		func(s *Settings) { s.Senders = []string{"Bank <help@bank.example>"} },
-		func(s *Settings) { s.WebhookURL = "http://10.0.0.1/hook" },
+		// Addresses are the webhook policy's, checked by UpdateSettings
+		// (TestWebhookURLsCannotReachInside); the form is checked here.
+		func(s *Settings) { s.WebhookURL = "ftp://bank.example/hook" },
+		func(s *Settings) { s.WebhookURL = "https://user:pw@bank.example/hook" },
+		func(s *Settings) { s.WebhookURL = "bank.example/hook" },
 		func(s *Settings) { s.RequireFacts = []string{"mothersMaidenName"} },
 		func(s *Settings) { s.DisplayName = "Bank\r\nBcc: x" },
 		func(s *Settings) { s.SMSCountries = []string{"U"} },

@@ -2,6 +2,7 @@ package reset
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -42,6 +43,13 @@ func (s *Service) queue(ctx context.Context, tx store.Tx, now time.Time, st Sett
 func (s *Service) render(st Settings, kind, channel, to string, d delivery.TemplateData) (delivery.Message, error) {
 	d.DisplayName = st.DisplayName
 	tmpl, err := s.templatesFor(st)
+	var te *delivery.TemplateError
+	if errors.As(err, &te) {
+		// Overrides stored before a rule existed (or under other link
+		// bases) are not run: the message goes out in the default wording.
+		s.logger.Error("institution template override refused; sending the default", "err", err)
+		tmpl, err = s.templates, nil
+	}
 	if err != nil {
 		return delivery.Message{}, err
 	}

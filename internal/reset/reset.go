@@ -17,7 +17,6 @@ import (
 	"errors"
 	"log/slog"
 	"regexp"
-	"sync"
 	"time"
 
 	"github.com/resetd/resetd/internal/config"
@@ -70,6 +69,15 @@ type Config struct {
 	// (ErrChannelUnavailable), OTP offers only email and no SMS notice is
 	// queued.
 	NoSMS bool
+	// Webhooks checks a webhookUrl's addresses when it is set; nil is the
+	// policy with nothing allowed inside.
+	Webhooks URLChecker
+}
+
+// URLChecker refuses a webhook URL whose scheme or addresses break the
+// webhook policy (delivery.WebhookPolicy).
+type URLChecker interface {
+	CheckURL(ctx context.Context, raw string) error
 }
 
 // Observer is told what the flows did, after their transaction committed.
@@ -102,8 +110,9 @@ type Service struct {
 	logger      *slog.Logger
 	observer    Observer
 	noSMS       bool
+	webhooks    URLChecker
 	// overrides caches parsed per-institution templates by their source.
-	overrides sync.Map // string → *delivery.Templates
+	overrides *overrideCache
 	// selfServicePad holds self-service answers until a floor (timing).
 	selfServicePad latencyFloor
 }
@@ -119,10 +128,14 @@ func New(c Config) *Service {
 	if c.Observer == nil {
 		c.Observer = noObserver{}
 	}
+	if c.Webhooks == nil {
+		c.Webhooks = &delivery.WebhookPolicy{}
+	}
 	return &Service{
 		store: c.Store, hasher: c.Hasher, key: c.Key, templates: c.Templates,
 		publicURL: config.BaseURL(c.PublicURL), defaultFrom: c.DefaultFrom,
-		now: c.Now, logger: c.Logger, observer: c.Observer, noSMS: c.NoSMS,
+		now: c.Now, logger: c.Logger, observer: c.Observer, webhooks: c.Webhooks, noSMS: c.NoSMS,
+		overrides: newOverrideCache(overrideCacheBytes),
 	}
 }
 

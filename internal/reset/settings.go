@@ -70,6 +70,9 @@ type SettingsPatch struct {
 	AdminResetApproval    *bool     `json:"adminResetApproval"`
 }
 
+// maxDisplayName bounds displayName (bytes).
+const maxDisplayName = 100
+
 // MaxPasswordHistory is the most history a setting may ask for; the store
 // keeps no more than this.
 const MaxPasswordHistory = 24
@@ -218,11 +221,11 @@ func (s Settings) Validate() error {
 		}
 	}
 	if s.WebhookURL != "" {
-		if err := validateServiceURL(s.WebhookURL); err != nil {
-			return invalid("webhookUrl", "webhookUrl: "+err.Error())
+		if err := validateWebhookURL(s.WebhookURL); err != nil {
+			return err
 		}
 	}
-	if len(s.DisplayName) > 100 || !printable(s.DisplayName) {
+	if len(s.DisplayName) > maxDisplayName || !printable(s.DisplayName) {
 		return invalid("displayName", "displayName must be at most 100 printable characters")
 	}
 	for _, f := range s.RequireFacts {
@@ -267,6 +270,22 @@ func validateServiceURL(raw string) error {
 		}
 	default:
 		return fmt.Errorf("%q must use https", raw)
+	}
+	return nil
+}
+
+// validateWebhookURL checks a webhookUrl's form; its addresses are the
+// webhook policy's (URLChecker), which also decides when http may do.
+func validateWebhookURL(raw string) error {
+	if len(raw) > 2000 || !printable(raw) {
+		return invalid("webhookUrl", fmt.Sprintf("webhookUrl: %q is not a valid URL", raw))
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
+		return invalid("webhookUrl", fmt.Sprintf("webhookUrl: %q is not an absolute URL without user info", raw))
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return invalid("webhookUrl", fmt.Sprintf("webhookUrl: %q must use https", raw))
 	}
 	return nil
 }
