@@ -80,16 +80,28 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		var st Settings
 		var history []string
 		var notices contactNotices
+		var changed changedNotices
 		if err := s.store.View(ctx, func(tx store.Tx) (err error) {
+			now := s.now()
 			if inst, st, err = s.institutionIn(ctx, tx, institutionID); err != nil {
 				return err
 			}
-			old, err := tx.User(ctx, institutionID, userID)
-			existed := err == nil
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
+			p, err := s.priorOf(ctx, tx, now, st, institutionID, userID)
+			if err != nil {
 				return err
 			}
-			if notices, err = s.renderContactNotices(st, old, existed, in); err != nil {
+			if p.existed && in.Password != nil {
+				// An administrator setting an existing user's password is a
+				// reset that bypasses the flows: under maker-checker it is
+				// refused; otherwise every contact hears of it.
+				if st.AdminResetApproval {
+					return ErrApprovalRequired
+				}
+				if changed, err = s.renderChanged(st, store.User{Username: in.Username, Email: in.Email, Phone: in.Phone}, howAdmin, now); err != nil {
+					return err
+				}
+			}
+			if notices, err = s.renderContactNotices(st, p, in); err != nil {
 				return err
 			}
 			if in.Password != nil {
@@ -114,7 +126,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 			if !sameSettings(inst, fresh) {
 				return errStale
 			}
-			created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, newHash, notices, true)
+			created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, newHash, notices, changed, true)
 			return err
 		})
 		if err = staleOrDone(err, try); err != errStale {
@@ -146,37 +158,46 @@ func (in *UserInput) normalize() error {
 
 // putUserTx writes a normalised user in tx, with every rule that goes
 // with it: kept password and facts, the contact-change cooldown and its
-// notice, killed tokens for a disabled user, the audit record.
-func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, newHash string, notices contactNotices, audit bool) (bool, error) {
+// notice, killed links and codes when a contact changes or the user is
+// disabled, an admin-set password's notices and event, the audit record.
+func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, newHash string, notices contactNotices, changed changedNotices, audit bool) (bool, error) {
 	email, phone, status := in.Email, in.Phone, in.Status
 	u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
-	old, err := tx.User(ctx, institutionID, userID)
-	existed := err == nil
-	switch {
-	case existed:
+	p, err := s.priorOf(ctx, tx, now, st, institutionID, userID)
+	if err != nil {
+		return false, err
+	}
+	old, existed := p.u, p.existed
+	if existed {
 		u.PasswordHash, u.CreatedAt, u.Facts, u.LockedUntil = old.PasswordHash, old.CreatedAt, old.Facts, old.LockedUntil
 		u.EmailChangedAt, u.PhoneChangedAt = old.EmailChangedAt, old.PhoneChangedAt
-	case !errors.Is(err, store.ErrNotFound):
-		return false, err
+	}
+	adminSet := existed && newHash != ""
+	if adminSet && st.AdminResetApproval {
+		return false, ErrApprovalRequired
 	}
 	if newHash != "" {
 		u.PasswordHash = newHash
 	}
 	if in.Facts != nil {
-		if u.Facts, err = s.hashFacts(institutionID, userID, in.Facts); err != nil {
+		if u.Facts, err = s.hashFacts(institutionID, userID, in.Facts, now); err != nil {
 			return false, err
 		}
 	}
-	if notices.stale(old, existed) {
+	if notices.stale(p) || (adminSet && !changed.rendered) {
 		return false, errStale
 	}
-	// A replaced contact starts the cooldown for the new value, and
-	// the old value hears of it (SIM-swap and takeover defence): the
-	// notices were rendered for this old user. A first set is no change.
-	if existed && old.Email != "" && !sameContact(old.Email, email) {
+	// A replaced or removed contact starts the cooldown for the new value,
+	// and the old value hears of it (SIM-swap and takeover defence): the
+	// notices were rendered for this prior user. A first set is no change;
+	// re-creating an id deleted within the cooldown is compared with the
+	// contacts it had.
+	emailChanged := p.had() && old.Email != "" && !sameContact(old.Email, email)
+	phoneChanged := p.had() && old.Phone != "" && old.Phone != phone
+	if emailChanged {
 		u.EmailChangedAt = now
 	}
-	if existed && old.Phone != "" && old.Phone != phone {
+	if phoneChanged {
 		u.PhoneChangedAt = now
 	}
 	created, err := tx.PutUser(ctx, u)
@@ -185,6 +206,11 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 	}
 	if err != nil {
 		return false, err
+	}
+	if !existed {
+		if err := tx.DeleteTombstone(ctx, institutionID, userID); err != nil {
+			return false, err
+		}
 	}
 	for _, m := range notices.messages {
 		if err := s.queue(ctx, tx, now, institutionID, userID, delivery.KindContactChanged, m); err != nil {
@@ -196,11 +222,29 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 			return false, err
 		}
 	}
+	// Links and codes already sent to an old contact die with it, as do
+	// those of a disabled user and those a new password makes moot.
+	if existed && (emailChanged || phoneChanged || adminSet) {
+		if err := s.killResets(ctx, tx, now, u); err != nil {
+			return false, err
+		}
+	}
 	if status == StatusDisabled {
 		if err := tx.KillTokens(ctx, institutionID, userID, now); err != nil {
 			return false, err
 		}
 		if err := tx.KillOTP(ctx, institutionID, userID, now); err != nil {
+			return false, err
+		}
+	}
+	if adminSet {
+		if err := changed.queue(ctx, s, tx, now, u); err != nil {
+			return false, err
+		}
+		if err := s.emit(ctx, tx, now, st, institutionID, userID, delivery.EventPasswordChanged, map[string]any{"by": "admin"}); err != nil {
+			return false, err
+		}
+		if err := s.audit(ctx, tx, now, a, "password.admin_set", institutionID, userID, "ok"); err != nil {
 			return false, err
 		}
 	}
@@ -217,8 +261,13 @@ func (s *Service) DeleteUser(ctx context.Context, a Actor, institutionID, userID
 	}
 	return s.store.Update(ctx, func(tx store.Tx) error {
 		now := s.now()
-		if _, err := s.settingsIn(ctx, tx, institutionID); err != nil {
+		st, err := s.settingsIn(ctx, tx, institutionID)
+		if err != nil {
 			return err
+		}
+		u, err := tx.User(ctx, institutionID, userID)
+		if err != nil {
+			return mapNotFound(err)
 		}
 		if err := tx.KillTokens(ctx, institutionID, userID, now); err != nil {
 			return err
@@ -228,6 +277,9 @@ func (s *Service) DeleteUser(ctx context.Context, a Actor, institutionID, userID
 		}
 		if err := tx.DeleteUser(ctx, institutionID, userID); err != nil {
 			return mapNotFound(err)
+		}
+		if err := s.keepTombstone(ctx, tx, now, st, u); err != nil {
+			return err
 		}
 		return s.audit(ctx, tx, now, a, "user.delete", institutionID, userID, "ok")
 	})

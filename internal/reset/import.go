@@ -3,6 +3,7 @@ package reset
 import (
 	"context"
 	"errors"
+	"time"
 	"fmt"
 
 	"github.com/resetd/resetd/internal/store"
@@ -42,7 +43,7 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 	// observed holds, by line, the user a write found when the notices
 	// rendered for that line did not fit (another line of the batch was
 	// refused, or a concurrent write): the next try renders for it.
-	observed := map[int]knownUser{}
+	observed := map[int]prior{}
 	for try := 0; ; try++ {
 		// Read and render first (see prepare.go), then write.
 		var inst store.Institution
@@ -87,20 +88,20 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 					return err
 				}
 				seen[key] = r.Line
-				old, err := tx.User(ctx, institutionID, r.UserID)
-				existed := err == nil
-				if existed {
-					in.Status = old.Status
-				} else if !errors.Is(err, store.ErrNotFound) {
+				p, err := s.priorOf(ctx, tx, now, st, institutionID, r.UserID)
+				if err != nil {
 					return err
 				}
-				if !dryRun && notices[r.Line].stale(old, existed) {
-					observed[r.Line] = knownUser{old, existed}
+				if p.existed {
+					in.Status = p.u.Status
+				}
+				if !dryRun && notices[r.Line].stale(p) {
+					observed[r.Line] = p
 					stale = true
 					continue
 				}
 				if !dryRun && !stale {
-					if _, err := s.putUserTx(ctx, tx, now, st, a, institutionID, r.UserID, in, "", notices[r.Line], false); err != nil {
+					if _, err := s.putUserTx(ctx, tx, now, st, a, institutionID, r.UserID, in, "", notices[r.Line], changedNotices{}, false); err != nil {
 						return fmt.Errorf("reset: import line %d: %w", r.Line, err)
 					}
 				}
@@ -135,32 +136,23 @@ func importInput(r ImportRow, reject func(int, error)) (UserInput, bool) {
 	return in, true
 }
 
-// knownUser is a user as a batch's writes will find it.
-type knownUser struct {
-	u       store.User
-	existed bool
-}
-
 // importNotices renders, outside the write transaction, the contact-change
 // notices a batch sends (by line), following the batch's own writes when a
 // user appears on more than one line.
-func (s *Service) importNotices(ctx context.Context, institutionID string, rows []ImportRow, observed map[int]knownUser) (store.Institution, map[int]contactNotices, error) {
+func (s *Service) importNotices(ctx context.Context, institutionID string, rows []ImportRow, observed map[int]prior) (store.Institution, map[int]contactNotices, error) {
 	var inst store.Institution
 	var st Settings
-	current := map[string]knownUser{}
+	current := map[string]prior{}
 	err := s.store.View(ctx, func(tx store.Tx) (err error) {
 		if inst, st, err = s.institutionIn(ctx, tx, institutionID); err != nil {
 			return err
 		}
+		now := s.now()
 		for _, r := range rows {
 			if _, ok := current[r.UserID]; ok || !ValidID(r.UserID) {
 				continue
 			}
-			u, err := tx.User(ctx, institutionID, r.UserID)
-			switch {
-			case err == nil:
-				current[r.UserID] = knownUser{u, true}
-			case !errors.Is(err, store.ErrNotFound):
+			if current[r.UserID], err = s.priorOf(ctx, tx, now, st, institutionID, r.UserID); err != nil {
 				return err
 			}
 		}
@@ -179,12 +171,12 @@ func (s *Service) importNotices(ctx context.Context, institutionID string, rows 
 		if o, ok := observed[r.Line]; ok {
 			k = o
 		}
-		n, err := s.renderContactNotices(st, k.u, k.existed, in)
+		n, err := s.renderContactNotices(st, k, in)
 		if err != nil {
 			return inst, nil, err
 		}
 		out[r.Line] = n
-		k.u.Username, k.u.Email, k.u.Phone, k.existed = in.Username, in.Email, in.Phone, true
+		k.u.Username, k.u.Email, k.u.Phone, k.existed, k.deletedAt = in.Username, in.Email, in.Phone, true, time.Time{}
 		current[r.UserID] = k
 	}
 	return inst, out, nil

@@ -210,15 +210,37 @@ type Tx interface {
 
 	InsertAudit(ctx context.Context, r AuditRecord) error
 
-	// Hit counts one event against key in the fixed window containing now
-	// and returns the count so far in that window.
+	// Hit counts one event against key at now and returns how many were
+	// counted in the sliding window (now−window, now]; events older than
+	// window are forgotten (a key is always used with one window).
 	Hit(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
-	// Count returns the events counted against key in the window
-	// containing now, without adding one. Inside Update, Count and Hit
+	// Count returns the events counted against key in the sliding window
+	// (now−window, now], without adding one. Inside Update, Count and Hit
 	// hold key until the transaction ends, so a read-then-add on one key
 	// is never interleaved with another transaction's (no lost updates on
 	// caps; SQLite gets this from its single writer).
 	Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
+	// Oldest returns the time of the oldest event in key's sliding window
+	// after skipping skip of them (zero when there are not that many): a
+	// refused caller may retry once it has left the window.
+	Oldest(ctx context.Context, key string, window time.Duration, now time.Time, skip int) (time.Time, error)
+	// ClearCounter forgets every event counted against key.
+	ClearCounter(ctx context.Context, key string) error
+
+	// LiveTokens counts the user's unused, unexpired tokens of the given
+	// purposes (all purposes when none are given).
+	LiveTokens(ctx context.Context, institutionID, userID string, now time.Time, purposes ...string) (int, error)
+
+	// PutTombstone keeps a deleted user's contacts (sealed by the domain)
+	// with the time of the deletion, replacing an older one.
+	PutTombstone(ctx context.Context, institutionID, userID string, sealed []byte, deletedAt time.Time) error
+	// Tombstone reads a deleted user's sealed contacts (ErrNotFound: none).
+	Tombstone(ctx context.Context, institutionID, userID string) (sealed []byte, deletedAt time.Time, err error)
+	// DeleteTombstone forgets a deleted user's contacts.
+	DeleteTombstone(ctx context.Context, institutionID, userID string) error
+	// PruneTombstones forgets an institution's tombstones of deletions
+	// before a time.
+	PruneTombstones(ctx context.Context, institutionID string, before time.Time) error
 }
 
 // Store is a backend: transactions plus the few operations that stand alone.

@@ -776,15 +776,26 @@ func testRateCounters(t *testing.T, s store.Store) {
 	if n := hit(t, s, "other", w, start); n != 1 {
 		t.Errorf("first hit of another key = %d", n)
 	}
-	// Windows are fixed: the next one starts from one.
-	if n := hit(t, s, "k", w, start.Add(w)); n != 1 {
-		t.Errorf("first hit of the next window = %d", n)
+	// Windows slide: an hour after the first hit, it has left the window
+	// and the other two have not (a fixed window would start from one).
+	if n := hit(t, s, "k", w, start.Add(w)); n != 3 {
+		t.Errorf("hit an hour after the first = %d, want 3 (a sliding window)", n)
 	}
-	if n := count(t, s, "k", w, start.Add(w+time.Minute)); n != 1 {
-		t.Errorf("count in the next window = %d", n)
+	var oldest time.Time
+	view(t, s, func(tx store.Tx) (err error) {
+		oldest, err = tx.Oldest(ctx(t), "k", w, start.Add(w), 1)
+		return err
+	})
+	sameTime(t, "second-oldest event", oldest, start.Add(w-time.Millisecond))
+	if n := count(t, s, "k", w, start.Add(w+10*time.Minute)); n != 2 {
+		t.Errorf("count 70 minutes in = %d, want 2", n)
 	}
 	if n := count(t, s, "k", w, start.Add(3*w)); n != 0 {
 		t.Errorf("count in a later window = %d", n)
+	}
+	update(t, s, func(tx store.Tx) error { return tx.ClearCounter(ctx(t), "other") })
+	if n := count(t, s, "other", w, start); n != 0 {
+		t.Errorf("count after ClearCounter = %d", n)
 	}
 	// A hit rolled back is not counted.
 	if err := s.Update(ctx(t), func(tx store.Tx) error {
@@ -795,7 +806,7 @@ func testRateCounters(t *testing.T, s store.Store) {
 	}); !errors.Is(err, errRollback) {
 		t.Fatal(err)
 	}
-	if n := count(t, s, "k", w, start.Add(w)); n != 1 {
+	if n := count(t, s, "k", w, start.Add(w)); n != 3 {
 		t.Errorf("count after a rolled-back hit = %d", n)
 	}
 }
