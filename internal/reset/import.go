@@ -3,8 +3,8 @@ package reset
 import (
 	"context"
 	"errors"
-	"time"
 	"fmt"
+	"time"
 
 	"github.com/resetd/resetd/internal/store"
 )
