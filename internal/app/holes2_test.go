@@ -12,6 +12,7 @@ import (
 
 	"github.com/resetd/resetd/internal/app"
 	"github.com/resetd/resetd/internal/auth"
+	"github.com/resetd/resetd/internal/reset"
 )
 
 // Anonymous self-service (even HEAD) killed the link the support desk had
@@ -344,5 +345,112 @@ func TestSMSBudgetsPerTenant(t *testing.T) {
 	}
 	if st := send("fourth"); st != 429 {
 		t.Errorf("11th SMS to one number in an hour, across tenants: %d, want 429", st)
+	}
+}
+
+// `dateOfBirth` `1984-13-45` was accepted.
+func TestFactsAreValidated(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	tok := h.admin()
+	tomorrow := h.clock.Now().UTC().Add(48 * time.Hour).Format(time.DateOnly)
+	for _, c := range []struct {
+		name  string
+		facts map[string]string
+		want  int
+	}{
+		{"impossible date", map[string]string{"dateOfBirth": "1984-13-45"}, 400},
+		{"31 February", map[string]string{"dateOfBirth": "1984-02-31"}, 400},
+		{"in the future", map[string]string{"dateOfBirth": tomorrow}, 400},
+		{"before 1900", map[string]string{"dateOfBirth": "1899-12-31"}, 400},
+		{"not a date", map[string]string{"dateOfBirth": "17/05/1980"}, 400},
+		{"three digits", map[string]string{"accountLast4": "123"}, 400},
+		{"letters", map[string]string{"accountLast4": "12a4"}, 400},
+		{"postal code too short", map[string]string{"postalCode": "1"}, 400},
+		{"postal code too long", map[string]string{"postalCode": "1234567890123"}, 400},
+		{"postal code with punctuation", map[string]string{"postalCode": "SW1A;1AA"}, 400},
+		{"a leap day", map[string]string{"dateOfBirth": "1984-02-29"}, 200},
+		{"1900-01-01", map[string]string{"dateOfBirth": "1900-01-01"}, 200},
+		{"UK postal code", map[string]string{"postalCode": "SW1A 1AA", "accountLast4": "0042"}, 200},
+		{"US ZIP+4", map[string]string{"postalCode": "94105-1234"}, 200},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := h.do("PUT", P+"/institutions/acme/users/u", tok, map[string]any{"username": "u", "email": "u@example.com", "facts": c.facts})
+			if c.want == 200 && (r.Status == 200 || r.Status == 201) {
+				return
+			}
+			if r.Status != c.want {
+				t.Errorf("%v: %d %s, want %d", c.facts, r.Status, r.Body, c.want)
+			}
+		})
+	}
+}
+
+// Support could neither see why a customer was blocked nor lift a dispute
+// lock (setting disputeLock to 0 did not lift one already set).
+func TestSupportStateAndUnlock(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	tok := h.admin()
+	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "old@example.com", "phone": "+14155550123"})
+	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "new@example.com", "phone": "+14155550123"})
+	if r := h.sendOTP(tok, "acme", "u", h.contactMethods(tok, "acme", "u")["sms"]); r.Status != 202 {
+		t.Fatal(r.Status)
+	}
+	sms := h.waitSMS(1)[0]
+	state := func() map[string]any {
+		t.Helper()
+		r := h.do("GET", P+"/institutions/acme/users/u/state", tok, nil)
+		if r.Status != 200 {
+			t.Fatalf("state: %d %s", r.Status, r.Body)
+		}
+		return r.json(t)
+	}
+	st := state()
+	if len(st) != 7 || st["lockedUntil"] != nil || st["emailCooldownUntil"] == nil || st["phoneCooldownUntil"] != nil ||
+		st["liveLinks"] != float64(0) || st["liveOTP"] != true || st["sendsThisHour"] != float64(1) || st["wrongTriesToday"] != float64(0) {
+		t.Errorf("state: %v", st)
+	}
+	// The customer disputes; lowering disputeLock does not lift it.
+	dispute := disputeToken.FindStringSubmatch(sms)
+	if dispute == nil {
+		t.Fatalf("the OTP SMS lacks the dispute link: %q", sms)
+	}
+	if _, err := h.app.Reset.ConfirmDispute(t.Context(), reset.Actor{IP: "127.0.0.1"}, dispute[1]); err != nil {
+		t.Fatal(err)
+	}
+	h.putSettings(tok, map[string]int{"disputeLock": 0})
+	if r := h.do("POST", P+"/institutions/acme/users/u/password/reset", tok, map[string]string{"method": "sms"}); r.Status != 423 {
+		t.Errorf("send while locked: %d", r.Status)
+	}
+	if st := state(); st["lockedUntil"] == nil || st["liveOTP"] != false {
+		t.Errorf("state after a dispute: %v", st)
+	}
+	// Scope and tenant: another scope or institution cannot look or lift.
+	for _, bearer := range []string{h.client("acme", auth.ScopeUsersRead, auth.ScopeUsersWrite), h.client("other", auth.ScopeUsersManage)} {
+		if r := h.do("GET", P+"/institutions/acme/users/u/state", bearer, nil); r.Status != 403 && r.Status != 404 {
+			t.Errorf("state without the scope or tenant: %d", r.Status)
+		}
+		if r := h.do("POST", P+"/institutions/acme/users/u/unlock", bearer, nil); r.Status != 403 && r.Status != 404 {
+			t.Errorf("unlock without the scope or tenant: %d", r.Status)
+		}
+	}
+	if r := h.do("POST", P+"/institutions/acme/users/u/unlock", tok, nil); r.Status != 204 {
+		t.Fatalf("unlock: %d %s", r.Status, r.Body)
+	}
+	if r := h.do("POST", P+"/institutions/acme/users/u/password/reset", tok, map[string]string{"method": "sms"}); r.Status != 200 {
+		t.Errorf("send after unlock: %d %s", r.Status, r.Body)
+	}
+	// The reset-link SMS carries the dispute link too.
+	if sms := h.waitSMS(2)[1]; disputeToken.FindString(sms) == "" || !strings.Contains(sms, "/reset?token=") {
+		t.Errorf("reset-link SMS lacks the dispute link: %q", sms)
+	}
+	for _, a := range []string{"support.state", "support.unlock"} {
+		if !h.auditHas(tok, a) {
+			t.Errorf("no %s audit record", a)
+		}
+	}
+	if r := h.do("GET", P+"/institutions/acme/users/ghost/state", tok, nil); r.Status != 404 {
+		t.Errorf("state of an unknown user: %d", r.Status)
 	}
 }
