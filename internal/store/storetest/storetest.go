@@ -65,6 +65,8 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentMetaSetIfAbsentAgree", testConcurrentMeta},
 		{"ConcurrentSettingsNoLostUpdate", testConcurrentSettings},
 		{"Approvals", testApprovals},
+		{"Tombstones", testTombstones},
+		{"LiveTokens", testLiveTokens},
 		{"UpdateRollsBack", testRollback},
 		{"ViewIsReadOnly", testView},
 		{"Ping", testPing},
@@ -1205,4 +1207,75 @@ func testEnqueue(t *testing.T, open Opener) {
 	if !slices.Equal(got, []int{1, 3}) {
 		t.Errorf("jobs worked: %v; want [1 3] (2 was rolled back)", got)
 	}
+}
+
+func testTombstones(t *testing.T, s store.Store) {
+	update(t, s, func(tx store.Tx) error {
+		_, _, err := tx.Tombstone(ctx(t), "i", "u")
+		wantErr(t, "Tombstone of nobody", err, store.ErrNotFound)
+		if err := tx.PutTombstone(ctx(t), "i", "u", []byte{0, 1, 255}, t0); err != nil {
+			return err
+		}
+		if err := tx.PutTombstone(ctx(t), "i", "u", []byte{7}, t0.Add(time.Second)); err != nil {
+			return err // a second deletion replaces the first
+		}
+		if err := tx.PutTombstone(ctx(t), "i", "old", []byte{8}, t0.Add(-time.Hour)); err != nil {
+			return err
+		}
+		return tx.PutTombstone(ctx(t), "j", "old", []byte{9}, t0.Add(-time.Hour))
+	})
+	update(t, s, func(tx store.Tx) error {
+		sealed, at, err := tx.Tombstone(ctx(t), "i", "u")
+		if err != nil || string(sealed) != "\x07" {
+			t.Errorf("Tombstone = %v, %v", sealed, err)
+		}
+		sameTime(t, "deleted at", at, t0.Add(time.Second))
+		if err := tx.PruneTombstones(ctx(t), "i", t0); err != nil {
+			return err
+		}
+		_, _, err = tx.Tombstone(ctx(t), "i", "old")
+		wantErr(t, "pruned tombstone", err, store.ErrNotFound)
+		if _, _, err := tx.Tombstone(ctx(t), "j", "old"); err != nil {
+			t.Errorf("pruning one institution touched another: %v", err)
+		}
+		if err := tx.DeleteTombstone(ctx(t), "i", "u"); err != nil {
+			return err
+		}
+		_, _, err = tx.Tombstone(ctx(t), "i", "u")
+		wantErr(t, "deleted tombstone", err, store.ErrNotFound)
+		return nil
+	})
+}
+
+func testLiveTokens(t *testing.T, s store.Store) {
+	putInstitution(t, s, "i", false)
+	putUser(t, s, "i", "u", "jane")
+	update(t, s, func(tx store.Tx) error {
+		for i, p := range []string{"link", "link", "selfservice", "dispute"} {
+			if err := tx.InsertToken(ctx(t), store.Token{Hash: []byte{byte(i), 1}, InstitutionID: "i", UserID: "u", Purpose: p, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ConsumeToken(ctx(t), []byte{0, 1}, t0); err != nil {
+			return err
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		for _, c := range []struct {
+			at       time.Time
+			purposes []string
+			want     int
+		}{
+			{t0, []string{"link", "selfservice"}, 2},
+			{t0, nil, 3},
+			{t0, []string{"otp"}, 0},
+			{t0.Add(time.Hour), nil, 0},
+		} {
+			if n, err := tx.LiveTokens(ctx(t), "i", "u", c.at, c.purposes...); err != nil || n != c.want {
+				t.Errorf("LiveTokens(%v, %v) = %d, %v; want %d", c.at, c.purposes, n, err, c.want)
+			}
+		}
+		return nil
+	})
 }
