@@ -278,6 +278,25 @@ func TestNoEnumerationOracle(t *testing.T) {
 			}
 		}
 	}
+
+	// The code page of a known and an unknown institution.
+	known, unknown := h.do("GET", "/reset/code?institution=acme", "", nil), h.do("GET", "/reset/code?institution=no-such-bank", "", nil)
+	if pageShape(known) != pageShape(unknown) || known.Status != 200 {
+		t.Errorf("code page: acme %q, unknown %q", pageShape(known), pageShape(unknown))
+	}
+}
+
+// pageShape is a page's status and header names (the page shows the
+// institution's name, so bodies differ by that alone).
+func pageShape(r response) string {
+	var names []string
+	for k := range r.Header {
+		if k != "Date" && k != "Content-Length" && k != "Set-Cookie" {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return strconv.Itoa(r.Status) + " " + strings.Join(names, ",")
 }
 
 func selfService2(h *harness, method string, q url.Values, ip string) response {

@@ -565,7 +565,8 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 	code = openAPICode.FindStringSubmatch(mailAfter(h, before, jane, "verification code").Text)[1]
 	page := do(apiCall{method: "GET", path: "/reset/code?institution=acme", want: 200})
 	csrf = openAPICSRF.FindStringSubmatch(string(page.Body))[1]
-	do(apiCall{method: "GET", path: "/reset/code?institution=nowhere", want: 404})
+	do(apiCall{method: "GET", path: "/reset/code?institution=nowhere", want: 200})    // unknown institutions look like known ones
+	do(apiCall{method: "GET", path: "/reset/code?institution=no%20where", want: 404}) // a malformed id cannot exist
 	codeForm := func(code, csrf string) url.Values {
 		return url.Values{"institution": {"acme"}, "username": {"jane.doe"}, "code": {code}, "csrf": {csrf}}
 	}

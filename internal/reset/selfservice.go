@@ -178,6 +178,26 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 	}
 }
 
+// unknownInstitution is what a public endpoint answers an institution id
+// resetd does not know with: the defaults, named by the id asked for, so
+// that the answer does not tell which institutions exist (SPEC §10).
+func (s *Service) unknownInstitution(id string) Settings {
+	st := DefaultSettings(s.publicURL)
+	st.DisplayName = id
+	return st
+}
+
+// PublicSettings returns what a public page shows of an institution: its
+// settings, or, for a well-formed id resetd does not know, the defaults
+// under that id (the pages answer unknown institutions as known ones).
+func (s *Service) PublicSettings(ctx context.Context, institutionID string) (Settings, error) {
+	st, err := s.Settings(ctx, institutionID)
+	if errors.Is(err, ErrNotFound) {
+		return s.unknownInstitution(institutionID), nil
+	}
+	return st, err
+}
+
 // selfServiceSubject reads the institution a self-service request names
 // (or the default one) and the user its username names, if any.
 func (s *Service) selfServiceSubject(ctx context.Context, tx store.Tx, in SelfServiceInput) (store.Institution, Settings, store.User, bool, error) {
@@ -190,9 +210,7 @@ func (s *Service) selfServiceSubject(ctx context.Context, tx store.Tx, in SelfSe
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		// Answered as an institution with default settings (no oracle).
-		st, err := decodeSettings(nil, s.publicURL)
-		st.DisplayName = in.InstitutionID
-		return store.Institution{}, st, store.User{}, false, err
+		return store.Institution{}, s.unknownInstitution(in.InstitutionID), store.User{}, false, nil
 	}
 	if err != nil {
 		return inst, Settings{}, store.User{}, false, err
