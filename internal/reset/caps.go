@@ -69,7 +69,7 @@ func (s *Service) limit(ctx context.Context, tx store.Tx, now time.Time, name, k
 }
 
 // capReached refuses when key holds max events in its sliding window.
-func capReached(ctx context.Context, tx store.Tx, now time.Time, name, key string, max int, window time.Duration) error {
+func capReached(ctx context.Context, tx store.ReadTx, now time.Time, name, key string, max int, window time.Duration) error {
 	n, err := tx.Count(ctx, key, window, now)
 	if err != nil || n < max {
 		return err

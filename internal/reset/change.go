@@ -82,7 +82,7 @@ func (s *Service) renderChanged(st Settings, u store.User, how string, now time.
 }
 
 // queue stores the notices' dispute link and queues them in tx.
-func (n changedNotices) queue(ctx context.Context, s *Service, tx store.Tx, now time.Time, u store.User) error {
+func (n changedNotices) queue(ctx context.Context, s *Service, tx store.Tx, now time.Time, st Settings, u store.User) error {
 	if len(n.messages) == 0 {
 		return nil
 	}
@@ -90,7 +90,7 @@ func (n changedNotices) queue(ctx context.Context, s *Service, tx store.Tx, now 
 		return err
 	}
 	for _, m := range n.messages {
-		if err := s.queue(ctx, tx, now, u.InstitutionID, u.ID, delivery.KindPasswordChanged, m); err != nil {
+		if err := s.queue(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.KindPasswordChanged, m); err != nil {
 			return err
 		}
 	}
@@ -123,7 +123,7 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 		var u store.User
 		var snap snapshot
 		var history []string
-		err := s.store.View(ctx, func(tx store.Tx) (err error) {
+		err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 			now := s.now()
 			if t, err = tx.LookupToken(ctx, hash, now); err != nil {
 				return goneIfNotFound(err)
@@ -191,7 +191,7 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 			if err := s.killResets(ctx, tx, now, u); err != nil {
 				return err
 			}
-			if err := notices.queue(ctx, s, tx, now, u); err != nil {
+			if err := notices.queue(ctx, s, tx, now, st, u); err != nil {
 				return err
 			}
 			if err := s.emit(ctx, tx, now, st, t.InstitutionID, t.UserID, delivery.EventPasswordChanged, nil); err != nil {

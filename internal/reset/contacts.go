@@ -54,7 +54,7 @@ func (s *Service) keepTombstone(ctx context.Context, tx store.Tx, now time.Time,
 }
 
 // priorOf reads the user a write of institutionID/userID replaces.
-func (s *Service) priorOf(ctx context.Context, tx store.Tx, now time.Time, st Settings, institutionID, userID string) (prior, error) {
+func (s *Service) priorOf(ctx context.Context, tx store.ReadTx, now time.Time, st Settings, institutionID, userID string) (prior, error) {
 	u, err := tx.User(ctx, institutionID, userID)
 	if err == nil {
 		return prior{u: u, existed: true}, nil

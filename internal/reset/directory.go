@@ -81,7 +81,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		var history []string
 		var notices contactNotices
 		var changed changedNotices
-		if err := s.store.View(ctx, func(tx store.Tx) (err error) {
+		if err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 			now := s.now()
 			if inst, st, err = s.institutionIn(ctx, tx, institutionID); err != nil {
 				return err
@@ -213,7 +213,7 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 		}
 	}
 	for _, m := range notices.messages {
-		if err := s.queue(ctx, tx, now, institutionID, userID, delivery.KindContactChanged, m); err != nil {
+		if err := s.queue(ctx, tx, now, st, institutionID, userID, delivery.KindContactChanged, m); err != nil {
 			return false, err
 		}
 	}
@@ -238,7 +238,7 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 		}
 	}
 	if adminSet {
-		if err := changed.queue(ctx, s, tx, now, u); err != nil {
+		if err := changed.queue(ctx, s, tx, now, st, u); err != nil {
 			return false, err
 		}
 		if err := s.emit(ctx, tx, now, st, institutionID, userID, delivery.EventPasswordChanged, map[string]any{"by": "admin"}); err != nil {
@@ -301,7 +301,7 @@ func (s *Service) FindUsers(ctx context.Context, institutionID, username string)
 		return nil, invalid("username", "username must be 1 to 256 printable characters")
 	}
 	out := []UserSummary{}
-	err := s.store.View(ctx, func(tx store.Tx) error {
+	err := s.store.View(ctx, func(tx store.ReadTx) error {
 		if _, err := s.settingsIn(ctx, tx, institutionID); err != nil {
 			return err
 		}

@@ -68,7 +68,7 @@ func (s *Service) ContactMethods(ctx context.Context, institutionID, userID stri
 		return nil, err
 	}
 	var u store.User
-	err := s.store.View(ctx, func(tx store.Tx) (err error) {
+	err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		_, u, err = s.userIn(ctx, tx, institutionID, userID)
 		return err
 	})
@@ -216,7 +216,7 @@ func (s *Service) sendOTP(ctx context.Context, tx store.Tx, now time.Time, st Se
 		Channel: p.channel, CreatedAt: now, ExpiresAt: expires, MaxAttempts: st.OTPMaxAttempts}); err != nil {
 		return time.Time{}, err
 	}
-	if err := s.queue(ctx, tx, now, u.InstitutionID, u.ID, delivery.KindOTP, p.message); err != nil {
+	if err := s.queue(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.KindOTP, p.message); err != nil {
 		return time.Time{}, err
 	}
 	if err := s.emit(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "otp", "channel": p.channel}); err != nil {
@@ -265,7 +265,7 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 		return "", time.Time{}, ErrOTPInvalid
 	}
 	code := in.OTP
-	if len(code) < 6 || len(code) > 10 || !allDigits(code) {
+	if len(code) < 6 || len(code) > 10 || !AllDigits(code) {
 		// Malformed codes are wrong codes: same answer, same counting.
 		code = ""
 	}
@@ -376,13 +376,4 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 		return "", time.Time{}, outcome
 	}
 	return tok, expires, nil
-}
-
-func allDigits(s string) bool {
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
 }

@@ -67,7 +67,7 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 		var st Settings
 		var u store.User
 		var known bool
-		err := s.store.View(ctx, func(tx store.Tx) error {
+		err := s.store.View(ctx, func(tx store.ReadTx) error {
 			in, sett, u2, ok, err := s.selfServiceSubject(ctx, tx, in)
 			st, u, known, snap = sett, u2, ok, snapshotOf(in, u2, ok)
 			return err
@@ -159,7 +159,7 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 			if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: inst.ID, UserID: u.ID, Purpose: PurposeSelfService, CreatedAt: now, ExpiresAt: now.Add(lifetime)}); err != nil {
 				return err
 			}
-			if err := s.queue(ctx, tx, now, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {
+			if err := s.queue(ctx, tx, now, st, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {
 				return err
 			}
 			sent = true
@@ -200,7 +200,7 @@ func (s *Service) PublicSettings(ctx context.Context, institutionID string) (Set
 
 // selfServiceSubject reads the institution a self-service request names
 // (or the default one) and the user its username names, if any.
-func (s *Service) selfServiceSubject(ctx context.Context, tx store.Tx, in SelfServiceInput) (store.Institution, Settings, store.User, bool, error) {
+func (s *Service) selfServiceSubject(ctx context.Context, tx store.ReadTx, in SelfServiceInput) (store.Institution, Settings, store.User, bool, error) {
 	var inst store.Institution
 	var err error
 	if in.InstitutionID != "" {
