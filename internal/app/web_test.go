@@ -649,7 +649,11 @@ func TestResetCodePageOverHTTP(t *testing.T) {
 	h.clock.Advance(11 * time.Minute)
 	wantPage(t, "ended session", b.get(h.url+"/reset/form"), http.StatusGone, "This page has expired", `href="/reset/code?institution=acme"`)
 
-	for name, q := range map[string]string{"unknown": "?institution=nope", "none": "", "malformed": "?institution=%2F%2F"} {
+	// An unknown institution's code page looks like a known one's (SPEC
+	// §10: the pages tell nobody which institutions exist); an id that
+	// cannot exist gets the explanatory 404.
+	wantPage(t, "unknown institution", b.get(h.url+"/reset/code?institution=nope"), http.StatusOK, "Enter your code")
+	for name, q := range map[string]string{"none": "", "malformed": "?institution=%2F%2F"} {
 		wantPage(t, name+" institution", b.get(h.url+"/reset/code"+q), http.StatusNotFound, "This page is not available")
 	}
 	checkNoSecretsLogged(t, h, code, goodPassword)
