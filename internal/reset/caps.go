@@ -104,6 +104,12 @@ func otpFailKey(institutionID, userID string) string {
 	return "otpfail:" + institutionID + ":id:" + userID
 }
 
+// otpShadowKey counts tries that met no live code, per name asked: only
+// so that they cost what a counted try costs (timing); it caps nothing.
+func otpShadowKey(institutionID, asked string) string {
+	return "otpshadow:" + institutionID + ":" + asked
+}
+
 // otpFailCap refuses once a user has had otpFailMax wrong tries against
 // live codes in the last 24 hours.
 func otpFailCap(ctx context.Context, tx store.Tx, key string, now time.Time) error {

@@ -330,8 +330,18 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 				ok = false
 			}
 		} else {
-			// Same work as a comparison for a live code.
+			// Same work as a try on a live code — a comparison, and a
+			// counter read and written — so that timing tells a name with
+			// a code from one without (or from nobody) no more than the
+			// answer does. The shadow counter is never a cap.
 			hmac.Equal(s.otpMAC(institutionID, in.UserID, code), s.otpMAC(institutionID, in.Username, code))
+			shadow := otpShadowKey(institutionID, store.UsernameKey(in.Username)+"\x00"+in.UserID)
+			if _, err := tx.Count(ctx, shadow, otpFailWindow, now); err != nil {
+				return err
+			}
+			if _, err := tx.Hit(ctx, shadow, otpFailWindow, now); err != nil {
+				return err
+			}
 		}
 		if !ok {
 			if live {
