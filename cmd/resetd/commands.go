@@ -294,6 +294,73 @@ type UserCmd struct {
 	Put          UserPutCmd          `cmd:"" help:"Create a user, or change the fields given (--replace: the whole record)."`
 	Import       UserImportCmd       `cmd:"" help:"Import users from a CSV file (userId,username,email,phone[,passwordHash]); upserts in batches; an empty cell keeps the stored value unless --replace."`
 	FromKeycloak UserFromKeycloakCmd `cmd:"" name:"from-keycloak" help:"Convert a Keycloak export to the CSV user import reads, password hashes included (docs/MIGRATION.md)."`
+	State        UserStateCmd        `cmd:"" help:"Show why a user may be blocked: dispute lock, contact cooldowns, live links and code, budgets."`
+	Unlock       UserUnlockCmd       `cmd:"" help:"Lift a user's dispute lock and clear their wrong tries."`
+}
+
+// UserStateCmd prints a user's blocks and budgets (audited).
+type UserStateCmd struct {
+	Institution string `name:"institution" required:"" help:"Institution id."`
+	ID          string `arg:"" name:"userid" help:"User id."`
+}
+
+// Run prints the state.
+func (c *UserStateCmd) Run(ctx context.Context, g *Globals) error {
+	a, err := g.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	st, err := a.Reset.State(ctx, reset.Actor{ClientID: "cli"}, c.Institution, c.ID)
+	if err != nil {
+		return describeUser(err)
+	}
+	j := server.StateJSON(st)
+	if g.JSON {
+		return g.printJSON(j)
+	}
+	or := func(p *string, none string) string {
+		if p == nil {
+			return none
+		}
+		return *p
+	}
+	fmt.Fprintf(g.stdout, "locked until:          %s\n", or(j.LockedUntil, "not locked"))
+	fmt.Fprintf(g.stdout, "email cooldown until:  %s\n", or(j.EmailCooldownUntil, "none"))
+	fmt.Fprintf(g.stdout, "phone cooldown until:  %s\n", or(j.PhoneCooldownUntil, "none"))
+	fmt.Fprintf(g.stdout, "live links:            %d\n", j.LiveLinks)
+	fmt.Fprintf(g.stdout, "live code:             %t\n", j.LiveOTP)
+	fmt.Fprintf(g.stdout, "sends this hour:       %d\n", j.SendsThisHour)
+	fmt.Fprintf(g.stdout, "wrong tries in 24 h:   %d\n", j.WrongTriesToday)
+	return nil
+}
+
+// UserUnlockCmd lifts a dispute lock (audited).
+type UserUnlockCmd struct {
+	Institution string `name:"institution" required:"" help:"Institution id."`
+	ID          string `arg:"" name:"userid" help:"User id."`
+}
+
+// Run unlocks the user.
+func (c *UserUnlockCmd) Run(ctx context.Context, g *Globals) error {
+	a, err := g.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.Reset.Unlock(ctx, reset.Actor{ClientID: "cli"}, c.Institution, c.ID); err != nil {
+		return describeUser(err)
+	}
+	fmt.Fprintf(g.stdout, "user %s unlocked in %s\n", c.ID, c.Institution)
+	return nil
+}
+
+// describeUser is describe for commands naming a user.
+func describeUser(err error) error {
+	if errors.Is(err, reset.ErrNotFound) {
+		return errors.New("no such institution or user")
+	}
+	return describe(err)
 }
 
 // UserPutCmd creates a user or changes the fields given.
@@ -366,6 +433,8 @@ func describe(err error) error {
 		return fmt.Errorf("password refused: %s", strings.Join(msgs, " "))
 	case errors.As(err, &inv):
 		return errors.New(inv.Detail)
+	case errors.Is(err, reset.ErrApprovalRequired):
+		return errors.New("approval required: the institution has adminResetApproval on, so an existing user's password cannot be set directly; send a reset instead")
 	case errors.Is(err, reset.ErrNotFound):
 		var named *reset.NotFoundError
 		if errors.As(err, &named) && named.What != "institution" {

@@ -283,3 +283,76 @@ func TestConfigFile(t *testing.T) {
 		t.Errorf("a typo in the config file must be refused: exit %d %s", code, errOut)
 	}
 }
+
+// SPEC §10 from the CLI: `user put --password-stdin` on an existing user
+// under maker-checker exits 1 with the reason and changes nothing;
+// `user state` and `user unlock` serve support.
+func TestUserSupportCommands(t *testing.T) {
+	t.Parallel()
+	db := "sqlite:" + filepath.Join(t.TempDir(), "support.db")
+	ok := func(stdin string, args ...string) string {
+		t.Helper()
+		code, out, errOut := runCLI(t, stdin, append(args, "--db", db)...)
+		if code != 0 {
+			t.Fatalf("resetd %v: exit %d\n%s%s", args, code, out, errOut)
+		}
+		return out
+	}
+	ok("", "migrate")
+	ok("", "institution", "put", "acme", "--name", "Acme Bank", "--link-base", "https://bank.example/reset", "--default")
+	ok("a long enough passphrase\n", "user", "put", "--institution", "acme", "u1", "--username", "jane", "--email", "jane@example.com", "--password-stdin")
+	ctx := context.Background()
+	a, err := app.Open(ctx, app.Config{DB: db, Command: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	on := true
+	if _, err := a.Reset.UpdateSettings(ctx, reset.Actor{ClientID: "test"}, "acme", reset.SettingsPatch{AdminResetApproval: &on}); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+
+	code, out, errOut := runCLI(t, "another long passphrase\n", "user", "put", "--institution", "acme", "u1", "--username", "jane", "--email", "jane@example.com", "--password-stdin", "--db", db)
+	if code != 1 || !strings.Contains(out+errOut, "approval required") {
+		t.Errorf("user put --password-stdin under approval: exit %d, %q", code, out+errOut)
+	}
+	// A new user with a password is provisioning: allowed.
+	ok("a third long passphrase\n", "user", "put", "--institution", "acme", "u2", "--username", "sam", "--password-stdin")
+
+	var st map[string]any
+	if err := json.Unmarshal([]byte(ok("", "user", "state", "--institution", "acme", "u1", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"lockedUntil", "emailCooldownUntil", "phoneCooldownUntil", "liveLinks", "liveOTP", "sendsThisHour", "wrongTriesToday"} {
+		if _, has := st[k]; !has {
+			t.Errorf("state --json lacks %s: %v", k, st)
+		}
+	}
+	if len(st) != 7 {
+		t.Errorf("state --json has %d fields: %v", len(st), st)
+	}
+	if out := ok("", "user", "state", "--institution", "acme", "u1"); !strings.Contains(out, "not locked") {
+		t.Errorf("user state: %q", out)
+	}
+	if out := ok("", "user", "unlock", "--institution", "acme", "u1"); !strings.Contains(out, "unlocked") {
+		t.Errorf("user unlock: %q", out)
+	}
+	if code, out, errOut := runCLI(t, "", "user", "state", "--institution", "acme", "ghost", "--db", db); code != 1 || !strings.Contains(out+errOut, "no such") {
+		t.Errorf("state of an unknown user: exit %d %q", code, out+errOut)
+	}
+
+	a, err = app.Open(ctx, app.Config{DB: db, Command: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Reset.VerifyPassword(ctx, reset.Actor{ClientID: "test"}, "acme", "u1", "a long enough passphrase"); err != nil {
+		t.Errorf("the refused put changed the password: %v", err)
+	}
+	audit := ok("", "audit", "--institution", "acme", "--json")
+	for _, action := range []string{"support.state", "support.unlock"} {
+		if !strings.Contains(audit, `"`+action+`"`) {
+			t.Errorf("audit lacks %s", action)
+		}
+	}
+}

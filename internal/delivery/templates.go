@@ -48,6 +48,11 @@ type TemplateData struct {
 	// Changed names what was replaced in a contact_changed notice:
 	// "email address" or "phone number".
 	Changed string
+	// When and How say, in a password_changed notice, when the change was
+	// made ("2006-01-02 15:04 UTC") and how: "reset link", "code" or
+	// "by the bank".
+	When string
+	How  string
 }
 
 // Rendered is a rendered message; SMS uses Text only.

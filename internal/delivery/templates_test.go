@@ -19,7 +19,9 @@ func sampleData() delivery.TemplateData {
 		Link:        realisticLink,
 		Code:        "482913",
 		ExpiresIn:   60 * time.Minute,
-		DisputeLink: "https://reset.demobank.example/d/9xY8wV7uT6sR5qP4oN3mL2kJ1iH0gFeDcBa-_Zz",
+		DisputeLink: "https://reset.demobank.example/reset/dispute?token=9xY8wV7uT6sR5qP4oN3mL2kJ1iH0gFeDcBa-_Zz12345",
+		When:        "2026-12-01 23:40 UTC",
+		How:         "by the bank",
 	}
 }
 
@@ -166,7 +168,12 @@ func TestTemplatesEscapeHostileData(t *testing.T) {
 	}
 }
 
-func TestSMSFitsOneSegment(t *testing.T) {
+// TestSMSFitsTwoSegments: every SMS that can start or confirm a change
+// carries the dispute link (SPEC §10), and the "password changed" notice
+// says when and how: with a real dispute URL (about 94 characters) beside a
+// reset link or a code, that does not fit one 160-character segment, so an
+// SMS may take two concatenated GSM-7 segments (2 × 153), never more.
+func TestSMSFitsTwoSegments(t *testing.T) {
 	t.Parallel()
 	for _, kind := range allKinds() {
 		t.Run(kind, func(t *testing.T) {
@@ -176,8 +183,12 @@ func TestSMSFitsOneSegment(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Render: %v", err)
 			}
-			if n := len([]rune(r.Text)); n > 160 {
-				t.Errorf("SMS is %d characters, want <= 160: %q", n, r.Text)
+			limit := 2 * 153
+			if n := len([]rune(r.Text)); n > limit {
+				t.Errorf("SMS is %d characters, want <= %d: %q", n, limit, r.Text)
+			}
+			if !strings.Contains(r.Text, d.DisputeLink) {
+				t.Errorf("SMS carries no dispute link: %q", r.Text)
 			}
 			// Any character outside GSM-7's basic set switches the whole SMS
 			// to UCS-2, where a segment is only 70 characters.

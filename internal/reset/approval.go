@@ -2,6 +2,7 @@ package reset
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/resetd/resetd/internal/secret"
@@ -18,13 +19,17 @@ func newApprovalID() string {
 	return "ap_" + secret.Hex(16)
 }
 
-// Approve releases a reset link that waits for approval. The approver
+// Approve releases a reset link or an OTP that waits for approval. The approver
 // must be another client; an approval is used once and expires after an
 // hour (then it is not found).
 func (s *Service) Approve(ctx context.Context, a Actor, institutionID, approvalID string) error {
 	method, err := s.approve(ctx, a, institutionID, approvalID)
 	if err == nil {
-		s.observer.ResetIssued(method, "admin")
+		if ch, ok := strings.CutPrefix(method, approvalMethodOTP); ok {
+			s.observer.ResetIssued(ch, "otp")
+		} else {
+			s.observer.ResetIssued(method, "admin")
+		}
 	}
 	return err
 }
@@ -40,6 +45,8 @@ func (s *Service) approve(ctx context.Context, a Actor, institutionID, approvalI
 	// transaction may read it (for update): a first pass reads them and
 	// starts over with the message rendered outside it.
 	var link preparedLink
+	var code preparedOTP
+	var preparedFor string // the approval's method the send was rendered for
 	var renderedFor snapshot
 	for try := 0; ; try++ {
 		var st Settings
@@ -67,13 +74,18 @@ func (s *Service) approve(ctx context.Context, a Actor, institutionID, approvalI
 				return mapNotFound(err)
 			}
 			st, method, snap = sett, ap.Method, snapshotOf(in, u, true)
-			if link.method != ap.Method || renderedFor != snap {
+			if preparedFor != ap.Method || renderedFor != snap {
 				return errStale
 			}
 			if err := tx.MarkApproved(ctx, institutionID, approvalID, a.ClientID, now); err != nil {
 				return err
 			}
-			if err := s.sendLink(ctx, tx, now, st, u, link, a); err != nil {
+			if code.channel != "" {
+				_, err = s.sendOTP(ctx, tx, now, st, u, code, a)
+			} else {
+				err = s.sendLink(ctx, tx, now, st, u, link, a)
+			}
+			if err != nil {
 				return err
 			}
 			return s.audit(ctx, tx, now, a, "reset.approve", institutionID, ap.UserID, "ok")
@@ -81,9 +93,15 @@ func (s *Service) approve(ctx context.Context, a Actor, institutionID, approvalI
 		if err = staleOrDone(err, try); err != errStale {
 			return method, err
 		}
-		if link, err = s.prepareLink(st, u, method, s.now()); err != nil {
+		link, code = preparedLink{}, preparedOTP{}
+		if ch, ok := strings.CutPrefix(method, approvalMethodOTP); ok {
+			code, err = s.prepareOTP(st, u, ch, s.now())
+		} else {
+			link, err = s.prepareLink(st, u, method, s.now())
+		}
+		if err != nil {
 			return method, err
 		}
-		renderedFor = snap
+		preparedFor, renderedFor = method, snap
 	}
 }

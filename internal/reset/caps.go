@@ -2,6 +2,7 @@ package reset
 
 import (
 	"context"
+	"encoding/hex"
 	"time"
 
 	"github.com/resetd/resetd/internal/request"
@@ -33,46 +34,84 @@ func verifyFailKey(institutionID, userID string) string {
 // smsDestKey counts SMS to one number, across institutions.
 func smsDestKey(phone string) string { return "smsdest:" + phone }
 
-// limit counts one event against key at now and refuses past max in the
-// window (max ≤ 0: no limit).
+// Every window slides (SPEC §10): a cap of N an hour admits N in any 60
+// minutes, and a refusal says when the oldest counted event leaves it.
+
+// smsInstitutionDestKey counts one institution's SMS to one number.
+func smsInstitutionDestKey(institutionID, phone string) string {
+	return "smsdest:" + institutionID + ":" + phone
+}
+
+// anonIPKey counts public requests from one IP that name no institution
+// resetd knows (the tries of SPEC §10 that count per IP only).
+func anonIPKey(ip string) string { return "ip:*:" + ip }
+
+// linkFailKey counts wrong facts given with one link token.
+func linkFailKey(tokenHash []byte) string { return "linkfail:" + hex.EncodeToString(tokenHash) }
+
+// anonPerIPMinute is the per-IP limit where no institution is known.
+const anonPerIPMinute = 20
+
+// smsPerDestinationHourGlobal caps SMS to one number across institutions.
+const smsPerDestinationHourGlobal = 10
+
+// limit counts one event against key at now, unless max events are in the
+// sliding window already: then it refuses and counts nothing (max ≤ 0: no
+// limit). A refused caller is not counted, so one who keeps knocking is
+// let in as soon as the oldest counted event leaves the window.
 func (s *Service) limit(ctx context.Context, tx store.Tx, now time.Time, name, key string, max int, window time.Duration) error {
 	if max <= 0 {
 		return nil
 	}
-	n, err := tx.Hit(ctx, key, window, now)
+	if err := capReached(ctx, tx, now, name, key, max, window); err != nil {
+		return err
+	}
+	_, err := tx.Hit(ctx, key, window, now)
+	return err
+}
+
+// capReached refuses when key holds max events in its sliding window.
+func capReached(ctx context.Context, tx store.ReadTx, now time.Time, name, key string, max int, window time.Duration) error {
+	n, err := tx.Count(ctx, key, window, now)
+	if err != nil || n < max {
+		return err
+	}
+	oldest, err := tx.Oldest(ctx, key, window, now, n-max)
 	if err != nil {
 		return err
 	}
-	if n > max {
-		return limited(name, window, now)
+	return limited(name, oldest.Add(window).Sub(now))
+}
+
+// smsLimit caps SMS per destination number: per institution (the tenant's
+// budget, smsPerDestinationHour) under a global cap across institutions,
+// so one tenant cannot spend another's budget for a shared number.
+func (s *Service) smsLimit(ctx context.Context, tx store.Tx, now time.Time, institutionID, phone string) error {
+	if err := capReached(ctx, tx, now, "smsPerDestinationHour", smsInstitutionDestKey(institutionID, phone), smsPerDestinationHour, time.Hour); err != nil {
+		return err
 	}
-	return nil
-}
-
-// smsLimit caps SMS per destination number, across institutions.
-func (s *Service) smsLimit(ctx context.Context, tx store.Tx, now time.Time, phone string) error {
-	return s.limit(ctx, tx, now, "smsPerDestinationHour", smsDestKey(phone), smsPerDestinationHour, time.Hour)
-}
-
-// otpFailKey names the daily wrong-try counter: per user when the user
-// exists (userID non-empty), else per name asked for, so an unknown user
-// is capped alike and the cap is no oracle.
-func otpFailKey(institutionID, userID, asked string) string {
-	if userID != "" {
-		return "otpfail:" + institutionID + ":id:" + userID
+	if err := s.limit(ctx, tx, now, "smsPerDestinationHourGlobal", smsDestKey(phone), smsPerDestinationHourGlobal, time.Hour); err != nil {
+		return err
 	}
-	return "otpfail:" + institutionID + ":name:" + asked
+	_, err := tx.Hit(ctx, smsInstitutionDestKey(institutionID, phone), time.Hour, now)
+	return err
 }
 
-// otpFailCap refuses once a key has had otpFailMax wrong tries (wrong codes
-// and wrong facts alike) in the day.
+// otpFailKey names a user's daily wrong-try counter. It counts only tries
+// against a live code of the user (SPEC §10): tries against nothing count
+// per source IP only, so nobody can lock a customer out from afar.
+func otpFailKey(institutionID, userID string) string {
+	return "otpfail:" + institutionID + ":id:" + userID
+}
+
+// otpShadowKey counts tries that met no live code, per name asked: only
+// so that they cost what a counted try costs (timing); it caps nothing.
+func otpShadowKey(institutionID, asked string) string {
+	return "otpshadow:" + institutionID + ":" + asked
+}
+
+// otpFailCap refuses once a user has had otpFailMax wrong tries against
+// live codes in the last 24 hours.
 func otpFailCap(ctx context.Context, tx store.Tx, key string, now time.Time) error {
-	fails, err := tx.Count(ctx, key, otpFailWindow, now)
-	if err != nil {
-		return err
-	}
-	if fails >= otpFailMax {
-		return limited("otpFailuresPerDay", otpFailWindow, now)
-	}
-	return nil
+	return capReached(ctx, tx, now, "otpFailuresPerDay", key, otpFailMax, otpFailWindow)
 }

@@ -2,6 +2,7 @@ package reset
 
 import (
 	"context"
+	"time"
 
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/password"
@@ -32,6 +33,79 @@ func (s *Service) checkAndHash(ctx context.Context, a Actor, st Settings, instit
 	return s.hasher.Hash(ctx, pw)
 }
 
+// isResetToken reports whether a token's purpose lets it change a
+// password (a dispute link does not).
+func isResetToken(purpose string) bool {
+	return purpose == PurposeLink || purpose == PurposeSelfService || purpose == PurposeOTP
+}
+
+// isLinkToken reports whether a token came in a reset link (admin or
+// self-service), whose facts are checked at the change.
+func isLinkToken(purpose string) bool {
+	return purpose == PurposeLink || purpose == PurposeSelfService
+}
+
+// alive applies the institution's current lifetime to a live token: a
+// shortened `expiration` shortens tokens already out (SPEC §10).
+func alive(st Settings, t store.Token, now time.Time) bool {
+	return now.Before(t.CreatedAt.Add(time.Duration(st.Expiration) * time.Second))
+}
+
+// How a password was changed, as the "password changed" notices say it.
+const (
+	howLink  = "reset link"
+	howCode  = "code"
+	howAdmin = "by the bank"
+)
+
+// changedNotices are the "your password was changed" messages to every
+// contact of a user, with the dispute link they carry (SPEC §7, §10).
+type changedNotices struct {
+	rendered bool
+	dispute  dispute
+	messages []delivery.Message
+}
+
+// renderChanged renders the notices to u's contacts for a change made now
+// in the way how.
+func (s *Service) renderChanged(st Settings, u store.User, how string, now time.Time) (changedNotices, error) {
+	n := changedNotices{rendered: true, dispute: s.newDispute()}
+	d := delivery.TemplateData{DisputeLink: n.dispute.link, When: now.UTC().Format("2006-01-02 15:04") + " UTC", How: how}
+	if u.Email != "" {
+		d := d
+		d.UserName = u.Username
+		m, err := s.render(st, delivery.KindPasswordChanged, delivery.ChannelEmail, u.Email, d)
+		if err != nil {
+			return n, err
+		}
+		n.messages = append(n.messages, m)
+	}
+	if s.smsNotice(st, u.Phone) {
+		m, err := s.render(st, delivery.KindPasswordChanged, delivery.ChannelSMS, u.Phone, d)
+		if err != nil {
+			return n, err
+		}
+		n.messages = append(n.messages, m)
+	}
+	return n, nil
+}
+
+// queue stores the notices' dispute link and queues them in tx.
+func (n changedNotices) queue(ctx context.Context, s *Service, tx store.Tx, now time.Time, st Settings, u store.User) error {
+	if len(n.messages) == 0 {
+		return nil
+	}
+	if err := n.dispute.store(ctx, tx, u, now); err != nil {
+		return err
+	}
+	for _, m := range n.messages {
+		if err := s.queue(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.KindPasswordChanged, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ChangePassword consumes a reset token and sets the new password (for
 // institutions that require no knowledge facts, or tokens won by OTP).
 func (s *Service) ChangePassword(ctx context.Context, a Actor, tok, newPassword string) error {
@@ -42,7 +116,8 @@ func (s *Service) ChangePassword(ctx context.Context, a Actor, tok, newPassword 
 // password. A policy refusal leaves the token usable; of concurrent
 // redemptions exactly one wins and the others get ErrGone. When the
 // institution requires knowledge facts, a link token must come with them;
-// wrong facts answer like a wrong OTP and count toward the same daily cap.
+// wrong facts answer like a wrong OTP and count toward that token, which
+// dies after otpMaxAttempts of them (never toward the OTP cap).
 func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, newPassword string, facts map[string]string) error {
 	if !wellFormedToken(tok) {
 		return ErrGone
@@ -51,107 +126,133 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 		return &PolicyError{Violations: []password.Violation{{Code: "too_long", Message: "Use at most 128 characters."}}}
 	}
 	hash := hashToken(tok)
-	var t store.Token
-	var st Settings
-	var u store.User
-	var history []string
-	err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
-		if t, err = tx.LookupToken(ctx, hash, s.now()); err != nil {
-			return goneIfNotFound(err)
-		}
-		if t.Purpose != PurposeLink && t.Purpose != PurposeOTP {
-			return ErrGone
-		}
-		if st, err = s.settingsIn(ctx, tx, t.InstitutionID); err != nil {
-			return goneIfNotFound(err)
-		}
-		if u, err = tx.User(ctx, t.InstitutionID, t.UserID); err != nil {
-			return goneIfNotFound(err)
-		}
-		history, err = tx.PasswordHistory(ctx, t.InstitutionID, t.UserID, st.PasswordHistory)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if len(st.RequireFacts) > 0 && t.Purpose == PurposeLink {
-		if err := s.checkFactsAtChange(ctx, a, st, u, facts); err != nil {
+	for try := 0; ; try++ {
+		var t store.Token
+		var st Settings
+		var u store.User
+		var snap snapshot
+		var history []string
+		err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
+			now := s.now()
+			if t, err = tx.LookupToken(ctx, hash, now); err != nil {
+				return goneIfNotFound(err)
+			}
+			if !isResetToken(t.Purpose) {
+				return ErrGone
+			}
+			in, sett, err := s.institutionIn(ctx, tx, t.InstitutionID)
+			if err != nil {
+				return goneIfNotFound(err)
+			}
+			if st = sett; !alive(st, t, now) {
+				return ErrGone
+			}
+			if u, err = tx.User(ctx, t.InstitutionID, t.UserID); err != nil {
+				return goneIfNotFound(err)
+			}
+			snap = snapshotOf(in, u, true)
+			history, err = tx.PasswordHistory(ctx, t.InstitutionID, t.UserID, st.PasswordHistory)
 			return err
-		}
-	}
-	newHash, err := s.checkAndHash(ctx, a, st, t.InstitutionID, t.UserID, newPassword, u.Username, history)
-	if err != nil {
-		return err
-	}
-	// "Your password was changed" goes to every contact (SPEC §7).
-	var notices []delivery.Message
-	if u.Email != "" {
-		m, err := s.render(st, delivery.KindPasswordChanged, delivery.ChannelEmail, u.Email, delivery.TemplateData{UserName: u.Username})
+		})
 		if err != nil {
 			return err
 		}
-		notices = append(notices, m)
-	}
-	if s.smsNotice(st, u.Phone) {
-		m, err := s.render(st, delivery.KindPasswordChanged, delivery.ChannelSMS, u.Phone, delivery.TemplateData{})
-		if err != nil {
-			return err
-		}
-		notices = append(notices, m)
-	}
-	err = s.store.Update(ctx, func(tx store.Tx) error {
-		now := s.now()
-		if _, err := tx.ConsumeToken(ctx, hash, now); err != nil {
-			return goneIfNotFound(err)
-		}
-		if err := tx.SetPassword(ctx, t.InstitutionID, t.UserID, newHash, now); err != nil {
-			return goneIfNotFound(err)
-		}
-		if err := tx.AddPasswordHistory(ctx, t.InstitutionID, t.UserID, newHash, now, MaxPasswordHistory); err != nil {
-			return err
-		}
-		if err := tx.KillTokens(ctx, t.InstitutionID, t.UserID, now, PurposeLink, PurposeOTP); err != nil {
-			return err
-		}
-		if err := tx.KillOTP(ctx, t.InstitutionID, t.UserID, now); err != nil {
-			return err
-		}
-		for _, m := range notices {
-			if err := s.queue(ctx, tx, now, st, t.InstitutionID, t.UserID, delivery.KindPasswordChanged, m); err != nil {
+		if len(st.RequireFacts) > 0 && isLinkToken(t.Purpose) {
+			if err := s.checkFactsAtChange(ctx, a, st, t, u, facts); err != nil {
 				return err
 			}
 		}
-		if err := s.emit(ctx, tx, now, st, t.InstitutionID, t.UserID, delivery.EventPasswordChanged, nil); err != nil {
+		newHash, err := s.checkAndHash(ctx, a, st, t.InstitutionID, t.UserID, newPassword, u.Username, history)
+		if err != nil {
 			return err
 		}
-		return s.audit(ctx, tx, now, a, "password.change", t.InstitutionID, t.UserID, "ok")
-	})
-	if err == nil {
-		s.observer.PasswordChanged(t.Purpose)
+		how := howLink
+		if t.Purpose == PurposeOTP {
+			how = howCode
+		}
+		notices, err := s.renderChanged(st, u, how, s.now())
+		if err != nil {
+			return err
+		}
+		err = s.store.Update(ctx, func(tx store.Tx) error {
+			now := s.now()
+			in, st, err := s.institutionIn(ctx, tx, t.InstitutionID)
+			if err != nil {
+				return goneIfNotFound(err)
+			}
+			u, err := tx.User(ctx, t.InstitutionID, t.UserID)
+			if err != nil {
+				return goneIfNotFound(err)
+			}
+			if snapshotOf(in, u, true) != snap {
+				return errStale
+			}
+			ct, err := tx.ConsumeToken(ctx, hash, now)
+			if err != nil || !alive(st, ct, now) {
+				return ErrGone // rolled back: a token past its lifetime stays as it was
+			}
+			if err := tx.SetPassword(ctx, t.InstitutionID, t.UserID, newHash, now); err != nil {
+				return goneIfNotFound(err)
+			}
+			if err := tx.AddPasswordHistory(ctx, t.InstitutionID, t.UserID, newHash, now, MaxPasswordHistory); err != nil {
+				return err
+			}
+			if err := s.killResets(ctx, tx, now, u); err != nil {
+				return err
+			}
+			if err := notices.queue(ctx, s, tx, now, st, u); err != nil {
+				return err
+			}
+			if err := s.emit(ctx, tx, now, st, t.InstitutionID, t.UserID, delivery.EventPasswordChanged, nil); err != nil {
+				return err
+			}
+			return s.audit(ctx, tx, now, a, "password.change", t.InstitutionID, t.UserID, "ok")
+		})
+		if err = staleOrDone(err, try); err != errStale {
+			if err == nil {
+				s.observer.PasswordChanged(t.Purpose)
+			}
+			return err
+		}
 	}
-	return err
 }
 
-// checkFactsAtChange counts a wrong fact like a wrong OTP try.
-func (s *Service) checkFactsAtChange(ctx context.Context, a Actor, st Settings, u store.User, facts map[string]string) error {
-	failKey := otpFailKey(u.InstitutionID, u.ID, "")
-	var outcome error
+// killResets ends every outstanding reset link, OTP-won token and OTP of
+// a user (dispute links stay: they may still be needed).
+func (s *Service) killResets(ctx context.Context, tx store.Tx, now time.Time, u store.User) error {
+	if err := tx.KillTokens(ctx, u.InstitutionID, u.ID, now, PurposeLink, PurposeSelfService, PurposeOTP); err != nil {
+		return err
+	}
+	return tx.KillOTP(ctx, u.InstitutionID, u.ID, now)
+}
+
+// checkFactsAtChange counts a wrong fact against the link token it came
+// with: after otpMaxAttempts wrong ones the token dies. Codes guessed at
+// OTP verify never block the link path, nor facts guessed here the codes.
+func (s *Service) checkFactsAtChange(ctx context.Context, a Actor, st Settings, t store.Token, u store.User, facts map[string]string) error {
+	if s.factsMatch(st, u, facts) {
+		return nil
+	}
+	failKey := linkFailKey(t.Hash)
+	window := time.Duration(st.Expiration) * time.Second
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		now := s.now()
-		if err := otpFailCap(ctx, tx, failKey, now); err != nil {
+		if _, err := tx.LookupToken(ctx, t.Hash, now); err != nil {
+			return goneIfNotFound(err)
+		}
+		n, err := tx.Hit(ctx, failKey, window, now)
+		if err != nil {
 			return err
 		}
-		if s.factsMatch(st, u, facts) {
-			return nil
+		if n >= st.OTPMaxAttempts {
+			if _, err := tx.ConsumeToken(ctx, t.Hash, now); err != nil {
+				return goneIfNotFound(err)
+			}
 		}
-		if _, err := tx.Hit(ctx, failKey, otpFailWindow, now); err != nil {
-			return err
-		}
-		outcome = ErrOTPInvalid
 		return s.audit(ctx, tx, now, a, "password.change", u.InstitutionID, u.ID, "wrong_facts")
 	})
 	if err != nil {
 		return err
 	}
-	return outcome
+	return ErrOTPInvalid
 }

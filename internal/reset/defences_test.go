@@ -41,7 +41,7 @@ func TestDispute(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := b.svc.SendOTP(b.ctx, maker, "acme", "u", cms[0].ID); err != nil {
+			if _, err := b.svc.SendOTP(b.ctx, maker, "acme", "u", cms[0].ID); err != nil {
 				t.Fatal(err)
 			}
 			code := find(t, otpCode, b.outbox(t)[1])
@@ -81,7 +81,7 @@ func TestDispute(t *testing.T) {
 			if _, err := b.svc.SendResetLink(b.ctx, maker, "acme", "u", "email"); !is(err, c.want) {
 				t.Errorf("link send: %v, want %v", err, c.want)
 			}
-			if _, _, err := b.svc.SendOTP(b.ctx, maker, "acme", "u", cms[0].ID); !is(err, c.want) {
+			if _, err := b.svc.SendOTP(b.ctx, maker, "acme", "u", cms[0].ID); !is(err, c.want) {
 				t.Errorf("OTP send: %v, want %v", err, c.want)
 			}
 			if _, err := b.svc.SendResetPassword(b.ctx, reset.Actor{IP: "192.0.2.4"}, reset.SelfServiceInput{Username: jane.Username}); err != nil {
@@ -204,7 +204,7 @@ func TestFacts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := b.svc.SendOTP(b.ctx, maker, "acme", "u", cms[0].ID); err != nil {
+			if _, err := b.svc.SendOTP(b.ctx, maker, "acme", "u", cms[0].ID); err != nil {
 				t.Fatal(err)
 			}
 			code := find(t, otpCode, b.outbox(t)[0])
@@ -297,7 +297,7 @@ func TestContactChangeCooldown(t *testing.T) {
 			}
 			for _, cm := range cms {
 				if cm.Type == c.method {
-					if _, _, err := b.svc.SendOTP(b.ctx, maker, "acme", "u", cm.ID); !is(err, c.want) {
+					if _, err := b.svc.SendOTP(b.ctx, maker, "acme", "u", cm.ID); !is(err, c.want) {
 						t.Errorf("OTP by %s: %v, want %v", c.method, err, c.want)
 					}
 				}

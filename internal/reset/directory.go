@@ -149,20 +149,32 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		var st Settings
 		var history []string
 		var notices contactNotices
+		var changed changedNotices
 		var merged UserInput
 		if err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
+			now := s.now()
 			if inst, st, err = s.institutionIn(ctx, tx, institutionID); err != nil {
 				return err
 			}
-			old, err := tx.User(ctx, institutionID, userID)
-			existed := err == nil
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
+			p, err := s.priorOf(ctx, tx, now, st, institutionID, userID)
+			if err != nil {
 				return err
 			}
-			if merged, err = in.over(old, existed).complete(); err != nil {
+			if merged, err = in.over(p.u, p.existed).complete(); err != nil {
 				return err
 			}
-			if notices, err = s.renderContactNotices(st, old, existed, merged); err != nil {
+			if p.existed && (in.Password != nil || in.PasswordHash != nil) {
+				// An administrator setting an existing user's password is a
+				// reset that bypasses the flows: under maker-checker it is
+				// refused; otherwise every contact hears of it.
+				if st.AdminResetApproval {
+					return ErrApprovalRequired
+				}
+				if changed, err = s.renderChanged(st, store.User{Username: merged.Username, Email: merged.Email, Phone: merged.Phone}, howAdmin, now); err != nil {
+					return err
+				}
+			}
+			if notices, err = s.renderContactNotices(st, p, merged); err != nil {
 				return err
 			}
 			if in.Password != nil {
@@ -187,11 +199,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 			if !sameSettings(inst, fresh) {
 				return errStale
 			}
-			old, err := existingUser(ctx, tx, institutionID, userID)
-			if err != nil {
-				return err
-			}
-			created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, old, newHash, notices, true)
+			created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, newHash, notices, changed, true)
 			return err
 		})
 		if err = staleOrDone(err, try); err != errStale {
@@ -241,32 +249,19 @@ func (in *UserInput) normalize() error {
 	return nil
 }
 
-// existingUser returns the stored user, or nil when there is none.
-func existingUser(ctx context.Context, tx store.ReadTx, institutionID, userID string) (*store.User, error) {
-	u, err := tx.User(ctx, institutionID, userID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
+// putUserTx writes a normalised user in tx, with every rule that goes
+// with it: kept password and facts, the contact-change cooldown and its
+// notice, killed links and codes when a contact changes or the user is
+// disabled, an admin-set password's notices and event, the audit record.
+func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, newHash string, notices contactNotices, changed changedNotices, audit bool) (bool, error) {
+	p, err := s.priorOf(ctx, tx, now, st, institutionID, userID)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	return &u, nil
-}
-
-// putUserTx writes a normalised user in tx over found (nil: none), with
-// every rule that goes with it: kept password and facts, the contact-change
-// cooldown and its notice, killed tokens for a disabled user, the audit
-// record. The caller has read found in tx (an import reads it once per row).
-func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, found *store.User, newHash string, notices contactNotices, audit bool) (bool, error) {
-	var old store.User
-	existed := found != nil
-	if existed {
-		old = *found
-	}
+	old, existed := p.u, p.existed
 	// Kept fields come from the user as this transaction reads it, so a
 	// concurrent write to them is not lost.
-	in, err := in.over(old, existed).complete()
-	if err != nil {
+	if in, err = in.over(old, existed).complete(); err != nil {
 		return false, err
 	}
 	if in.Status == "" {
@@ -278,24 +273,35 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 		u.PasswordHash, u.CreatedAt, u.Facts, u.LockedUntil = old.PasswordHash, old.CreatedAt, old.Facts, old.LockedUntil
 		u.EmailChangedAt, u.PhoneChangedAt = old.EmailChangedAt, old.PhoneChangedAt
 	}
+	// A password set on an existing user by an administrator is a reset
+	// that bypasses the flows (SPEC §10); a hash brought in by an import
+	// (audit is per batch there) is a migration from the old system.
+	adminSet := existed && newHash != "" && audit
+	if adminSet && st.AdminResetApproval {
+		return false, ErrApprovalRequired
+	}
 	if newHash != "" {
 		u.PasswordHash = newHash
 	}
 	if in.Facts != nil {
-		if u.Facts, err = s.hashFacts(institutionID, userID, in.Facts); err != nil {
+		if u.Facts, err = s.hashFacts(institutionID, userID, in.Facts, now); err != nil {
 			return false, err
 		}
 	}
-	if notices.stale(old, existed) {
+	if notices.stale(p) || (adminSet && !changed.rendered) {
 		return false, errStale
 	}
-	// A replaced contact starts the cooldown for the new value, and
-	// the old value hears of it (SIM-swap and takeover defence): the
-	// notices were rendered for this old user. A first set is no change.
-	if existed && old.Email != "" && !sameContact(old.Email, email) {
+	// A replaced or removed contact starts the cooldown for the new value,
+	// and the old value hears of it (SIM-swap and takeover defence): the
+	// notices were rendered for this prior user. A first set is no change;
+	// re-creating an id deleted within the cooldown is compared with the
+	// contacts it had.
+	emailChanged := p.had() && old.Email != "" && !sameContact(old.Email, email)
+	phoneChanged := p.had() && old.Phone != "" && old.Phone != phone
+	if emailChanged {
 		u.EmailChangedAt = now
 	}
-	if existed && old.Phone != "" && old.Phone != phone {
+	if phoneChanged {
 		u.PhoneChangedAt = now
 	}
 	created, err := tx.PutUser(ctx, u)
@@ -305,19 +311,25 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 	if err != nil {
 		return false, err
 	}
+	if !existed {
+		if err := tx.DeleteTombstone(ctx, institutionID, userID); err != nil {
+			return false, err
+		}
+	}
 	for _, m := range notices.messages {
 		if err := s.queue(ctx, tx, now, st, institutionID, userID, delivery.KindContactChanged, m); err != nil {
 			return false, err
 		}
 	}
 	if newHash != "" {
-		// A new user has no history to trim (a deleted user's went with
-		// them): one statement less per imported row.
-		keep := MaxPasswordHistory
-		if !existed {
-			keep = -1
+		if err := tx.AddPasswordHistory(ctx, institutionID, userID, newHash, now, MaxPasswordHistory); err != nil {
+			return false, err
 		}
-		if err := tx.AddPasswordHistory(ctx, institutionID, userID, newHash, now, keep); err != nil {
+	}
+	// Links and codes already sent to an old contact die with it, as do
+	// those of a disabled user and those a new password makes moot.
+	if existed && (emailChanged || phoneChanged || adminSet) {
+		if err := s.killResets(ctx, tx, now, u); err != nil {
 			return false, err
 		}
 	}
@@ -326,6 +338,17 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 			return false, err
 		}
 		if err := tx.KillOTP(ctx, institutionID, userID, now); err != nil {
+			return false, err
+		}
+	}
+	if adminSet {
+		if err := changed.queue(ctx, s, tx, now, st, u); err != nil {
+			return false, err
+		}
+		if err := s.emit(ctx, tx, now, st, institutionID, userID, delivery.EventPasswordChanged, map[string]any{"by": "admin"}); err != nil {
+			return false, err
+		}
+		if err := s.audit(ctx, tx, now, a, "password.admin_set", institutionID, userID, "ok"); err != nil {
 			return false, err
 		}
 	}
@@ -342,8 +365,13 @@ func (s *Service) DeleteUser(ctx context.Context, a Actor, institutionID, userID
 	}
 	return s.store.Update(ctx, func(tx store.Tx) error {
 		now := s.now()
-		if _, err := s.settingsIn(ctx, tx, institutionID); err != nil {
+		st, err := s.settingsIn(ctx, tx, institutionID)
+		if err != nil {
 			return err
+		}
+		u, err := tx.User(ctx, institutionID, userID)
+		if err != nil {
+			return mapNotFound(err)
 		}
 		if err := tx.KillTokens(ctx, institutionID, userID, now); err != nil {
 			return err
@@ -353,6 +381,9 @@ func (s *Service) DeleteUser(ctx context.Context, a Actor, institutionID, userID
 		}
 		if err := tx.DeleteUser(ctx, institutionID, userID); err != nil {
 			return mapNotFound(err)
+		}
+		if err := s.keepTombstone(ctx, tx, now, st, u); err != nil {
+			return err
 		}
 		return s.audit(ctx, tx, now, a, "user.delete", institutionID, userID, "ok")
 	})

@@ -89,10 +89,13 @@ var (
 	ErrLocked             = errors.New("reset: sends are locked after a dispute")          // 423
 	ErrSelfApproval       = errors.New("reset: a client cannot approve its own request")   // 403
 	ErrAlreadyApproved    = errors.New("reset: already approved")                          // 409
+	// ErrApprovalRequired refuses an admin-set password on an existing
+	// user while adminResetApproval is on (403 …/approval-required).
+	ErrApprovalRequired = errors.New("reset: setting a password needs approval here")
 )
 
-// limited is the refusal of a fixed-window limit: retry when the window
-// containing now ends.
-func limited(name string, window time.Duration, now time.Time) *LimitError {
-	return &LimitError{Limit: name, RetryAfter: now.Truncate(window).Add(window).Sub(now)}
+// limited is the refusal of a sliding-window limit: retry after the given
+// wait (at least a second, as Retry-After counts whole seconds).
+func limited(name string, retryAfter time.Duration) *LimitError {
+	return &LimitError{Limit: name, RetryAfter: max(retryAfter, time.Second)}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/resetd/resetd/internal/store"
 )
@@ -19,10 +20,34 @@ const (
 // FactNames lists the facts resetd knows.
 var FactNames = []string{FactDateOfBirth, FactAccountLast4, FactPostalCode}
 
-var factFormats = map[string]*regexp.Regexp{
-	FactDateOfBirth:  regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`),
-	FactAccountLast4: regexp.MustCompile(`^\d{4}$`),
-	FactPostalCode:   regexp.MustCompile(`^[a-z0-9-]{2,12}$`),
+// Fact formats (SPEC §10), checked on the value as given (trimmed).
+var (
+	accountLast4Format = regexp.MustCompile(`^[0-9]{4}$`)
+	postalCodeFormat   = regexp.MustCompile(`^[A-Za-z0-9 -]{2,12}$`)
+)
+
+// validFact reports whether a fact's value has its format: a date of
+// birth is a real calendar date, not in the future and not before 1900;
+// the last four of an account are four digits; a postal code is 2 to 12
+// letters, digits, spaces or hyphens.
+func validFact(name, v string, now time.Time) (known, ok bool) {
+	v = strings.TrimSpace(v)
+	switch name {
+	case FactDateOfBirth:
+		d, err := time.Parse(time.DateOnly, v)
+		return true, err == nil && d.Year() >= 1900 && !d.After(now.UTC())
+	case FactAccountLast4:
+		return true, accountLast4Format.MatchString(v)
+	case FactPostalCode:
+		return true, postalCodeFormat.MatchString(v)
+	}
+	return false, false
+}
+
+var factFormatHelp = map[string]string{
+	FactDateOfBirth:  "a real date as YYYY-MM-DD, from 1900 and not in the future",
+	FactAccountLast4: "exactly four digits",
+	FactPostalCode:   "2 to 12 letters, digits, spaces or hyphens",
 }
 
 // normalizeFact trims, lower-cases and removes inner spaces, so "SW1A 1AA"
@@ -36,15 +61,15 @@ func (s *Service) factMAC(institutionID, userID, name, value string) string {
 }
 
 // hashFacts validates and hashes facts given on a user PUT.
-func (s *Service) hashFacts(institutionID, userID string, facts map[string]string) (map[string]string, error) {
+func (s *Service) hashFacts(institutionID, userID string, facts map[string]string, now time.Time) (map[string]string, error) {
 	out := map[string]string{}
 	for name, v := range facts {
-		re, ok := factFormats[name]
-		if !ok {
+		known, ok := validFact(name, v, now)
+		if !known {
 			return nil, invalid("facts", "unknown fact "+quote(name)+"; known: "+strings.Join(FactNames, ", "))
 		}
-		if !re.MatchString(normalizeFact(v)) {
-			return nil, invalid("facts", "fact "+name+" is malformed")
+		if !ok {
+			return nil, invalid("facts", "fact "+name+" is malformed: "+factFormatHelp[name])
 		}
 		out[name] = s.factMAC(institutionID, userID, name, v)
 	}

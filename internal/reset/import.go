@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/resetd/resetd/internal/store"
 )
@@ -71,7 +72,7 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 	// observed holds, by line, the user a write found when the notices
 	// rendered for that line did not fit (another line of the batch was
 	// refused, or a concurrent write): the next try renders for it.
-	observed := map[int]knownUser{}
+	observed := map[int]prior{}
 	for try := 0; ; try++ {
 		// Read and render first (see prepare.go), then write.
 		var inst store.Institution
@@ -95,7 +96,7 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 			imported, rejected = 0, nil
 			res.ContactsChanged, res.NoticesQueued = 0, 0
 			// The batch's own writes, for a dry run that writes none.
-			written := map[string]knownUser{}
+			written := map[string]prior{}
 			fresh, st, err := s.institutionIn(ctx, tx, institutionID)
 			if err != nil {
 				return err
@@ -118,20 +119,16 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 						continue
 					}
 				}
-				stored, err := tx.User(ctx, institutionID, r.UserID)
-				if err != nil && !errors.Is(err, store.ErrNotFound) {
+				p, err := s.priorOf(ctx, tx, now, st, institutionID, r.UserID)
+				if err != nil {
 					return err
 				}
-				var found *store.User // the row as stored, which putUserTx writes over
-				if err == nil {
-					found = &stored
-				}
-				old, existed := stored, found != nil
 				if w, ok := written[r.UserID]; ok && dryRun {
 					// A dry run writes nothing: an earlier line's "write" is
 					// what this line would find.
-					old, existed = w.u, w.existed
+					p = w
 				}
+				old, existed := p.u, p.existed
 				merged, err := in.over(old, existed).complete()
 				if err != nil {
 					reject(r.Line, err)
@@ -154,20 +151,20 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 					return err
 				}
 				seen[key] = r.Line
-				if !dryRun && notices[r.Line].stale(old, existed) {
-					observed[r.Line] = knownUser{old, existed}
+				if !dryRun && notices[r.Line].stale(p) {
+					observed[r.Line] = p
 					stale = true
 					continue
 				}
 				if !dryRun && !stale {
-					if _, err := s.putUserTx(ctx, tx, now, st, a, institutionID, r.UserID, merged, found, newHash, notices[r.Line], false); err != nil {
+					if _, err := s.putUserTx(ctx, tx, now, st, a, institutionID, r.UserID, merged, newHash, notices[r.Line], changedNotices{}, false); err != nil {
 						return fmt.Errorf("reset: import line %d: %w", r.Line, err)
 					}
 				}
 				changed, queued := s.contactChanges(old, existed, merged)
 				res.ContactsChanged += changed
 				res.NoticesQueued += queued
-				written[r.UserID] = knownUser{store.User{ID: r.UserID, Username: merged.Username, Email: merged.Email, Phone: merged.Phone, Status: merged.Status}, true}
+				written[r.UserID] = prior{u: store.User{ID: r.UserID, Username: merged.Username, Email: merged.Email, Phone: merged.Phone, Status: merged.Status}, existed: true}
 				imported++
 			}
 			if stale {
@@ -205,19 +202,13 @@ func importInput(r ImportRow, replace bool, reject func(int, error)) (UserInput,
 	return in, true
 }
 
-// knownUser is a user as a batch's writes will find it.
-type knownUser struct {
-	u       store.User
-	existed bool
-}
-
 // importNotices renders, outside the write transaction, the contact-change
 // notices a batch sends (by line), following the batch's own writes when a
 // user appears on more than one line.
-func (s *Service) importNotices(ctx context.Context, institutionID string, rows []ImportRow, replace bool, observed map[int]knownUser) (store.Institution, map[int]contactNotices, error) {
+func (s *Service) importNotices(ctx context.Context, institutionID string, rows []ImportRow, replace bool, observed map[int]prior) (store.Institution, map[int]contactNotices, error) {
 	var inst store.Institution
 	var st Settings
-	current := map[string]knownUser{}
+	current := map[string]prior{}
 	err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		if inst, st, err = s.institutionIn(ctx, tx, institutionID); err != nil {
 			return err
@@ -230,10 +221,24 @@ func (s *Service) importNotices(ctx context.Context, institutionID string, rows 
 			}
 		}
 		found, err := tx.UsersByID(ctx, institutionID, ids)
-		for id, u := range found {
-			current[id] = knownUser{u, true}
+		if err != nil {
+			return err
 		}
-		return err
+		for id, u := range found {
+			current[id] = prior{u: u, existed: true}
+		}
+		// An id not stored may have been deleted within the cooldown: its
+		// old contacts count (SPEC §10).
+		now := s.now()
+		for _, id := range ids {
+			if _, ok := current[id]; ok {
+				continue
+			}
+			if current[id], err = s.priorOf(ctx, tx, now, st, institutionID, id); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return inst, nil, err
@@ -252,12 +257,12 @@ func (s *Service) importNotices(ctx context.Context, institutionID string, rows 
 		if in.Username == "" {
 			continue // a new user without a username: the write rejects it
 		}
-		n, err := s.renderContactNotices(st, k.u, k.existed, in)
+		n, err := s.renderContactNotices(st, k, in)
 		if err != nil {
 			return inst, nil, err
 		}
 		out[r.Line] = n
-		k.u.Username, k.u.Email, k.u.Phone, k.existed = in.Username, in.Email, in.Phone, true
+		k.u.Username, k.u.Email, k.u.Phone, k.existed, k.deletedAt = in.Username, in.Email, in.Phone, true, time.Time{}
 		current[r.UserID] = k
 	}
 	return inst, out, nil

@@ -56,6 +56,9 @@ func (s *Service) SendResetLink(ctx context.Context, a Actor, institutionID, use
 		},
 		func(tx store.Tx, now time.Time, st Settings, u store.User) error {
 			if !st.AdminResetApproval {
+				if link.method == "" {
+					return errStale // rendered while approval was on
+				}
 				return s.sendLink(ctx, tx, now, st, u, link, a)
 			}
 			if _, err := s.linkTarget(st, u, method, now); err != nil {
@@ -132,14 +135,14 @@ func (s *Service) sendLink(ctx context.Context, tx store.Tx, now time.Time, st S
 		return err
 	}
 	if p.method == delivery.ChannelSMS {
-		if err := s.smsLimit(ctx, tx, now, to); err != nil {
+		if err := s.smsLimit(ctx, tx, now, u.InstitutionID, to); err != nil {
 			return err
 		}
 	}
 	if err := p.dispute.store(ctx, tx, u, now); err != nil {
 		return err
 	}
-	if err := tx.KillTokens(ctx, u.InstitutionID, u.ID, now, PurposeLink); err != nil {
+	if err := tx.KillTokens(ctx, u.InstitutionID, u.ID, now, PurposeLink, PurposeSelfService); err != nil {
 		return err
 	}
 	if err := tx.InsertToken(ctx, store.Token{Hash: p.hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeLink,
@@ -177,23 +180,30 @@ func (s *Service) InspectToken(ctx context.Context, tok string) (TokenInfo, erro
 	}
 	var info TokenInfo
 	err := s.store.View(ctx, func(tx store.ReadTx) error {
-		t, err := tx.LookupToken(ctx, hashToken(tok), s.now())
+		now := s.now()
+		t, err := tx.LookupToken(ctx, hashToken(tok), now)
 		if err != nil {
 			return goneIfNotFound(err)
 		}
-		if t.Purpose != PurposeLink && t.Purpose != PurposeOTP {
+		if !isResetToken(t.Purpose) {
 			return ErrGone // a dispute link is no reset link
 		}
 		st, err := s.settingsIn(ctx, tx, t.InstitutionID)
 		if err != nil {
 			return goneIfNotFound(err)
 		}
+		if !alive(st, t, now) {
+			return ErrGone
+		}
 		u, err := tx.User(ctx, t.InstitutionID, t.UserID)
 		if err != nil {
 			return goneIfNotFound(err)
 		}
 		info = TokenInfo{InstitutionID: t.InstitutionID, UserID: t.UserID, Username: u.Username, DisplayName: st.DisplayName, Policy: policyFor(st), ExpiresAt: t.ExpiresAt}
-		if t.Purpose == PurposeLink && len(st.RequireFacts) > 0 {
+		if end := t.CreatedAt.Add(time.Duration(st.Expiration) * time.Second); end.Before(info.ExpiresAt) {
+			info.ExpiresAt = end // the institution's current lifetime, if shorter
+		}
+		if isLinkToken(t.Purpose) && len(st.RequireFacts) > 0 {
 			info.Facts = st.RequireFacts
 		}
 		return nil

@@ -26,7 +26,7 @@ func (s *Service) VerifyPassword(ctx context.Context, a Actor, institutionID, us
 	}
 	key := verifyFailKey(institutionID, userID)
 	var u store.User
-	var failures int
+	var capped error
 	err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		if _, err = s.settingsIn(ctx, tx, institutionID); err != nil {
 			return err
@@ -34,16 +34,19 @@ func (s *Service) VerifyPassword(ctx context.Context, a Actor, institutionID, us
 		if u, err = tx.User(ctx, institutionID, userID); err != nil {
 			return mapNotFound(err)
 		}
-		failures, err = tx.Count(ctx, key, verifyFailuresWindow, s.now())
-		return err
+		capped = capReached(ctx, tx, s.now(), "verify", key, verifyFailuresMax, verifyFailuresWindow)
+		var lim *LimitError
+		if errors.As(capped, &lim) {
+			return nil
+		}
+		return capped
 	})
 	if err != nil {
 		return err
 	}
-	now := s.now()
-	if failures >= verifyFailuresMax {
+	if capped != nil {
 		s.AuditFailure(ctx, a, "password.verify", institutionID, userID, "rate_limited")
-		return limited("verify", verifyFailuresWindow, now)
+		return capped
 	}
 	ok := false
 	if u.PasswordHash != "" && u.Status == StatusActive {

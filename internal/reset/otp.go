@@ -107,74 +107,121 @@ func (s *Service) otpMAC(institutionID, userID, code string) []byte {
 	return s.key.MAC("otp", []byte(institutionID+"\x00"+userID+"\x00"+code))
 }
 
-// SendOTP sends a one-time passcode to the contact method the user chose
-// and returns its expiry and the masked destination.
-func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, contactMethodID string) (time.Time, string, error) {
+// OTPSend is what an OTP send did: the code's expiry and its masked
+// destination, or, under maker-checker, the approval it waits for.
+type OTPSend struct {
+	ExpiresAt   time.Time
+	Destination string
+	Approval    ApprovalRequest
+}
+
+// approvalMethodOTP prefixes the method of an approval that sends an OTP
+// ("otp-email", "otp-sms"); a reset link's is its channel.
+const approvalMethodOTP = "otp-"
+
+// SendOTP sends a one-time passcode to the contact method the user chose.
+// With the institution's adminResetApproval on, it sends nothing and
+// returns the approval a second client must give (SPEC §10).
+func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, contactMethodID string) (OTPSend, error) {
 	if err := checkIDs(institutionID, userID); err != nil {
-		return time.Time{}, "", err
+		return OTPSend{}, err
 	}
 	if contactMethodID == "" || len(contactMethodID) > 64 {
-		return time.Time{}, "", invalid("contactMethodId", "contactMethodId is required")
+		return OTPSend{}, invalid("contactMethodId", "contactMethodId is required")
 	}
-	var expires time.Time
-	var masked, channel string
-	var code string
+	var out OTPSend
 	var cm ContactMethod
-	var dsp dispute
-	var m delivery.Message
+	var p preparedOTP
 	err := s.renderedFor(ctx, institutionID, userID,
-		func(st Settings, u store.User) error {
-			var err error
+		func(st Settings, u store.User) (err error) {
 			if cm, err = s.chosenMethod(u, contactMethodID); err != nil {
 				return err
 			}
-			to, err := s.linkTarget(st, u, cm.Type, s.now())
-			if err != nil {
-				return err
+			if st.AdminResetApproval {
+				return nil // nothing is sent until a second client approves
 			}
-			code, dsp = s.otpCode(st.OTPLength), s.newDispute()
-			m, err = s.render(st, delivery.KindOTP, cm.Type, to, delivery.TemplateData{
-				UserName: u.Username, Code: code, ExpiresIn: time.Duration(st.OTPExpiration) * time.Second, DisputeLink: dsp.link,
-			})
+			p, err = s.prepareOTP(st, u, cm.Type, s.now())
 			return err
 		},
-		func(tx store.Tx, now time.Time, st Settings, u store.User) error {
+		func(tx store.Tx, now time.Time, st Settings, u store.User) (err error) {
 			// The user's contacts are as rendered (else renderedFor starts
 			// over), so the chosen method is the same one.
-			to, err := s.linkTarget(st, u, cm.Type, now)
-			if err != nil {
+			if !st.AdminResetApproval {
+				out.ExpiresAt, err = s.sendOTP(ctx, tx, now, st, u, p, a)
+				out.Destination = cm.Destination
 				return err
 			}
-			if err := s.limit(ctx, tx, now, "sendsPerUserHour", sendKey(institutionID, userID), st.SendsPerUserHour, time.Hour); err != nil {
+			if p.channel != "" {
+				return errStale // rendered before approval was turned on
+			}
+			if _, err := s.linkTarget(st, u, cm.Type, now); err != nil {
 				return err
 			}
-			if cm.Type == delivery.ChannelSMS {
-				if err := s.smsLimit(ctx, tx, now, to); err != nil {
-					return err
-				}
-			}
-			if err := dsp.store(ctx, tx, u, now); err != nil {
+			out.Approval = ApprovalRequest{ID: newApprovalID(), ExpiresAt: now.Add(approvalLifetime)}
+			if err := tx.InsertApproval(ctx, store.Approval{ID: out.Approval.ID, InstitutionID: institutionID, UserID: userID, Method: approvalMethodOTP + cm.Type,
+				RequestedBy: a.ClientID, CreatedAt: now, ExpiresAt: out.Approval.ExpiresAt}); err != nil {
 				return err
 			}
-			expires = now.Add(time.Duration(st.OTPExpiration) * time.Second)
-			if err := tx.PutOTP(ctx, store.OTP{InstitutionID: institutionID, UserID: userID, MAC: s.otpMAC(institutionID, userID, code),
-				Channel: cm.Type, CreatedAt: now, ExpiresAt: expires, MaxAttempts: st.OTPMaxAttempts}); err != nil {
-				return err
-			}
-			if err := s.queue(ctx, tx, now, st, institutionID, userID, delivery.KindOTP, m); err != nil {
-				return err
-			}
-			masked = cm.Destination
-			if err := s.emit(ctx, tx, now, st, institutionID, userID, delivery.EventResetRequested, map[string]any{"flow": "otp", "channel": cm.Type}); err != nil {
-				return err
-			}
-			channel = cm.Type
-			return s.audit(ctx, tx, now, a, "otp.send."+cm.Type, institutionID, userID, "ok")
+			return s.audit(ctx, tx, now, a, "otp.request_approval", institutionID, userID, "pending")
 		})
-	if err == nil {
-		s.observer.ResetIssued(channel, "otp")
+	if err == nil && out.Approval.ID == "" {
+		s.observer.ResetIssued(cm.Type, "otp")
 	}
-	return expires, masked, err
+	return out, err
+}
+
+// preparedOTP is a code rendered before its write transaction.
+type preparedOTP struct {
+	channel string
+	code    string
+	dispute dispute
+	message delivery.Message
+}
+
+// prepareOTP refuses early what sendOTP would refuse for the user as
+// read, makes the code and renders its message.
+func (s *Service) prepareOTP(st Settings, u store.User, channel string, now time.Time) (preparedOTP, error) {
+	to, err := s.linkTarget(st, u, channel, now)
+	if err != nil {
+		return preparedOTP{}, err
+	}
+	p := preparedOTP{channel: channel, code: s.otpCode(st.OTPLength), dispute: s.newDispute()}
+	p.message, err = s.render(st, delivery.KindOTP, channel, to, delivery.TemplateData{
+		UserName: u.Username, Code: p.code, ExpiresIn: time.Duration(st.OTPExpiration) * time.Second, DisputeLink: p.dispute.link,
+	})
+	return p, err
+}
+
+// sendOTP applies the send's rules to the user as read in tx, then stores
+// the prepared code and queues its message.
+func (s *Service) sendOTP(ctx context.Context, tx store.Tx, now time.Time, st Settings, u store.User, p preparedOTP, a Actor) (time.Time, error) {
+	to, err := s.linkTarget(st, u, p.channel, now)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := s.limit(ctx, tx, now, "sendsPerUserHour", sendKey(u.InstitutionID, u.ID), st.SendsPerUserHour, time.Hour); err != nil {
+		return time.Time{}, err
+	}
+	if p.channel == delivery.ChannelSMS {
+		if err := s.smsLimit(ctx, tx, now, u.InstitutionID, to); err != nil {
+			return time.Time{}, err
+		}
+	}
+	if err := p.dispute.store(ctx, tx, u, now); err != nil {
+		return time.Time{}, err
+	}
+	expires := now.Add(time.Duration(st.OTPExpiration) * time.Second)
+	if err := tx.PutOTP(ctx, store.OTP{InstitutionID: u.InstitutionID, UserID: u.ID, MAC: s.otpMAC(u.InstitutionID, u.ID, p.code),
+		Channel: p.channel, CreatedAt: now, ExpiresAt: expires, MaxAttempts: st.OTPMaxAttempts}); err != nil {
+		return time.Time{}, err
+	}
+	if err := s.queue(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.KindOTP, p.message); err != nil {
+		return time.Time{}, err
+	}
+	if err := s.emit(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "otp", "channel": p.channel}); err != nil {
+		return time.Time{}, err
+	}
+	return expires, s.audit(ctx, tx, now, a, "otp.send."+p.channel, u.InstitutionID, u.ID, "ok")
 }
 
 // chosenMethod finds the contact method a caller named by its id.
@@ -226,7 +273,18 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 	var outcome error
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		now := s.now()
+		// The per-IP limit counts before any lookup of a user; an
+		// institution resetd does not know is counted per IP alone, and
+		// answers as a known one with a wrong code (no oracle).
 		st, err := s.settingsIn(ctx, tx, institutionID)
+		if errors.Is(err, ErrNotFound) {
+			if err := s.limit(ctx, tx, now, "publicPerIPMinute", anonIPKey(a.IP), anonPerIPMinute, time.Minute); err != nil {
+				return err
+			}
+			s.otpMAC(institutionID, in.Username+in.UserID, code) // the work of a comparison
+			outcome = ErrOTPInvalid
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -243,18 +301,9 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 			return err
 		}
 		known := err == nil
-		// The daily cap is counted per user when the user exists, else
-		// per name asked for, so an unknown user is capped alike.
-		knownID := ""
-		if known {
-			knownID = u.ID
-		}
-		failKey := otpFailKey(institutionID, knownID, store.UsernameKey(in.Username)+in.UserID)
-		if err := otpFailCap(ctx, tx, failKey, now); err != nil {
-			return err
-		}
 		ok := false
 		var o store.OTP
+		live := false
 		if known {
 			o, err = tx.LockOTP(ctx, institutionID, u.ID)
 			switch {
@@ -262,27 +311,46 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 			case err != nil:
 				return err
 			default:
-				live := o.UsedAt.IsZero() && now.Before(o.ExpiresAt) && o.Attempts < o.MaxAttempts && u.Status == StatusActive
-				ok = live && code != "" && hmac.Equal(o.MAC, s.otpMAC(institutionID, u.ID, code))
-				// Required facts are part of the answer: a wrong fact is a
-				// wrong try, indistinguishable from a wrong code.
-				if len(st.RequireFacts) > 0 && !s.factsMatch(st, u, in.Facts) {
-					ok = false
-				}
-				if live && !ok {
-					o.Attempts++
-					if err := tx.UpdateOTP(ctx, o); err != nil {
-						return err
-					}
-				}
+				live = o.UsedAt.IsZero() && now.Before(o.ExpiresAt) && o.Attempts < o.MaxAttempts && u.Status == StatusActive
+			}
+		}
+		// Only tries against a live code count toward the user's daily cap
+		// (and are refused by it): tries against nothing count per IP
+		// alone, so nobody can lock a customer out by naming them.
+		failKey := otpFailKey(institutionID, u.ID)
+		if live {
+			if err := otpFailCap(ctx, tx, failKey, now); err != nil {
+				return err
+			}
+			ok = code != "" && hmac.Equal(o.MAC, s.otpMAC(institutionID, u.ID, code))
+			// Required facts are part of the answer: a wrong fact is a
+			// wrong try, indistinguishable from a wrong code.
+			if len(st.RequireFacts) > 0 && !s.factsMatch(st, u, in.Facts) {
+				ok = false
 			}
 		} else {
-			// Same work as a comparison for a real user.
+			// Same work as a try on a live code — a comparison, and a
+			// counter read and written — so that timing tells a name with
+			// a code from one without (or from nobody) no more than the
+			// answer does. The shadow counter is never a cap.
 			hmac.Equal(s.otpMAC(institutionID, in.UserID, code), s.otpMAC(institutionID, in.Username, code))
+			shadow := otpShadowKey(institutionID, store.UsernameKey(in.Username)+"\x00"+in.UserID)
+			if _, err := tx.Count(ctx, shadow, otpFailWindow, now); err != nil {
+				return err
+			}
+			if _, err := tx.Hit(ctx, shadow, otpFailWindow, now); err != nil {
+				return err
+			}
 		}
 		if !ok {
-			if _, err := tx.Hit(ctx, failKey, otpFailWindow, now); err != nil {
-				return err
+			if live {
+				o.Attempts++
+				if err := tx.UpdateOTP(ctx, o); err != nil {
+					return err
+				}
+				if _, err := tx.Hit(ctx, failKey, otpFailWindow, now); err != nil {
+					return err
+				}
 			}
 			outcome = ErrOTPInvalid
 			return s.audit(ctx, tx, now, a, "otp.verify", institutionID, u.ID, "invalid")

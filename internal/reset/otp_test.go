@@ -90,7 +90,9 @@ func TestOTPFlow(t *testing.T) {
 				case "send":
 					var expires time.Time
 					var masked string
-					expires, masked, err = b.svc.SendOTP(b.ctx, maker, "acme", "u", cm.ID)
+					var sent reset.OTPSend
+					sent, err = b.svc.SendOTP(b.ctx, maker, "acme", "u", cm.ID)
+					expires, masked = sent.ExpiresAt, sent.Destination
 					if err != nil {
 						break
 					}

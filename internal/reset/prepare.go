@@ -130,31 +130,33 @@ func (d dispute) store(ctx context.Context, tx store.Tx, u store.User, now time.
 }
 
 // contactNotices are the "your contact was changed" messages a user write
-// sends, rendered for the old contacts they were rendered from.
+// sends, rendered for the prior contacts they were rendered from.
 type contactNotices struct {
-	// The user as the notices were rendered for: whether they existed,
-	// and their old name and contacts.
-	existed                         bool
+	// The prior user the notices were rendered for: whether there was one
+	// (stored, or deleted within the cooldown), and its name and contacts.
+	had                             bool
+	deletedAt                       time.Time
 	forUsername, forEmail, forPhone string
 	messages                        []delivery.Message
 }
 
-// stale reports whether old (existed) is not the user the notices were
+// stale reports whether p is not the prior user the notices were
 // rendered for.
-func (n contactNotices) stale(old store.User, existed bool) bool {
-	if existed != n.existed {
+func (n contactNotices) stale(p prior) bool {
+	if p.had() != n.had || !p.deletedAt.Equal(n.deletedAt) {
 		return true
 	}
-	return existed && (old.Username != n.forUsername || old.Email != n.forEmail || old.Phone != n.forPhone)
+	return n.had && (p.u.Username != n.forUsername || p.u.Email != n.forEmail || p.u.Phone != n.forPhone)
 }
 
-// renderContactNotices renders the notices a write of in over old sends:
-// a replaced contact's old value hears of it (a first set is no change).
-func (s *Service) renderContactNotices(st Settings, old store.User, existed bool, in UserInput) (contactNotices, error) {
-	if !existed {
+// renderContactNotices renders the notices a write of in over p sends: a
+// replaced contact's old value hears of it (a first set is no change).
+func (s *Service) renderContactNotices(st Settings, p prior, in UserInput) (contactNotices, error) {
+	if !p.had() {
 		return contactNotices{}, nil
 	}
-	n := contactNotices{existed: true, forUsername: old.Username, forEmail: old.Email, forPhone: old.Phone}
+	old := p.u
+	n := contactNotices{had: true, deletedAt: p.deletedAt, forUsername: old.Username, forEmail: old.Email, forPhone: old.Phone}
 	if old.Email != "" && !sameContact(old.Email, in.Email) {
 		m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelEmail, old.Email, delivery.TemplateData{UserName: old.Username, Changed: "email address"})
 		if err != nil {

@@ -57,7 +57,7 @@ func TestRenderedMessagesFollowAConcurrentChange(t *testing.T) {
 			}
 			for _, cm := range cms {
 				if cm.Type == delivery.ChannelEmail {
-					_, _, err = svc.SendOTP(b.ctx, maker, "acme", "u", cm.ID)
+					_, err = svc.SendOTP(b.ctx, maker, "acme", "u", cm.ID)
 					return err
 				}
 			}

@@ -28,7 +28,11 @@ import (
 
 // Token purposes.
 const (
+	// PurposeLink marks a reset link the admin API issued.
 	PurposeLink = "link"
+	// PurposeSelfService marks a reset link self-service issued: a newer
+	// self-service link kills it, and it never kills an admin one.
+	PurposeSelfService = "selfservice"
 )
 
 // User statuses.
@@ -211,3 +215,5 @@ func (s *Service) decode(in store.Institution) (Settings, error) {
 	}
 	return st, nil
 }
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

@@ -20,7 +20,14 @@ type SelfServiceInput struct {
 	LinkReset     string
 	SiteName      string
 	InstitutionID string
+	// Method is the HTTP method asked with ("GET" or "POST"): an
+	// institution may refuse GET (selfServiceGet false).
+	Method string
 }
+
+// ErrMethodNotAllowed refuses a self-service GET where the institution
+// turned selfServiceGet off (405, Allow: POST).
+var ErrMethodNotAllowed = errors.New("reset: self-service answers POST only here")
 
 // SelfServiceEmail is seed 002's answer: the email as sent, with the token
 // and the user name masked.
@@ -68,6 +75,9 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 		if err != nil {
 			return SelfServiceEmail{}, err
 		}
+		if in.Method == "GET" && !st.SelfServiceGet {
+			return SelfServiceEmail{}, ErrMethodNotAllowed
+		}
 		base, from, err := s.selfServiceTargets(st, in)
 		if err != nil {
 			return SelfServiceEmail{}, err
@@ -105,10 +115,21 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 			if err != nil {
 				return err
 			}
-			if err := s.limit(ctx, tx, now, "publicPerIPMinute", ipKey(inst.ID, a.IP), st.PublicPerIPMinute, time.Minute); err != nil {
+			// Per-IP limits count before the user is looked at; an
+			// institution resetd does not know answers as a known one, its
+			// requests counted per IP (and per name asked) alike.
+			instID := inst.ID
+			ipK, perIP := ipKey(instID, a.IP), st.PublicPerIPMinute
+			if instID == "" {
+				instID = in.InstitutionID
+				ipK, perIP = anonIPKey(a.IP), anonPerIPMinute
+			}
+			if err := s.limit(ctx, tx, now, "publicPerIPMinute", ipK, perIP, time.Minute); err != nil {
 				return err
 			}
-			if err := s.limit(ctx, tx, now, "publicPerUsernameHour", selfServiceNameKey(inst.ID, in.Username), st.PublicPerUsernameHour, time.Hour); err != nil {
+			// Self-service has its own budget, per username asked: it never
+			// spends the bank's per-user send budget (sendsPerUserHour).
+			if err := s.limit(ctx, tx, now, "publicPerUsernameHour", selfServiceNameKey(instID, in.Username), st.PublicPerUsernameHour, time.Hour); err != nil {
 				return err
 			}
 			if snapshotOf(inst, u, known) != snap {
@@ -119,22 +140,10 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 			if send && st.RevealRecipient {
 				out.To = MaskEmail(u.Email)
 			}
-			if send {
-				// The per-user send cap applies silently here: a 429 would
-				// tell the caller that the username exists.
-				if n, err := tx.Count(ctx, sendKey(inst.ID, u.ID), time.Hour, now); err != nil {
-					return err
-				} else if st.SendsPerUserHour > 0 && n >= st.SendsPerUserHour {
-					send = false
-				}
-			}
 			if !send {
 				// Nothing goes out; the latency floor below keeps this answer
 				// as slow as one that sent.
 				return s.audit(ctx, tx, now, a, "reset.selfservice", inst.ID, "", "not_sent")
-			}
-			if _, err := tx.Hit(ctx, sendKey(inst.ID, u.ID), time.Hour, now); err != nil {
-				return err
 			}
 			if err := dsp.store(ctx, tx, u, now); err != nil {
 				return err
@@ -142,10 +151,12 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 			if err := s.emit(ctx, tx, now, st, inst.ID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "self_service", "channel": delivery.ChannelEmail}); err != nil {
 				return err
 			}
-			if err := tx.KillTokens(ctx, inst.ID, u.ID, now, PurposeLink); err != nil {
+			// A self-service send kills older self-service links only: an
+			// anonymous caller can never kill the link support just sent.
+			if err := tx.KillTokens(ctx, inst.ID, u.ID, now, PurposeSelfService); err != nil {
 				return err
 			}
-			if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: inst.ID, UserID: u.ID, Purpose: PurposeLink, CreatedAt: now, ExpiresAt: now.Add(lifetime)}); err != nil {
+			if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: inst.ID, UserID: u.ID, Purpose: PurposeSelfService, CreatedAt: now, ExpiresAt: now.Add(lifetime)}); err != nil {
 				return err
 			}
 			if err := s.queue(ctx, tx, now, st, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {
@@ -167,6 +178,26 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 	}
 }
 
+// unknownInstitution is what a public endpoint answers an institution id
+// resetd does not know with: the defaults, named by the id asked for, so
+// that the answer does not tell which institutions exist (SPEC §10).
+func (s *Service) unknownInstitution(id string) Settings {
+	st := DefaultSettings(s.publicURL)
+	st.DisplayName = id
+	return st
+}
+
+// PublicSettings returns what a public page shows of an institution: its
+// settings, or, for a well-formed id resetd does not know, the defaults
+// under that id (the pages answer unknown institutions as known ones).
+func (s *Service) PublicSettings(ctx context.Context, institutionID string) (Settings, error) {
+	st, err := s.Settings(ctx, institutionID)
+	if errors.Is(err, ErrNotFound) {
+		return s.unknownInstitution(institutionID), nil
+	}
+	return st, err
+}
+
 // selfServiceSubject reads the institution a self-service request names
 // (or the default one) and the user its username names, if any.
 func (s *Service) selfServiceSubject(ctx context.Context, tx store.ReadTx, in SelfServiceInput) (store.Institution, Settings, store.User, bool, error) {
@@ -177,8 +208,12 @@ func (s *Service) selfServiceSubject(ctx context.Context, tx store.ReadTx, in Se
 	} else {
 		inst, err = tx.DefaultInstitution(ctx)
 	}
+	if errors.Is(err, store.ErrNotFound) {
+		// Answered as an institution with default settings (no oracle).
+		return store.Institution{}, s.unknownInstitution(in.InstitutionID), store.User{}, false, nil
+	}
 	if err != nil {
-		return inst, Settings{}, store.User{}, false, mapNotFound(err)
+		return inst, Settings{}, store.User{}, false, err
 	}
 	st, err := s.decode(inst)
 	if err != nil {

@@ -78,7 +78,8 @@ func TestSelfServiceRefusals(t *testing.T) {
 		{"foreign siteName", reset.SelfServiceInput{Username: "jane.doe", SiteName: "https://evil.example/reset"}, &reset.InvalidError{Field: "siteName"}},
 		{"foreign sender", reset.SelfServiceInput{Username: "jane.doe", LinkReset: "ceo@evil.example"}, &reset.InvalidError{Field: "linkReset"}},
 		{"no username", reset.SelfServiceInput{}, &reset.InvalidError{Field: "username"}},
-		{"unknown institution", reset.SelfServiceInput{Username: "jane.doe", InstitutionID: "nope"}, reset.ErrNotFound},
+		// An unknown institution is answered as a known one, and sends nothing (SPEC §10).
+		{"unknown institution", reset.SelfServiceInput{Username: "jane.doe", InstitutionID: "nope"}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := b.svc.SendResetPassword(b.ctx, reset.Actor{}, c.in); !is(err, c.want) {

@@ -42,6 +42,9 @@ type Settings struct {
 	DisputeLock           int      `json:"disputeLock"`
 	RequireFacts          []string `json:"requireFacts"`
 	AdminResetApproval    bool     `json:"adminResetApproval"`
+	// SelfServiceGet lets SendResetPassword answer GET as seed 002 does;
+	// false: POST only (GET answers 405).
+	SelfServiceGet bool `json:"selfServiceGet"`
 }
 
 // SettingsPatch is a partial update: nil fields keep their value.
@@ -68,6 +71,7 @@ type SettingsPatch struct {
 	DisputeLock           *int      `json:"disputeLock"`
 	RequireFacts          *[]string `json:"requireFacts"`
 	AdminResetApproval    *bool     `json:"adminResetApproval"`
+	SelfServiceGet        *bool     `json:"selfServiceGet"`
 }
 
 // maxDisplayName bounds displayName (bytes).
@@ -97,6 +101,7 @@ func DefaultSettings(publicURL string) Settings {
 		ContactChangeCooldown: 86400,
 		DisputeLock:           86400,
 		RequireFacts:          []string{},
+		SelfServiceGet:        true,
 	}
 }
 
@@ -150,6 +155,9 @@ func (p SettingsPatch) Apply(s Settings) Settings {
 	}
 	if p.AdminResetApproval != nil {
 		s.AdminResetApproval = *p.AdminResetApproval
+	}
+	if p.SelfServiceGet != nil {
+		s.SelfServiceGet = *p.SelfServiceGet
 	}
 	if p.LinkBases != nil {
 		s.LinkBases = slices.Clone(*p.LinkBases)

@@ -26,12 +26,16 @@ func (s *Server) sendOTP(w http.ResponseWriter, r *http.Request, c auth.Claims) 
 		s.bad(w, r, err)
 		return
 	}
-	expires, dest, err := s.reset.SendOTP(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId"), body.ContactMethodID)
+	sent, err := s.reset.SendOTP(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId"), body.ContactMethodID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"expiresAt": expires.UTC().Format(time.RFC3339), "destination": dest})
+	if sent.Approval.ID != "" {
+		writeJSON(w, http.StatusAccepted, map[string]string{"approvalId": sent.Approval.ID, "expiresAt": sent.Approval.ExpiresAt.UTC().Format(time.RFC3339)})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"expiresAt": sent.ExpiresAt.UTC().Format(time.RFC3339), "destination": sent.Destination})
 }
 
 func (s *Server) verifyOTP(w http.ResponseWriter, r *http.Request) {
@@ -60,6 +64,12 @@ func (s *Server) verifyOTP(w http.ResponseWriter, r *http.Request) {
 // or POST with the same fields in the query, a form or a JSON object.
 func (s *Server) sendResetPassword(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if r.Method == http.MethodHead {
+		// A link checker's HEAD sends nothing and spends no budget.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	var in struct {
 		Username      string `json:"username"`
 		LinkReset     string `json:"linkReset"`
@@ -99,7 +109,7 @@ func (s *Server) sendResetPassword(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	email, err := s.reset.SendResetPassword(r.Context(), actor(r, ""), reset.SelfServiceInput{
-		Username: in.Username, LinkReset: in.LinkReset, SiteName: in.SiteName, InstitutionID: in.InstitutionID,
+		Username: in.Username, LinkReset: in.LinkReset, SiteName: in.SiteName, InstitutionID: in.InstitutionID, Method: r.Method,
 	})
 	if err != nil {
 		s.fail(w, r, err)

@@ -82,6 +82,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.problem(w, r, http.StatusConflict, "contact-cooldown", "the contact was changed recently; resets to it are held back")
 	case errors.Is(err, reset.ErrLocked):
 		s.problem(w, r, http.StatusLocked, "dispute-lock", "resets for this user are locked after a \"this wasn't me\" report")
+	case errors.Is(err, reset.ErrApprovalRequired):
+		s.problem(w, r, http.StatusForbidden, "approval-required", "with adminResetApproval on, an administrator cannot set an existing user's password; send a reset instead")
+	case errors.Is(err, reset.ErrMethodNotAllowed):
+		w.Header().Set("Allow", http.MethodPost)
+		s.problem(w, r, http.StatusMethodNotAllowed, "method-not-allowed", "this institution answers self-service requests by POST only")
 	case errors.Is(err, reset.ErrSelfApproval):
 		s.problem(w, r, http.StatusForbidden, "self-approval", "a client cannot approve its own reset request")
 	case errors.Is(err, reset.ErrAlreadyApproved):

@@ -167,6 +167,8 @@ func (s *Server) routes(metricsHere bool) {
 	m.HandleFunc("POST "+inst+"/approvals/{approvalId}", s.authorize(auth.ScopeApprove, s.approve))
 	m.HandleFunc("POST "+inst+"/users/{userId}/password/otp", s.authorize(auth.ScopeUsersWrite, s.sendOTP))
 	m.HandleFunc("POST "+inst+"/password/otp/verify", s.verifyOTP)
+	m.HandleFunc("GET "+inst+"/users/{userId}/state", s.authorize(auth.ScopeUsersManage, s.userState))
+	m.HandleFunc("POST "+inst+"/users/{userId}/unlock", s.authorize(auth.ScopeUsersManage, s.unlockUser))
 	m.HandleFunc("GET /api/Authorize/SendResetPassword", s.sendResetPassword)
 	m.HandleFunc("POST /api/Authorize/SendResetPassword", s.sendResetPassword)
 	m.HandleFunc("POST /api/Authorize/ChangePassword", s.changePasswordCompat)

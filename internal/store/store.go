@@ -208,9 +208,20 @@ type ReadTx interface {
 	// LookupToken returns a token that is unused and unexpired at now.
 	LookupToken(ctx context.Context, hash []byte, now time.Time) (Token, error)
 
-	// Count returns the events counted against key in the window
-	// containing now, without adding one (see above for Update).
+	// Count returns the events counted against key in the sliding window
+	// (now−window, now], without adding one (see above for Update): every
+	// cap and window slides (SPEC §10).
 	Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
+	// Oldest returns the time of the oldest event in key's sliding window
+	// after skipping skip of them (zero when there are not that many): a
+	// refused caller may retry once it has left the window.
+	Oldest(ctx context.Context, key string, window time.Duration, now time.Time, skip int) (time.Time, error)
+
+	// LiveTokens counts the user's unused, unexpired tokens of the given
+	// purposes (all purposes when none are given).
+	LiveTokens(ctx context.Context, institutionID, userID string, now time.Time, purposes ...string) (int, error)
+	// Tombstone reads a deleted user's sealed contacts (ErrNotFound: none).
+	Tombstone(ctx context.Context, institutionID, userID string) (sealed []byte, deletedAt time.Time, err error)
 }
 
 // DirectoryWriter changes institutions and users.
@@ -274,10 +285,22 @@ type RecordWriter interface {
 
 	InsertAudit(ctx context.Context, r AuditRecord) error
 
-	// Hit counts one event against key in the fixed window containing now
-	// and returns the count so far in that window; inside Update it holds
-	// key as Count does.
+	// Hit counts one event against key at now and returns how many were
+	// counted in the sliding window (now−window, now]; events older than
+	// window are forgotten (a key is always used with one window). Inside
+	// Update it holds key as Count does.
 	Hit(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
+	// ClearCounter forgets every event counted against key.
+	ClearCounter(ctx context.Context, key string) error
+
+	// PutTombstone keeps a deleted user's contacts (sealed by the domain)
+	// with the time of the deletion, replacing an older one.
+	PutTombstone(ctx context.Context, institutionID, userID string, sealed []byte, deletedAt time.Time) error
+	// DeleteTombstone forgets a deleted user's contacts.
+	DeleteTombstone(ctx context.Context, institutionID, userID string) error
+	// PruneTombstones forgets an institution's tombstones of deletions
+	// before a time.
+	PruneTombstones(ctx context.Context, institutionID string, before time.Time) error
 }
 
 // Tx is what the domain can do inside one write transaction: every read

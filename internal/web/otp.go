@@ -59,7 +59,7 @@ func (h *handler) codeCSRFOK(r *http.Request, got string) bool {
 // codeForm is GET /reset/code?institution=ID.
 func (h *handler) codeForm(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get(fieldInstitution)
-	st, err := h.svc.Settings(r.Context(), id)
+	st, err := h.svc.PublicSettings(r.Context(), id)
 	if err != nil {
 		h.codeFail(w, r, err, "")
 		return
@@ -88,7 +88,7 @@ func (h *handler) codeSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := form.Get(fieldInstitution)
-	st, err := h.svc.Settings(r.Context(), id)
+	st, err := h.svc.PublicSettings(r.Context(), id)
 	if err != nil {
 		h.codeFail(w, r, err, "")
 		return

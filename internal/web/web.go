@@ -29,6 +29,8 @@ type Service interface {
 	// ChangePasswordWithFacts takes nil facts when none are required.
 	ChangePasswordWithFacts(ctx context.Context, a reset.Actor, token, newPassword string, facts map[string]string) error
 	Settings(ctx context.Context, institutionID string) (reset.Settings, error)
+	// PublicSettings answers an unknown institution as one with defaults.
+	PublicSettings(ctx context.Context, institutionID string) (reset.Settings, error)
 	VerifyOTP(ctx context.Context, a reset.Actor, institutionID string, in reset.OTPVerifyInput) (token string, expiresAt time.Time, err error)
 	InspectDispute(ctx context.Context, token string) (reset.DisputeInfo, error)
 	ConfirmDispute(ctx context.Context, a reset.Actor, token string) (reset.DisputeInfo, error)

@@ -69,6 +69,14 @@ func (f *fakeReset) Settings(ctx context.Context, id string) (reset.Settings, er
 	return reset.Settings{DisplayName: "Acme Bank", OTPLength: 6, RequireFacts: f.requireFacts}, nil
 }
 
+func (f *fakeReset) PublicSettings(ctx context.Context, id string) (reset.Settings, error) {
+	st, err := f.Settings(ctx, id)
+	if errors.Is(err, reset.ErrNotFound) {
+		return reset.Settings{DisplayName: id, OTPLength: 6}, nil
+	}
+	return st, err
+}
+
 func (f *fakeReset) VerifyOTP(ctx context.Context, a reset.Actor, id string, in reset.OTPVerifyInput) (string, time.Time, error) {
 	return "", time.Time{}, reset.ErrOTPInvalid
 }

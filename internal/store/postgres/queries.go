@@ -524,10 +524,6 @@ func (t *txn) InsertAudit(ctx context.Context, r store.AuditRecord) error {
 	return nil
 }
 
-func windowStart(now time.Time, window time.Duration) time.Time {
-	return ts(now.Truncate(window))
-}
-
 // Counters and the domain's check-then-act. The domain often reads a
 // counter (Count) and, on what it read, decides whether to add to it (Hit)
 // in the same transaction: "fewer than 10 wrong tries today? then check
@@ -549,40 +545,120 @@ func counterLock(key string) int64 {
 	return int64(h.Sum64())
 }
 
-// Hit is one statement that takes the key's lock, then upserts: every hit
-// on any replica gets its own count, so a limit of N admits exactly N. (The
-// upsert's conflict branch works on the newest row version, whatever the
-// statement's snapshot, so folding the lock in is safe.)
+// Hit takes the key's lock, drops the key's events that have left its
+// window, and adds one: every hit on any replica gets its own count, so a
+// limit of N admits exactly N.
 func (t *txn) Hit(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
-	var n int
-	err := t.q.QueryRow(ctx, `INSERT INTO rate_counters AS rc (key, window_start, count)
-		SELECT $1, $2, 1 FROM (SELECT pg_advisory_xact_lock($3)) AS lock
-		ON CONFLICT (key) DO UPDATE SET count = CASE WHEN rc.window_start = excluded.window_start THEN rc.count + 1 ELSE 1 END,
-		window_start = excluded.window_start RETURNING count`, []byte(key), windowStart(now, window), counterLock(key)).Scan(&n)
-	if err != nil {
+	if err := t.lockCounter(ctx, key); err != nil {
 		return 0, wrap(err, "hit")
+	}
+	if _, err := t.q.Exec(ctx, `DELETE FROM rate_events WHERE key = $1 AND at <= $2`, []byte(key), ts(now.Add(-window))); err != nil {
+		return 0, wrap(err, "hit")
+	}
+	if _, err := t.q.Exec(ctx, `INSERT INTO rate_events (key, at) VALUES ($1, $2)`, []byte(key), ts(now)); err != nil {
+		return 0, wrap(err, "hit")
+	}
+	return t.countEvents(ctx, key, window, now)
+}
+
+// lockCounter takes the key's transaction-scoped lock in a statement of
+// its own, so that later reads take their snapshot after the wait. In a
+// View it does nothing (reads only).
+func (t *txn) lockCounter(ctx context.Context, key string) error {
+	if !t.write {
+		return nil
+	}
+	_, err := t.q.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, counterLock(key))
+	return err
+}
+
+// Count reads a counter; in a write transaction it first takes the key's
+// lock (see above).
+func (t *txn) Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
+	if err := t.lockCounter(ctx, key); err != nil {
+		return 0, wrap(err, "count")
+	}
+	return t.countEvents(ctx, key, window, now)
+}
+
+func (t *txn) countEvents(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
+	var n int
+	if err := t.q.QueryRow(ctx, `SELECT count(*) FROM rate_events WHERE key = $1 AND at > $2`, []byte(key), ts(now.Add(-window))).Scan(&n); err != nil {
+		return 0, wrap(err, "count")
 	}
 	return n, nil
 }
 
-// Count reads a counter; in a write transaction it first takes the key's
-// lock (see above) in a statement of its own, so that the read takes its
-// snapshot after the wait. In a View it only reads.
-func (t *txn) Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
-	if t.write {
-		if _, err := t.q.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, counterLock(key)); err != nil {
-			return 0, wrap(err, "count")
-		}
-	}
-	var n int
-	err := t.q.QueryRow(ctx, `SELECT count FROM rate_counters WHERE key = $1 AND window_start = $2`, []byte(key), windowStart(now, window)).Scan(&n)
+func (t *txn) Oldest(ctx context.Context, key string, window time.Duration, now time.Time, skip int) (time.Time, error) {
+	var at time.Time
+	err := t.q.QueryRow(ctx, `SELECT at FROM rate_events WHERE key = $1 AND at > $2 ORDER BY at LIMIT 1 OFFSET $3`, []byte(key), ts(now.Add(-window)), max(skip, 0)).Scan(&at)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
+		return time.Time{}, nil
 	}
 	if err != nil {
-		return 0, wrap(err, "count")
+		return time.Time{}, wrap(err, "oldest")
+	}
+	return at.UTC(), nil
+}
+
+func (t *txn) ClearCounter(ctx context.Context, key string) error {
+	if err := t.lockCounter(ctx, key); err != nil {
+		return wrap(err, "clear counter")
+	}
+	if _, err := t.q.Exec(ctx, `DELETE FROM rate_events WHERE key = $1`, []byte(key)); err != nil {
+		return wrap(err, "clear counter")
+	}
+	return nil
+}
+
+func (t *txn) LiveTokens(ctx context.Context, institutionID, userID string, now time.Time, purposes ...string) (int, error) {
+	if !storable(institutionID, userID) {
+		return 0, nil
+	}
+	q := `SELECT count(*) FROM tokens WHERE institution_id = $1 AND user_id = $2 AND used_at IS NULL AND expires_at > $3`
+	args := []any{institutionID, userID, ts(now)}
+	if len(purposes) > 0 {
+		q += ` AND purpose = ANY($4)`
+		args = append(args, purposes)
+	}
+	var n int
+	if err := t.q.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+		return 0, wrap(err, "live tokens")
 	}
 	return n, nil
+}
+
+func (t *txn) PutTombstone(ctx context.Context, institutionID, userID string, sealed []byte, deletedAt time.Time) error {
+	_, err := t.q.Exec(ctx, `INSERT INTO user_tombstones (institution_id, user_id, sealed, deleted_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (institution_id, user_id) DO UPDATE SET sealed = excluded.sealed, deleted_at = excluded.deleted_at`,
+		institutionID, userID, sealed, ts(deletedAt))
+	if err != nil {
+		return wrap(err, "put tombstone")
+	}
+	return nil
+}
+
+func (t *txn) Tombstone(ctx context.Context, institutionID, userID string) ([]byte, time.Time, error) {
+	if !storable(institutionID, userID) {
+		return nil, time.Time{}, fmt.Errorf("postgres: tombstone: %w", store.ErrNotFound)
+	}
+	var sealed []byte
+	var at time.Time
+	err := t.q.QueryRow(ctx, `SELECT sealed, deleted_at FROM user_tombstones WHERE institution_id = $1 AND user_id = $2`, institutionID, userID).Scan(&sealed, &at)
+	if err != nil {
+		return nil, time.Time{}, wrap(err, "tombstone")
+	}
+	return sealed, fromTS(at), nil
+}
+
+func (t *txn) DeleteTombstone(ctx context.Context, institutionID, userID string) error {
+	if !storable(institutionID, userID) {
+		return nil
+	}
+	if _, err := t.q.Exec(ctx, `DELETE FROM user_tombstones WHERE institution_id = $1 AND user_id = $2`, institutionID, userID); err != nil {
+		return wrap(err, "delete tombstone")
+	}
+	return nil
 }
 
 // Store-level operations: single statements in their own transactions.
@@ -873,6 +949,16 @@ func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
 		return n, time.Time{}, nil
 	}
 	return n, fromTS(*oldest), nil
+}
+
+func (t *txn) PruneTombstones(ctx context.Context, institutionID string, before time.Time) error {
+	if !storable(institutionID) {
+		return nil
+	}
+	if _, err := t.q.Exec(ctx, `DELETE FROM user_tombstones WHERE institution_id = $1 AND deleted_at < $2`, institutionID, ts(before)); err != nil {
+		return wrap(err, "prune tombstones")
+	}
+	return nil
 }
 
 func (s *Store) UseOnce(ctx context.Context, key string, expires, now time.Time) error {

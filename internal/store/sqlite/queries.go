@@ -372,31 +372,97 @@ func (t *txn) InsertAudit(ctx context.Context, r store.AuditRecord) error {
 	return nil
 }
 
-func windowStart(now time.Time, window time.Duration) int64 {
-	return now.Truncate(window).UnixMilli()
-}
+// Counters slide: a key's events are rows with their time; a hit drops
+// the key's events that have left its window, so a key holds at most the
+// events of one window.
+
+func since(now time.Time, window time.Duration) int64 { return ms(now.Add(-window)) }
 
 func (t *txn) Hit(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
-	var n int
-	err := t.q.QueryRowContext(ctx, `INSERT INTO rate_counters (key, window_start, count) VALUES (?, ?, 1)
-		ON CONFLICT (key) DO UPDATE SET count = CASE WHEN window_start = excluded.window_start THEN count + 1 ELSE 1 END,
-		window_start = excluded.window_start RETURNING count`, key, windowStart(now, window)).Scan(&n)
-	if err != nil {
+	if _, err := t.q.ExecContext(ctx, `DELETE FROM rate_events WHERE key = ? AND at <= ?`, key, since(now, window)); err != nil {
 		return 0, fmt.Errorf("sqlite: hit: %w", err)
 	}
-	return n, nil
+	if _, err := t.q.ExecContext(ctx, `INSERT INTO rate_events (key, at) VALUES (?, ?)`, key, ms(now)); err != nil {
+		return 0, fmt.Errorf("sqlite: hit: %w", err)
+	}
+	return t.Count(ctx, key, window, now)
 }
 
 func (t *txn) Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
 	var n int
-	err := t.q.QueryRowContext(ctx, `SELECT count FROM rate_counters WHERE key = ? AND window_start = ?`, key, windowStart(now, window)).Scan(&n)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	if err != nil {
+	if err := t.q.QueryRowContext(ctx, `SELECT count(*) FROM rate_events WHERE key = ? AND at > ?`, key, since(now, window)).Scan(&n); err != nil {
 		return 0, fmt.Errorf("sqlite: count: %w", err)
 	}
 	return n, nil
+}
+
+func (t *txn) Oldest(ctx context.Context, key string, window time.Duration, now time.Time, skip int) (time.Time, error) {
+	var at int64
+	err := t.q.QueryRowContext(ctx, `SELECT at FROM rate_events WHERE key = ? AND at > ? ORDER BY at LIMIT 1 OFFSET ?`, key, since(now, window), max(skip, 0)).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("sqlite: oldest: %w", err)
+	}
+	return fromMS(at), nil
+}
+
+func (t *txn) ClearCounter(ctx context.Context, key string) error {
+	if _, err := t.q.ExecContext(ctx, `DELETE FROM rate_events WHERE key = ?`, key); err != nil {
+		return fmt.Errorf("sqlite: clear counter: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) LiveTokens(ctx context.Context, institutionID, userID string, now time.Time, purposes ...string) (int, error) {
+	q := `SELECT count(*) FROM tokens WHERE institution_id = ? AND user_id = ? AND used_at = 0 AND expires_at > ?`
+	args := []any{institutionID, userID, ms(now)}
+	if len(purposes) > 0 {
+		q += ` AND purpose IN (?` + strings.Repeat(`, ?`, len(purposes)-1) + `)`
+		for _, p := range purposes {
+			args = append(args, p)
+		}
+	}
+	var n int
+	if err := t.q.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: live tokens: %w", err)
+	}
+	return n, nil
+}
+
+func (t *txn) PutTombstone(ctx context.Context, institutionID, userID string, sealed []byte, deletedAt time.Time) error {
+	_, err := t.q.ExecContext(ctx, `INSERT INTO user_tombstones (institution_id, user_id, sealed, deleted_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (institution_id, user_id) DO UPDATE SET sealed = excluded.sealed, deleted_at = excluded.deleted_at`,
+		institutionID, userID, sealed, ms(deletedAt))
+	if err != nil {
+		return fmt.Errorf("sqlite: put tombstone: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) Tombstone(ctx context.Context, institutionID, userID string) ([]byte, time.Time, error) {
+	var sealed []byte
+	var at int64
+	err := t.q.QueryRowContext(ctx, `SELECT sealed, deleted_at FROM user_tombstones WHERE institution_id = ? AND user_id = ?`, institutionID, userID).Scan(&sealed, &at)
+	if err != nil {
+		return nil, time.Time{}, notFound(err, "tombstone")
+	}
+	return sealed, fromMS(at), nil
+}
+
+func (t *txn) DeleteTombstone(ctx context.Context, institutionID, userID string) error {
+	if _, err := t.q.ExecContext(ctx, `DELETE FROM user_tombstones WHERE institution_id = ? AND user_id = ?`, institutionID, userID); err != nil {
+		return fmt.Errorf("sqlite: delete tombstone: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) PruneTombstones(ctx context.Context, institutionID string, before time.Time) error {
+	if _, err := t.q.ExecContext(ctx, `DELETE FROM user_tombstones WHERE institution_id = ? AND deleted_at < ?`, institutionID, ms(before)); err != nil {
+		return fmt.Errorf("sqlite: prune tombstones: %w", err)
+	}
+	return nil
 }
 
 // Store-level operations.

@@ -192,15 +192,26 @@ func testRateCounters(t *testing.T, s store.Store) {
 	if n := hit(t, s, "other", w, start); n != 1 {
 		t.Errorf("first hit of another key = %d", n)
 	}
-	// Windows are fixed: the next one starts from one.
-	if n := hit(t, s, "k", w, start.Add(w)); n != 1 {
-		t.Errorf("first hit of the next window = %d", n)
+	// Windows slide: an hour after the first hit, it has left the window
+	// and the other two have not (a fixed window would start from one).
+	if n := hit(t, s, "k", w, start.Add(w)); n != 3 {
+		t.Errorf("hit an hour after the first = %d, want 3 (a sliding window)", n)
 	}
-	if n := count(t, s, "k", w, start.Add(w+time.Minute)); n != 1 {
-		t.Errorf("count in the next window = %d", n)
+	var oldest time.Time
+	view(t, s, func(tx store.ReadTx) (err error) {
+		oldest, err = tx.Oldest(ctx(t), "k", w, start.Add(w), 1)
+		return err
+	})
+	sameTime(t, "second-oldest event", oldest, start.Add(w-time.Millisecond))
+	if n := count(t, s, "k", w, start.Add(w+10*time.Minute)); n != 2 {
+		t.Errorf("count 70 minutes in = %d, want 2", n)
 	}
 	if n := count(t, s, "k", w, start.Add(3*w)); n != 0 {
 		t.Errorf("count in a later window = %d", n)
+	}
+	update(t, s, func(tx store.Tx) error { return tx.ClearCounter(ctx(t), "other") })
+	if n := count(t, s, "other", w, start); n != 0 {
+		t.Errorf("count after ClearCounter = %d", n)
 	}
 	// A hit rolled back is not counted.
 	if err := s.Update(ctx(t), func(tx store.Tx) error {
@@ -211,7 +222,7 @@ func testRateCounters(t *testing.T, s store.Store) {
 	}); !errors.Is(err, errRollback) {
 		t.Fatal(err)
 	}
-	if n := count(t, s, "k", w, start.Add(w)); n != 1 {
+	if n := count(t, s, "k", w, start.Add(w)); n != 3 {
 		t.Errorf("count after a rolled-back hit = %d", n)
 	}
 }
@@ -318,6 +329,77 @@ func testApprovals(t *testing.T, s store.Store) {
 			t.Errorf("approved by %q", a.ApprovedBy)
 		}
 		sameTime(t, "approved at", a.ApprovedAt, t0.Add(time.Minute))
+		return nil
+	})
+}
+
+func testTombstones(t *testing.T, s store.Store) {
+	update(t, s, func(tx store.Tx) error {
+		_, _, err := tx.Tombstone(ctx(t), "i", "u")
+		wantErr(t, "Tombstone of nobody", err, store.ErrNotFound)
+		if err := tx.PutTombstone(ctx(t), "i", "u", []byte{0, 1, 255}, t0); err != nil {
+			return err
+		}
+		if err := tx.PutTombstone(ctx(t), "i", "u", []byte{7}, t0.Add(time.Second)); err != nil {
+			return err // a second deletion replaces the first
+		}
+		if err := tx.PutTombstone(ctx(t), "i", "old", []byte{8}, t0.Add(-time.Hour)); err != nil {
+			return err
+		}
+		return tx.PutTombstone(ctx(t), "j", "old", []byte{9}, t0.Add(-time.Hour))
+	})
+	update(t, s, func(tx store.Tx) error {
+		sealed, at, err := tx.Tombstone(ctx(t), "i", "u")
+		if err != nil || string(sealed) != "\x07" {
+			t.Errorf("Tombstone = %v, %v", sealed, err)
+		}
+		sameTime(t, "deleted at", at, t0.Add(time.Second))
+		if err := tx.PruneTombstones(ctx(t), "i", t0); err != nil {
+			return err
+		}
+		_, _, err = tx.Tombstone(ctx(t), "i", "old")
+		wantErr(t, "pruned tombstone", err, store.ErrNotFound)
+		if _, _, err := tx.Tombstone(ctx(t), "j", "old"); err != nil {
+			t.Errorf("pruning one institution touched another: %v", err)
+		}
+		if err := tx.DeleteTombstone(ctx(t), "i", "u"); err != nil {
+			return err
+		}
+		_, _, err = tx.Tombstone(ctx(t), "i", "u")
+		wantErr(t, "deleted tombstone", err, store.ErrNotFound)
+		return nil
+	})
+}
+
+func testLiveTokens(t *testing.T, s store.Store) {
+	putInstitution(t, s, "i", false)
+	putUser(t, s, "i", "u", "jane")
+	update(t, s, func(tx store.Tx) error {
+		for i, p := range []string{"link", "link", "selfservice", "dispute"} {
+			if err := tx.InsertToken(ctx(t), store.Token{Hash: []byte{byte(i), 1}, InstitutionID: "i", UserID: "u", Purpose: p, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ConsumeToken(ctx(t), []byte{0, 1}, t0); err != nil {
+			return err
+		}
+		return nil
+	})
+	view(t, s, func(tx store.ReadTx) error {
+		for _, c := range []struct {
+			at       time.Time
+			purposes []string
+			want     int
+		}{
+			{t0, []string{"link", "selfservice"}, 2},
+			{t0, nil, 3},
+			{t0, []string{"otp"}, 0},
+			{t0.Add(time.Hour), nil, 0},
+		} {
+			if n, err := tx.LiveTokens(ctx(t), "i", "u", c.at, c.purposes...); err != nil || n != c.want {
+				t.Errorf("LiveTokens(%v, %v) = %d, %v; want %d", c.at, c.purposes, n, err, c.want)
+			}
+		}
 		return nil
 	})
 }

@@ -77,6 +77,8 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentMetaSetIfAbsentAgree", testConcurrentMeta},
 		{"ConcurrentSettingsNoLostUpdate", testConcurrentSettings},
 		{"Approvals", testApprovals},
+		{"Tombstones", testTombstones},
+		{"LiveTokens", testLiveTokens},
 		{"UpdateRollsBack", testRollback},
 		{"ViewIsReadOnly", testView},
 		{"Ping", testPing},
