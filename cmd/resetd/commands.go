@@ -68,6 +68,8 @@ type ServeCmd struct {
 	NoMigrate      bool     `name:"no-migrate" help:"Do not apply migrations on start."`
 	Dev            bool     `name:"dev" help:"Seed a demo institution, user and client and print how to use them."`
 	QueueWorkers   int      `name:"queue-workers" default:"${default_queue_workers}" help:"Concurrent deliveries."`
+	// BreachedPasswords is a k-anonymity range API (SPEC §10).
+	BreachedPasswords string `name:"breached-passwords" env:"RESETD_BREACHED_PASSWORDS" help:"Base URL of a k-anonymity range API (GET URL/range/{first 5 hex of SHA-1}, e.g. https://api.pwnedpasswords.com); new passwords found there are refused as breached. Unset: no check."`
 }
 
 // Run serves until the context ends (SIGINT/SIGTERM).
@@ -82,6 +84,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	a, err := app.Open(ctx, app.Config{
 		Addr: ln.Addr().String(), DB: g.DB, PublicURL: c.PublicURL, SMTP: c.SMTP, SMS: c.SMS, SecretKey: g.SecretKey,
 		TrustedProxies: c.TrustedProxies, NoMigrate: c.NoMigrate, Logger: logger, QueueWorkers: c.QueueWorkers,
+		BreachedPasswords: c.BreachedPasswords,
 	})
 	if err != nil {
 		return err

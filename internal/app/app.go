@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -51,8 +52,16 @@ type Config struct {
 	QueueWorkers int
 	// Argon2 overrides the password-hash parameters (tests use cheap ones).
 	Argon2 *password.Params
-	// HashSlots bounds concurrent argon2id computations; 0 is one per CPU.
+	// HashSlots bounds concurrent argon2id computations for new passwords
+	// and their history; 0 is one per CPU.
 	HashSlots int
+	// LoginHashSlots bounds concurrent argon2id verifications for the
+	// platform's login (passwords:verify), a pool of its own so the change
+	// endpoints cannot starve it; 0 is one per CPU.
+	LoginHashSlots int
+	// BreachedPasswords is the base URL of a k-anonymity range API
+	// (GET URL/range/{5 hex}); empty: no breached-password check.
+	BreachedPasswords string
 }
 
 // App is a wired resetd.
@@ -67,7 +76,9 @@ type App struct {
 	// Hasher is the bounded argon2id hasher the domain uses (tests watch
 	// its slots).
 	Hasher *password.Hasher
-	email  delivery.Sender
+	// LoginHasher is passwords:verify's own bounded hasher.
+	LoginHasher *password.Hasher
+	email       delivery.Sender
 }
 
 // Open builds an App: opens and (unless NoMigrate) migrates the store and
@@ -89,6 +100,11 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	proxies, err := parseProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.BreachedPasswords != "" {
+		if u, err := url.Parse(cfg.BreachedPasswords); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("app: --breached-passwords must be an http(s) URL without query or fragment, not %q", cfg.BreachedPasswords)
+		}
 	}
 	a := &App{cfg: cfg, Metrics: server.NewMetrics()}
 
@@ -138,10 +154,16 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	hasher := password.NewHasher(params, cfg.HashSlots, 0)
 	a.Hasher = hasher
-	a.Metrics.WatchHasher(hasher)
+	a.LoginHasher = password.NewHasher(params, cfg.LoginHashSlots, 0)
+	a.Metrics.WatchHasher("change", hasher)
+	a.Metrics.WatchHasher("login", a.LoginHasher)
+	var breaches password.BreachList
+	if cfg.BreachedPasswords != "" {
+		breaches = password.NewRangeAPI(cfg.BreachedPasswords, nil, a.Metrics.BreachListUnreachable)
+	}
 	a.Metrics.WatchQueue(st, cfg.Now)
 	a.Reset = reset.New(reset.Config{
-		Store: st, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
+		Store: st, Hasher: hasher, LoginHasher: a.LoginHasher, Breaches: breaches, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
 	})
 	sendWorker.Failed = a.Reset.DeliveryFailed

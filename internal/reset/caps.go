@@ -2,6 +2,7 @@ package reset
 
 import (
 	"context"
+	"encoding/hex"
 	"time"
 
 	"github.com/resetd/resetd/internal/store"
@@ -27,6 +28,13 @@ func selfServiceNameKey(institutionID, username string) string {
 func verifyFailKey(institutionID, userID string) string {
 	return "verifyfail:" + institutionID + ":" + userID
 }
+
+// changeAttemptKey counts the password changes tried with one token (by
+// its hash: the token itself is never stored).
+func changeAttemptKey(tokenHash []byte) string { return "change:" + hex.EncodeToString(tokenHash) }
+
+// changeAttemptWindow outlives any token (expiration is at most 7 days).
+const changeAttemptWindow = 7 * 24 * time.Hour
 
 // smsDestKey counts SMS to one number, across institutions.
 func smsDestKey(phone string) string { return "smsdest:" + phone }

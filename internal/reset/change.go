@@ -2,6 +2,7 @@ package reset
 
 import (
 	"context"
+	"time"
 
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/password"
@@ -9,18 +10,68 @@ import (
 )
 
 func policyFor(st Settings) password.Policy {
-	return password.Policy{MinLength: st.PasswordMinLength, History: st.PasswordHistory}
+	return password.Policy{MinLength: st.PasswordMinLength, History: st.PasswordHistory, MinStrength: st.PasswordMinStrength}
 }
 
-func (s *Service) checkAndHash(ctx context.Context, st Settings, pw, username string, history []string) (string, error) {
-	v, err := policyFor(st).Check(ctx, s.hasher, pw, username, history)
+// owner is whose password is being set: the words it must not be made of.
+type owner struct {
+	institutionID, username, email string
+}
+
+// checkAndHash applies the institution's policy to pw, NFKC-normalised,
+// and hashes the normalised form (so the login, which normalises too,
+// matches whatever form the user types). The policy runs its cheap rules
+// before the breached list and the list before the history, so a refusal
+// costs argon2id time only when the password is refused as reused.
+func (s *Service) checkAndHash(ctx context.Context, st Settings, who owner, pw string, history []string) (string, error) {
+	p := policyFor(st)
+	p.Context = password.Context{Email: who.email, InstitutionID: who.institutionID, InstitutionName: st.DisplayName}
+	p.Breaches = s.breaches
+	v, err := p.Check(ctx, s.hasher, pw, who.username, history)
 	if err != nil {
 		return "", err
 	}
 	if len(v) > 0 {
 		return "", &PolicyError{Violations: v}
 	}
-	return s.hasher.Hash(ctx, pw)
+	return s.hasher.Hash(ctx, password.Normalize(pw))
+}
+
+// changeRefusalsMax is how many changes a token may have refused before
+// it dies (SPEC §10): each refusal may cost argon2id verifications of the
+// history, so one link cannot buy unbounded hashing.
+const changeRefusalsMax = 10
+
+// changeAttempt counts one change attempt against the source IP
+// (publicPerIPMinute) and against the token, before any hashing. The
+// token's count includes this attempt: past changeRefusalsMax earlier
+// attempts (each refused, or the token would be used up) it is killed and
+// the answer is ErrGone. An attempt that then succeeds ends the token, so
+// counting attempts is counting refusals.
+func (s *Service) changeAttempt(ctx context.Context, a Actor, st Settings, t store.Token, hash []byte) error {
+	var outcome error
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		now := s.now()
+		if err := s.limit(ctx, tx, now, "publicPerIPMinute", ipKey(t.InstitutionID, a.IP), st.PublicPerIPMinute, time.Minute); err != nil {
+			return err
+		}
+		n, err := tx.Hit(ctx, changeAttemptKey(hash), changeAttemptWindow, now)
+		if err != nil {
+			return err
+		}
+		if n <= changeRefusalsMax {
+			return nil
+		}
+		outcome = ErrGone
+		if _, err := tx.ConsumeToken(ctx, hash, now); err != nil {
+			return goneIfNotFound(err)
+		}
+		return s.audit(ctx, tx, now, a, "password.change", t.InstitutionID, t.UserID, "refused_too_often")
+	})
+	if err != nil {
+		return err
+	}
+	return outcome
 }
 
 // ChangePassword consumes a reset token and sets the new password (for
@@ -65,12 +116,15 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 	if err != nil {
 		return err
 	}
+	if err := s.changeAttempt(ctx, a, st, t, hash); err != nil {
+		return err
+	}
 	if len(st.RequireFacts) > 0 && t.Purpose == PurposeLink {
 		if err := s.checkFactsAtChange(ctx, a, st, u, facts); err != nil {
 			return err
 		}
 	}
-	newHash, err := s.checkAndHash(ctx, st, newPassword, u.Username, history)
+	newHash, err := s.checkAndHash(ctx, st, owner{t.InstitutionID, u.Username, u.Email}, newPassword, history)
 	if err != nil {
 		return err
 	}

@@ -101,7 +101,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		}
 		var newHash string
 		if in.Password != nil {
-			if newHash, err = s.checkAndHash(ctx, st, *in.Password, in.Username, history); err != nil {
+			if newHash, err = s.checkAndHash(ctx, st, owner{institutionID, in.Username, in.Email}, *in.Password, history); err != nil {
 				return false, err
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -45,7 +46,7 @@ func (s *Service) VerifyPassword(ctx context.Context, a Actor, institutionID, us
 	}
 	ok := false
 	if u.PasswordHash != "" && u.Status == StatusActive {
-		if ok, err = s.hasher.Verify(ctx, u.PasswordHash, pw); err != nil {
+		if ok, err = s.verifyLogin(ctx, u.PasswordHash, pw); err != nil {
 			return err
 		}
 	}
@@ -69,4 +70,19 @@ func (s *Service) VerifyPassword(ctx context.Context, a Actor, institutionID, us
 		return ErrWrongPassword
 	}
 	return nil
+}
+
+// verifyLogin checks pw against a stored hash on the login's own hashing
+// slots. Passwords are hashed NFKC-normalised (checkAndHash), so the
+// normalised form is tried first; a hash set before normalisation (or
+// imported) may be of the form as typed, tried second only when the two
+// differ, so a password that is already normalised (nearly all) costs one
+// verification.
+func (s *Service) verifyLogin(ctx context.Context, encoded, pw string) (bool, error) {
+	nfkc := password.Normalize(pw)
+	ok, err := s.loginHasher.Verify(ctx, encoded, nfkc)
+	if err != nil || ok || nfkc == pw {
+		return ok, err
+	}
+	return s.loginHasher.Verify(ctx, encoded, pw)
 }

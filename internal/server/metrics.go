@@ -19,6 +19,8 @@ type Metrics struct {
 	resets      *prometheus.CounterVec
 	otps        *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
+
+	breachUnreachable prometheus.Counter
 }
 
 // NewMetrics registers resetd's metrics and the Go runtime's.
@@ -47,7 +49,11 @@ func NewMetrics() *Metrics {
 		Name: "resetd_rate_limited_total",
 		Help: "Requests refused by a rate limit, by limit.",
 	}, []string{"limit"})
-	m.registry.MustRegister(m.duration, m.messages, m.resets, m.otps, m.rateLimited,
+	m.breachUnreachable = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "resetd_breached_list_unreachable_total",
+		Help: "Breached-password look-ups that failed; the password change went ahead without them.",
+	})
+	m.registry.MustRegister(m.duration, m.messages, m.resets, m.otps, m.rateLimited, m.breachUnreachable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -72,17 +78,23 @@ type QueueStats interface {
 	QueueStats(ctx context.Context) (int, time.Time, error)
 }
 
-// WatchHasher exports the argon2id work queue: hashes running and callers
-// waiting for a slot (a sustained wait means the change endpoints are at
-// capacity and will soon answer 503).
-func (m *Metrics) WatchHasher(h HasherStats) {
+// WatchHasher exports one argon2id work queue, labelled pool ("change":
+// new passwords and their history; "login": passwords:verify): hashes
+// running and callers waiting for a slot (a sustained wait means that
+// pool is at capacity and will soon answer 503).
+func (m *Metrics) WatchHasher(pool string, h HasherStats) {
+	labels := prometheus.Labels{"pool": pool}
 	m.registry.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "resetd_argon2_in_flight", Help: "argon2id hashes running now."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "resetd_argon2_in_flight", Help: "argon2id hashes running now.", ConstLabels: labels},
 			func() float64 { return float64(h.InFlight()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "resetd_argon2_waiting", Help: "Requests waiting for an argon2id slot."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "resetd_argon2_waiting", Help: "Requests waiting for an argon2id slot.", ConstLabels: labels},
 			func() float64 { return float64(h.Waiting()) }),
 	)
 }
+
+// BreachListUnreachable counts one breached-password look-up that failed
+// (the change went ahead without it).
+func (m *Metrics) BreachListUnreachable() { m.breachUnreachable.Inc() }
 
 // WatchQueue exports the delivery queue's depth and the age of its oldest
 // message, read from the store at scrape time.
