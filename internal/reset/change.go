@@ -47,7 +47,9 @@ const changeRefusalsMax = 10
 // token's count includes this attempt: past changeRefusalsMax earlier
 // attempts (each refused, or the token would be used up) it is killed and
 // the answer is ErrGone. An attempt that then succeeds ends the token, so
-// counting attempts is counting refusals.
+// counting attempts is counting refusals; counting them before the policy
+// runs, in one transaction, keeps concurrent attempts with one token from
+// all passing a count taken before any of them was refused.
 func (s *Service) changeAttempt(ctx context.Context, a Actor, st Settings, t store.Token, hash []byte) error {
 	var outcome error
 	err := s.store.Update(ctx, func(tx store.Tx) error {
@@ -116,13 +118,15 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 	if err != nil {
 		return err
 	}
-	if err := s.changeAttempt(ctx, a, st, t, hash); err != nil {
-		return err
-	}
 	if len(st.RequireFacts) > 0 && t.Purpose == PurposeLink {
 		if err := s.checkFactsAtChange(ctx, a, st, u, facts); err != nil {
 			return err
 		}
+	}
+	// After the facts (their wrong tries have a cap of their own), before
+	// anything that hashes.
+	if err := s.changeAttempt(ctx, a, st, t, hash); err != nil {
+		return err
 	}
 	newHash, err := s.checkAndHash(ctx, st, owner{t.InstitutionID, u.Username, u.Email}, newPassword, history)
 	if err != nil {
