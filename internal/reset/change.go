@@ -2,6 +2,7 @@ package reset
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/resetd/resetd/internal/delivery"
@@ -43,37 +44,49 @@ func (s *Service) checkAndHash(ctx context.Context, st Settings, who owner, pw s
 const changeRefusalsMax = 10
 
 // changeAttempt counts one change attempt against the source IP
-// (publicPerIPMinute) and against the token, before any hashing. The
-// token's count includes this attempt: past changeRefusalsMax earlier
-// attempts (each refused, or the token would be used up) it is killed and
-// the answer is ErrGone. An attempt that then succeeds ends the token, so
-// counting attempts is counting refusals; counting them before the policy
-// runs, in one transaction, keeps concurrent attempts with one token from
-// all passing a count taken before any of them was refused.
-func (s *Service) changeAttempt(ctx context.Context, a Actor, st Settings, t store.Token, hash []byte) error {
-	var outcome error
-	err := s.store.Update(ctx, func(tx store.Tx) error {
+// (publicPerIPMinute) and against the token, before any hashing, and
+// returns the attempt's ordinal for the token. Past changeRefusalsMax
+// attempts the answer is ErrGone: the earlier ones were refused, or the
+// token would be used up, so the token has had its refusals. Counting
+// attempts before the policy runs, in one transaction, keeps concurrent
+// attempts with one token from all passing a count taken before any of
+// them was refused; the token is not killed here, so a winner among
+// concurrent attempts still wins (changeRefused kills it).
+func (s *Service) changeAttempt(ctx context.Context, a Actor, st Settings, t store.Token, hash []byte) (int, error) {
+	var n int
+	err := s.store.Update(ctx, func(tx store.Tx) (err error) {
 		now := s.now()
 		if err := s.limit(ctx, tx, now, "publicPerIPMinute", ipKey(t.InstitutionID, a.IP), st.PublicPerIPMinute, time.Minute); err != nil {
 			return err
 		}
-		n, err := tx.Hit(ctx, changeAttemptKey(hash), changeAttemptWindow, now)
-		if err != nil {
-			return err
-		}
-		if n <= changeRefusalsMax {
-			return nil
-		}
-		outcome = ErrGone
+		n, err = tx.Hit(ctx, changeAttemptKey(hash), changeAttemptWindow, now)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n > changeRefusalsMax {
+		return n, ErrGone
+	}
+	return n, nil
+}
+
+// changeRefused ends the token at its last allowed refusal, so the reset
+// page too shows it as used up.
+func (s *Service) changeRefused(ctx context.Context, a Actor, t store.Token, hash []byte, attempt int) error {
+	if attempt < changeRefusalsMax {
+		return nil
+	}
+	return s.store.Update(ctx, func(tx store.Tx) error {
+		now := s.now()
 		if _, err := tx.ConsumeToken(ctx, hash, now); err != nil {
-			return goneIfNotFound(err)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil // a concurrent attempt ended it first
+			}
+			return err
 		}
 		return s.audit(ctx, tx, now, a, "password.change", t.InstitutionID, t.UserID, "refused_too_often")
 	})
-	if err != nil {
-		return err
-	}
-	return outcome
 }
 
 // ChangePassword consumes a reset token and sets the new password (for
@@ -125,10 +138,17 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 	}
 	// After the facts (their wrong tries have a cap of their own), before
 	// anything that hashes.
-	if err := s.changeAttempt(ctx, a, st, t, hash); err != nil {
+	attempt, err := s.changeAttempt(ctx, a, st, t, hash)
+	if err != nil {
 		return err
 	}
 	newHash, err := s.checkAndHash(ctx, st, owner{t.InstitutionID, u.Username, u.Email}, newPassword, history)
+	if pe := (*PolicyError)(nil); errors.As(err, &pe) {
+		if err := s.changeRefused(ctx, a, t, hash, attempt); err != nil {
+			return err
+		}
+		return pe
+	}
 	if err != nil {
 		return err
 	}
