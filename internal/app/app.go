@@ -152,9 +152,10 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Argon2 != nil {
 		params = *cfg.Argon2
 	}
-	hasher := password.NewHasher(params, cfg.HashSlots, 0)
-	a.Hasher = hasher
-	a.LoginHasher = password.NewHasher(params, cfg.LoginHashSlots, 0)
+	// The login's verifications have slots of their own and the first
+	// claim on the cores (SPEC §10).
+	loginHasher, hasher := password.NewHasherPair(params, cfg.LoginHashSlots, cfg.HashSlots, 0)
+	a.Hasher, a.LoginHasher = hasher, loginHasher
 	a.Metrics.WatchHasher("change", hasher)
 	a.Metrics.WatchHasher("login", a.LoginHasher)
 	var breaches password.BreachList

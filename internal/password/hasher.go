@@ -62,6 +62,11 @@ type Hasher struct {
 	maxWaiters int64
 	waiting    atomic.Int64
 
+	// share, when set (by NewHasherPair), divides the cores with another
+	// Hasher; priority says whose computations go first.
+	share    *cpuShare
+	priority bool
+
 	// waitHook, when set (only by tests in this package, before any use),
 	// runs each time a caller joins the queue, so tests can synchronise on
 	// "the caller is waiting" without sleeping.
@@ -142,6 +147,19 @@ func (h *Hasher) Verify(ctx context.Context, encoded, pw string) (bool, error) {
 // acquire takes a computation slot, waiting at most h.maxWait in a queue of at
 // most h.maxWaiters. The returned release must be called exactly once.
 func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
+	deadline := time.Now().Add(h.maxWait)
+	releaseSlot, err := h.acquireSlot(ctx)
+	if err != nil || h.share == nil {
+		return releaseSlot, err
+	}
+	if err := h.share.enter(ctx, h.priority, deadline); err != nil {
+		releaseSlot()
+		return nil, err
+	}
+	return func() { h.share.leave(); releaseSlot() }, nil
+}
+
+func (h *Hasher) acquireSlot(ctx context.Context) (release func(), err error) {
 	// A caller that has gone away is not worth an argon2 computation.
 	if err := ctx.Err(); err != nil {
 		return nil, err
