@@ -21,7 +21,10 @@ import (
 	"github.com/resetd/resetd/internal/auth"
 	"github.com/resetd/resetd/internal/config"
 	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/metrics"
 	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/queue"
+	"github.com/resetd/resetd/internal/request"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/seal"
 	"github.com/resetd/resetd/internal/server"
@@ -72,13 +75,20 @@ type App struct {
 	Auth    *auth.Service
 	Reset   *reset.Service
 	Server  *server.Server
-	Metrics *server.Metrics
+	Metrics *metrics.Metrics
 	// Hasher is the bounded argon2id hasher the domain uses (tests watch
 	// its slots).
 	Hasher *password.Hasher
 	// LoginHasher is passwords:verify's own bounded hasher.
 	LoginHasher *password.Hasher
 	email       delivery.Sender
+	queue       lifecycle
+}
+
+// lifecycle is the part of the queue (internal/queue) that Serve runs.
+type lifecycle interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
 }
 
 // Open builds an App: opens and (unless NoMigrate) migrates the store and
@@ -87,6 +97,9 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	// Every part logs through this one: a line logged during a request
+	// carries its transaction id.
+	cfg.Logger = request.Logger(cfg.Logger)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -106,7 +119,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 			return nil, fmt.Errorf("app: --breached-passwords must be an http(s) URL without query or fragment, not %q", cfg.BreachedPasswords)
 		}
 	}
-	a := &App{cfg: cfg, Metrics: server.NewMetrics()}
+	a := &App{cfg: cfg, Metrics: metrics.New()}
 
 	// Senders first: a bad URL should fail before anything is opened.
 	var sms delivery.Sender = delivery.LogSender{Logger: cfg.Logger}
@@ -129,11 +142,11 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 
 	workers := river.NewWorkers()
-	st, err := openStore(ctx, cfg, workers)
+	st, q, err := openStore(ctx, cfg, workers)
 	if err != nil {
 		return nil, err
 	}
-	a.Store = st
+	a.Store, a.queue = st, q
 	if a.Key, err = loadKey(ctx, st, cfg.SecretKey); err != nil {
 		st.Close()
 		return nil, err
@@ -167,14 +180,15 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Store: st, Hasher: hasher, LoginHasher: a.LoginHasher, Breaches: breaches, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
 	})
-	sendWorker.Failed = a.Reset.DeliveryFailed
-	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Store: st, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies})
-	web.Register(a.Server, web.Config{Reset: a.Reset, Key: a.Key, PublicURL: cfg.PublicURL, Now: cfg.Now, Logger: cfg.Logger, Actor: a.Server.Actor}) // the reset page (SPEC §6)
+	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies})
+	web.Register(a.Server, web.Config{Reset: a.Reset, Key: a.Key, PublicURL: cfg.PublicURL, Now: cfg.Now, Logger: cfg.Logger}) // the reset page (SPEC §6)
 	return a, nil
 }
 
-func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.Store, error) {
-	q := store.QueueOptions{Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts}
+// openStore opens (and unless told not to migrates) the backend cfg.DB
+// names, and attaches the queue that works workers (nil: insert only).
+func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.Store, lifecycle, error) {
+	q := queue.Options{Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts, Logger: cfg.Logger}
 	dsn := cfg.DB
 	if dsn == "" {
 		dsn = config.DB
@@ -182,45 +196,64 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.S
 	switch {
 	case strings.HasPrefix(dsn, "sqlite:"):
 		path, opts, _ := strings.Cut(strings.TrimPrefix(dsn, "sqlite:"), "?")
-		o := sqlite.Options{Queue: q, Logger: cfg.Logger}
+		o := sqlite.Options{Logger: cfg.Logger}
 		for _, kv := range strings.Split(opts, "&") {
 			if k, v, _ := strings.Cut(kv, "="); k == "synchronous" {
 				o.Synchronous = v
 			} else if kv != "" {
-				return nil, fmt.Errorf("app: unknown sqlite option %q", kv)
+				return nil, nil, fmt.Errorf("app: unknown sqlite option %q", kv)
 			}
 		}
 		s, err := sqlite.Open(ctx, path, o)
-		return migrated(ctx, s, err, cfg.NoMigrate)
+		if err := migrated(ctx, s, err, cfg.NoMigrate); err != nil {
+			return nil, nil, err
+		}
+		q.Poll = true // SQLite has no LISTEN/NOTIFY
+		return attached(s, s, q)
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		// pgx's pool_* parameters in the URL size the pool (docs/DEPLOYMENT.md).
-		s, err := postgres.Open(ctx, dsn, postgres.Options{Queue: q, Logger: cfg.Logger})
-		return migrated(ctx, s, err, cfg.NoMigrate)
+		s, err := postgres.Open(ctx, dsn, postgres.Options{Logger: cfg.Logger})
+		if err := migrated(ctx, s, err, cfg.NoMigrate); err != nil {
+			return nil, nil, err
+		}
+		return attached(s, s, q)
 	default:
-		return nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
+		return nil, nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
 	}
 }
 
-// migrated applies a just-opened backend's migrations unless told not to.
-func migrated[S interface {
-	store.Store
+// migrated applies a just-opened backend's migrations unless told not to;
+// on an error the backend is closed.
+func migrated(ctx context.Context, s interface {
 	Migrate(context.Context) error
-}](ctx context.Context, s S, openErr error, noMigrate bool) (store.Store, error) {
+	Close() error
+}, openErr error, noMigrate bool) error {
 	if openErr != nil {
-		return nil, openErr
+		return openErr
 	}
 	if !noMigrate {
 		if err := s.Migrate(ctx); err != nil {
 			s.Close()
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
+}
+
+// attached builds the one queue of the process on the backend's driver
+// (st and b are the same backend, seen as a store and as a queue carrier).
+func attached[TTx any](st store.Store, b queue.Backend[TTx], o queue.Options) (store.Store, lifecycle, error) {
+	q, err := queue.Attach(b, o)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, q, nil
 }
 
 // Migrate opens the store, applies migrations and closes it.
 func Migrate(ctx context.Context, db string, logger *slog.Logger) error {
-	s, err := openStore(ctx, Config{DB: db, Logger: logger}, nil)
+	s, _, err := openStore(ctx, Config{DB: db, Logger: logger}, nil)
 	if err != nil {
 		return err
 	}
@@ -269,7 +302,7 @@ func (a *App) PublicURL() string { return a.cfg.PublicURL }
 // then shuts down in order: stop accepting, finish in-flight requests,
 // finish running deliveries (bounded).
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	if err := a.Store.StartQueue(ctx); err != nil {
+	if err := a.queue.Start(ctx); err != nil {
 		return err
 	}
 	hs := &http.Server{
@@ -291,7 +324,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
 	err := hs.Shutdown(shutdown)
-	if qerr := a.Store.StopQueue(shutdown); qerr != nil {
+	if qerr := a.queue.Stop(shutdown); qerr != nil {
 		err = errors.Join(err, qerr)
 	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {

@@ -30,52 +30,53 @@ func TestContactChangeCooldown(t *testing.T) {
 	h := newHarness(t)
 	tok := h.admin()
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "old@example.com"})
-	// Adding a phone where there was none is a first set, not a change.
-	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "old@example.com", "phone": "+14155550123"})
-	if r := h.do("POST", P+"/institutions/acme/users/u/password/reset", tok, map[string]string{"method": "sms"}); r.Status != 200 {
-		t.Fatalf("sms after a first set: %d %s", r.Status, r.Body)
+	send := func(method string) req {
+		return post(P+"/institutions/acme/users/u/password/reset", &tok, map[string]string{"method": method})
 	}
-	// Replacing the email: the OLD address is told, the new one waits.
-	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "NEW@example.com", "phone": "+14155550123"})
-	notice := h.waitMail(1)[0]
-	if notice.To[0] != "old@example.com" || !strings.Contains(notice.Subject, "email address") {
-		t.Fatalf("notice to %v: %q", notice.To, notice.Subject)
-	}
-	r := h.do("POST", P+"/institutions/acme/users/u/password/reset", tok, map[string]string{"method": "email"})
-	if r.Status != 409 || !strings.HasSuffix(r.json(t)["type"].(string), "/contact-cooldown") {
-		t.Fatalf("email reset during the cooldown: %d %s", r.Status, r.Body)
-	}
-	if r := h.sendOTP(tok, "acme", "u", h.contactMethods(tok, "acme", "u")["email"]); r.Status != 409 {
-		t.Errorf("email OTP during the cooldown: %d", r.Status)
-	}
-	// The unchanged channel keeps working.
-	if r := h.do("POST", P+"/institutions/acme/users/u/password/reset", tok, map[string]string{"method": "sms"}); r.Status != 200 {
-		t.Errorf("sms during the email's cooldown: %d", r.Status)
-	}
-	// Self-service answers as always and sends nothing.
-	if r := selfService(h, "GET", url.Values{"username": {"u"}}); r.Status != 200 {
-		t.Errorf("self-service: %d", r.Status)
-	}
-	// Re-saving the same address (any case) is not a change.
-	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "new@example.com", "phone": "+14155550123"})
-	// The setting as it is at send time decides.
-	h.clock.Advance(23 * time.Hour)
-	tok = h.admin()
-	if r := h.do("POST", P+"/institutions/acme/users/u/password/reset", tok, map[string]string{"method": "email"}); r.Status != 409 {
-		t.Errorf("23 h into a 24 h cooldown: %d", r.Status)
-	}
-	h.putSettings(tok, map[string]int{"contactChangeCooldown": 3600})
-	if r := h.do("POST", P+"/institutions/acme/users/u/password/reset", tok, map[string]string{"method": "email"}); r.Status != 200 {
-		t.Fatalf("after a shortened cooldown: %d %s", r.Status, r.Body)
-	}
-	msgs := h.waitMail(2)
-	if msgs[1].To[0] != "new@example.com" || h.mail.Count() != 2 {
-		t.Errorf("emails: %d, last to %v", h.mail.Count(), msgs[1].To)
-	}
+	var cm string
+	h.run(t, []step{
+		// Adding a phone where there was none is a first set, not a change.
+		{name: "sms after a first set", before: func(*testing.T) {
+			h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "old@example.com", "phone": "+14155550123"})
+		}, req: send("sms"), status: 200},
+		// Replacing the email: the OLD address is told, the new one waits.
+		{name: "the old address is told of the change", before: func(*testing.T) {
+			h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "NEW@example.com", "phone": "+14155550123"})
+		}, check: func(t *testing.T, _ response) {
+			notice := h.waitMail(1)[0]
+			if notice.To[0] != "old@example.com" || !strings.Contains(notice.Subject, "email address") {
+				t.Fatalf("notice to %v: %q", notice.To, notice.Subject)
+			}
+		}},
+		{name: "email reset during the cooldown", req: send("email"), status: 409, problem: "/contact-cooldown"},
+		{name: "email OTP during the cooldown", before: func(*testing.T) { cm = h.contactMethods(tok, "acme", "u")["email"] },
+			req: otpSend(&tok, "acme", "u", &cm), status: 409},
+		// The unchanged channel keeps working.
+		{name: "sms during the email's cooldown", req: send("sms"), status: 200},
+		// Self-service answers as always and sends nothing.
+		{name: "self-service", req: selfServiceReq("GET", url.Values{"username": {"u"}}), status: 200},
+		// Re-saving the same address (any case) is not a change, and the
+		// setting as it is at send time decides.
+		{name: "23 h into a 24 h cooldown", before: func(*testing.T) {
+			h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "new@example.com", "phone": "+14155550123"})
+			h.clock.Advance(23 * time.Hour)
+			tok = h.admin()
+		}, req: send("email"), status: 409},
+		{name: "after a shortened cooldown", before: func(*testing.T) { h.putSettings(tok, map[string]int{"contactChangeCooldown": 3600}) },
+			req: send("email"), status: 200},
+		{name: "the new address gets the link, the cooldown's sends nothing", check: func(t *testing.T, _ response) {
+			msgs := h.waitMail(2)
+			if msgs[1].To[0] != "new@example.com" || h.mail.Count() != 2 {
+				t.Errorf("emails: %d, last to %v", h.mail.Count(), msgs[1].To)
+			}
+		}},
+	})
 	for _, bad := range []string{`{"contactChangeCooldown":-1}`, `{"contactChangeCooldown":2592001}`, `{"disputeLock":2592001}`, `{"requireFacts":["shoeSize"]}`, `{"adminResetApproval":"yes"}`} {
-		if r := h.do("PUT", P+"/institutions/acme/settings", tok, bad); r.Status != 400 {
-			t.Errorf("PUT %s: %d", bad, r.Status)
-		}
+		t.Run("refused "+bad, func(t *testing.T) {
+			if r := h.call(put(P+"/institutions/acme/settings", &tok, bad)); r.Status != 400 {
+				t.Errorf("PUT %s: %d", bad, r.Status)
+			}
+		})
 	}
 }
 
@@ -95,7 +96,8 @@ func TestDisputeKillsAndLocks(t *testing.T) {
 	if d == nil || !strings.Contains(m.HTML, h.url+"/reset/dispute?token=") {
 		t.Fatalf("reset email lacks the dispute link: %s", m.Text)
 	}
-	if r := h.sendOTP(tok, "acme", "u", h.contactMethods(tok, "acme", "u")["email"]); r.Status != 202 {
+	cm := h.contactMethods(tok, "acme", "u")["email"]
+	if r := h.sendOTP(tok, "acme", "u", cm); r.Status != 202 {
 		t.Fatal(r.Status)
 	}
 	code := sixDigits.FindStringSubmatch(h.waitMail(2)[1].Text)[1]
@@ -104,46 +106,45 @@ func TestDisputeKillsAndLocks(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	if _, err := h.app.Reset.InspectDispute(ctx, d[1]); err != nil {
-		t.Fatalf("inspect: %v", err)
-	}
-	if _, err := h.app.Reset.ConfirmDispute(ctx, reset.Actor{IP: "127.0.0.1"}, d[1]); err != nil {
-		t.Fatalf("confirm: %v", err)
-	}
-	if _, err := h.app.Reset.ConfirmDispute(ctx, reset.Actor{}, d[1]); err != reset.ErrGone {
-		t.Errorf("a used dispute link: %v", err)
-	}
-	if r := h.do("POST", P+"/password/change", "", map[string]string{"token": link, "newPassword": goodPassword}); r.Status != 410 {
-		t.Errorf("reset token after a dispute: %d", r.Status)
-	}
-	if r := h.verifyOTP("acme", map[string]string{"username": "u", "otp": code}); r.Status != 400 {
-		t.Errorf("OTP after a dispute: %d", r.Status)
-	}
-	if r := h.do("POST", P+"/institutions/acme/users/u/password/reset", tok, map[string]string{"method": "email"}); r.Status != 423 {
-		t.Errorf("admin send during the lock: %d", r.Status)
-	}
-	if r := h.sendOTP(tok, "acme", "u", h.contactMethods(tok, "acme", "u")["email"]); r.Status != 423 {
-		t.Errorf("OTP send during the lock: %d", r.Status)
-	}
-	if r := selfService(h, "GET", url.Values{"username": {"u"}}); r.Status != 200 {
-		t.Errorf("self-service during the lock: %d", r.Status)
-	}
-	ev := events.wait(t, delivery.EventResetDisputed)
-	if ev.UserID != "u" || ev.InstitutionID != "acme" {
-		t.Errorf("event: %+v", ev)
-	}
-	if a := h.do("GET", P+"/institutions/acme/audit", tok, nil); !strings.Contains(string(a.Body), `"action":"reset.disputed"`) {
-		t.Error("no reset.disputed audit record")
-	}
-	h.clock.Advance(24*time.Hour + time.Second)
-	tok = h.admin()
-	if r := h.do("POST", P+"/institutions/acme/users/u/password/reset", tok, map[string]string{"method": "email"}); r.Status != 200 {
-		t.Errorf("after the lock: %d", r.Status)
-	}
-	h.waitMail(3)
-	if n := h.mail.Count(); n != 2+1 {
-		t.Errorf("%d emails: the locked sends must send nothing", n)
-	}
+	h.run(t, []step{
+		{name: "inspect", check: func(t *testing.T, _ response) {
+			if _, err := h.app.Reset.InspectDispute(ctx, d[1]); err != nil {
+				t.Fatalf("inspect: %v", err)
+			}
+		}},
+		{name: "confirm", check: func(t *testing.T, _ response) {
+			if _, err := h.app.Reset.ConfirmDispute(ctx, reset.Actor{IP: "127.0.0.1"}, d[1]); err != nil {
+				t.Fatalf("confirm: %v", err)
+			}
+		}},
+		{name: "a used dispute link", check: func(t *testing.T, _ response) {
+			if _, err := h.app.Reset.ConfirmDispute(ctx, reset.Actor{}, d[1]); err != reset.ErrGone {
+				t.Errorf("a used dispute link: %v", err)
+			}
+		}},
+		{name: "reset token after a dispute", req: changeTo(&link, goodPassword), status: 410},
+		{name: "OTP after a dispute", req: otpVerify("acme", map[string]string{"username": "u", "otp": code}), status: 400},
+		{name: "admin send during the lock", req: post(P+"/institutions/acme/users/u/password/reset", &tok, map[string]string{"method": "email"}), status: 423},
+		{name: "OTP send during the lock", before: func(*testing.T) { cm = h.contactMethods(tok, "acme", "u")["email"] },
+			req: otpSend(&tok, "acme", "u", &cm), status: 423},
+		{name: "self-service during the lock", req: selfServiceReq("GET", url.Values{"username": {"u"}}), status: 200},
+		{name: "reset.disputed event", check: func(t *testing.T, _ response) {
+			if ev := events.wait(t, delivery.EventResetDisputed); ev.UserID != "u" || ev.InstitutionID != "acme" {
+				t.Errorf("event: %+v", ev)
+			}
+		}},
+		{name: "reset.disputed audit record", req: get(P+"/institutions/acme/audit", &tok), check: bodyHas(`"action":"reset.disputed"`)},
+		{name: "after the lock", before: func(*testing.T) {
+			h.clock.Advance(24*time.Hour + time.Second)
+			tok = h.admin()
+		}, req: post(P+"/institutions/acme/users/u/password/reset", &tok, map[string]string{"method": "email"}), status: 200},
+		{name: "the locked sends sent nothing", check: func(t *testing.T, _ response) {
+			h.waitMail(3)
+			if n := h.mail.Count(); n != 2+1 {
+				t.Errorf("%d emails: the locked sends must send nothing", n)
+			}
+		}},
+	})
 }
 
 func TestKnowledgeFacts(t *testing.T) {
@@ -151,56 +152,56 @@ func TestKnowledgeFacts(t *testing.T) {
 	h := newHarness(t)
 	tok := h.admin()
 	path := P + "/institutions/acme/users/u"
-	if r := h.do("PUT", path, tok, map[string]any{"username": "u", "email": "u@example.com", "facts": map[string]string{"shoeSize": "44"}}); r.Status != 400 {
-		t.Errorf("unknown fact: %d", r.Status)
+	var code, otpToken, link string
+	var wrongCode map[string]any
+	verify := func(facts map[string]string) req {
+		return otpVerify("acme", func() any { return map[string]any{"username": "u", "otp": code, "facts": facts} })
 	}
-	if r := h.do("PUT", path, tok, map[string]any{"username": "u", "email": "u@example.com", "facts": map[string]string{"dateOfBirth": "yesterday"}}); r.Status != 400 {
-		t.Errorf("malformed fact: %d", r.Status)
-	}
-	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com",
-		"facts": map[string]string{"dateOfBirth": "1984-02-29", "postalCode": "SW1A 1AA", "accountLast4": "9876"}})
-	h.putSettings(tok, map[string]any{"requireFacts": []string{"dateOfBirth", "postalCode"}})
-	if r := h.sendOTP(tok, "acme", "u", h.contactMethods(tok, "acme", "u")["email"]); r.Status != 202 {
-		t.Fatal(r.Status)
-	}
-	code := sixDigits.FindStringSubmatch(h.waitMail(1)[0].Text)[1]
-	wrongCode := h.verifyOTP("acme", map[string]string{"username": "u", "otp": "000000"}).json(t)
-	for _, facts := range []map[string]string{nil, {"dateOfBirth": "1984-02-29"}, {"dateOfBirth": "1984-02-28", "postalCode": "sw1a1aa"}} {
-		body := map[string]any{"username": "u", "otp": code, "facts": facts}
-		r := h.do("POST", P+"/institutions/acme/password/otp/verify", "", body)
-		p := r.json(t)
-		if r.Status != 400 || p["type"] != wrongCode["type"] || p["detail"] != wrongCode["detail"] {
-			t.Errorf("right code, facts %v: %d %v (a wrong code gets %v)", facts, r.Status, p, wrongCode)
+	likeWrongCode := func(t *testing.T, r response) {
+		if p := r.json(t); p["type"] != wrongCode["type"] || p["detail"] != wrongCode["detail"] {
+			t.Errorf("%d %v (a wrong code gets %v)", r.Status, p, wrongCode)
 		}
 	}
-	// 1 wrong code + 3 wrong facts = 4 of 5 tries: the right answer still works once.
-	r := h.do("POST", P+"/institutions/acme/password/otp/verify", "", map[string]any{"username": "u", "otp": code,
-		"facts": map[string]string{"dateOfBirth": "1984-02-29", "postalCode": " sw1a 1aa "}})
-	if r.Status != 200 {
-		t.Fatalf("right code and facts (normalised): %d %s", r.Status, r.Body)
-	}
-	otpToken := r.json(t)["token"].(string)
-	if r := h.do("POST", P+"/password/change", "", map[string]string{"token": otpToken, "newPassword": goodPassword}); r.Status != 204 {
-		t.Fatalf("a token won with facts needs none at change: %d %s", r.Status, r.Body)
-	}
-	// A link token meets the facts at change.
-	link := h.resetLink(tok, "acme", "u")
-	if r := h.do("POST", P+"/password/change", "", map[string]any{"token": link, "newPassword": goodPassword + " 2"}); r.Status != 400 || r.json(t)["type"] != wrongCode["type"] {
-		t.Errorf("link change without facts: %d %s", r.Status, r.Body)
-	}
-	if r := h.do("POST", "/api/Authorize/ChangePassword", "", map[string]any{"token": link, "newPassword": goodPassword + " 2",
-		"facts": map[string]string{"dateOfBirth": "1984-02-29", "postalCode": "SW1A1AA"}}); r.Status != 200 {
-		t.Errorf("link change with facts: %d %s", r.Status, r.Body)
-	}
-	h.stop()
-	for f, b := range databaseContents(t, h.dbPath) {
-		// (The 4-digit accountLast4 is left out: any hex MAC may hold those digits.)
-		for _, fact := range []string{"1984-02-29", "sw1a1aa", "SW1A 1AA"} {
-			if strings.Contains(string(b), fact) {
-				t.Errorf("fact %q stored in clear in %s", fact, filepath.Base(f))
+	h.run(t, []step{
+		{name: "unknown fact", req: put(path, &tok, map[string]any{"username": "u", "email": "u@example.com", "facts": map[string]string{"shoeSize": "44"}}), status: 400},
+		{name: "malformed fact", req: put(path, &tok, map[string]any{"username": "u", "email": "u@example.com", "facts": map[string]string{"dateOfBirth": "yesterday"}}), status: 400},
+		{name: "facts required, OTP sent", before: func(*testing.T) {
+			h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com",
+				"facts": map[string]string{"dateOfBirth": "1984-02-29", "postalCode": "SW1A 1AA", "accountLast4": "9876"}})
+			h.putSettings(tok, map[string]any{"requireFacts": []string{"dateOfBirth", "postalCode"}})
+		}, req: post(P+"/institutions/acme/users/u/password/otp", &tok, func() any {
+			return map[string]string{"contactMethodId": h.contactMethods(tok, "acme", "u")["email"]}
+		}), status: 202, check: func(*testing.T, response) { code = sixDigits.FindStringSubmatch(h.waitMail(1)[0].Text)[1] }},
+		{name: "wrong code", req: otpVerify("acme", map[string]string{"username": "u", "otp": "000000"}), check: func(t *testing.T, r response) { wrongCode = r.json(t) }},
+		{name: "right code, no facts", req: verify(nil), status: 400, check: likeWrongCode},
+		{name: "right code, one fact", req: verify(map[string]string{"dateOfBirth": "1984-02-29"}), status: 400, check: likeWrongCode},
+		{name: "right code, a wrong fact", req: verify(map[string]string{"dateOfBirth": "1984-02-28", "postalCode": "sw1a1aa"}), status: 400, check: likeWrongCode},
+		// 1 wrong code + 3 wrong facts = 4 of 5 tries: the right answer still works once.
+		{name: "right code and facts (normalised)", req: verify(map[string]string{"dateOfBirth": "1984-02-29", "postalCode": " sw1a 1aa "}), status: 200,
+			check: func(t *testing.T, r response) { otpToken = r.json(t)["token"].(string) }},
+		{name: "a token won with facts needs none at change", req: changeTo(&otpToken, goodPassword), status: 204},
+		// A link token meets the facts at change.
+		{name: "link change without facts", before: func(*testing.T) { link = h.resetLink(tok, "acme", "u") },
+			req: changeTo(&link, goodPassword+" 2"), status: 400, check: func(t *testing.T, r response) {
+				if r.json(t)["type"] != wrongCode["type"] {
+					t.Errorf("link change without facts: %d %s", r.Status, r.Body)
+				}
+			}},
+		{name: "link change with facts", req: post("/api/Authorize/ChangePassword", nil, func() any {
+			return map[string]any{"token": link, "newPassword": goodPassword + " 2", "facts": map[string]string{"dateOfBirth": "1984-02-29", "postalCode": "SW1A1AA"}}
+		}), status: 200},
+		{name: "no fact stored in clear", check: func(t *testing.T, _ response) {
+			h.stop()
+			for f, b := range databaseContents(t, h.dbPath) {
+				// (The 4-digit accountLast4 is left out: any hex MAC may hold those digits.)
+				for _, fact := range []string{"1984-02-29", "sw1a1aa", "SW1A 1AA"} {
+					if strings.Contains(string(b), fact) {
+						t.Errorf("fact %q stored in clear in %s", fact, filepath.Base(f))
+					}
+				}
 			}
-		}
-	}
+		}},
+	})
 }
 
 func TestMakerChecker(t *testing.T) {
@@ -209,50 +210,57 @@ func TestMakerChecker(t *testing.T) {
 	tok := h.admin()
 	h.putSettings(tok, map[string]bool{"adminResetApproval": true})
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com"})
-	request := func() string {
-		t.Helper()
-		r := h.do("POST", P+"/institutions/acme/users/u/password/reset", tok, map[string]string{"method": "email"})
-		b := r.json(t)
-		exp, err := time.Parse(time.RFC3339, b["expiresAt"].(string))
-		if r.Status != 202 || b["approvalId"] == "" || err != nil || exp.Sub(h.clock.Now()) > time.Hour+time.Second {
-			t.Fatalf("request: %d %v", r.Status, b)
-		}
-		return b["approvalId"].(string)
+	var id, late string
+	request := func(into *string) step {
+		return step{req: post(P+"/institutions/acme/users/u/password/reset", &tok, map[string]string{"method": "email"}), status: 202,
+			check: func(t *testing.T, r response) {
+				b := r.json(t)
+				exp, err := time.Parse(time.RFC3339, b["expiresAt"].(string))
+				if b["approvalId"] == "" || err != nil || exp.Sub(h.clock.Now()) > time.Hour+time.Second {
+					t.Fatalf("request: %d %v", r.Status, b)
+				}
+				*into = b["approvalId"].(string)
+			}}
 	}
-	id := request()
-	approve := func(bearer, id string) response {
-		return h.do("POST", P+"/institutions/acme/approvals/"+id, bearer, nil)
+	approve := func(bearer, id *string) req {
+		return post(func() string { return P + "/institutions/acme/approvals/" + *id }, bearer, nil)
 	}
-	if r := approve(tok, id); r.Status != 403 {
-		t.Errorf("self-approval: %d", r.Status)
-	}
-	if r := approve(h.client("acme", auth.ScopeUsersRead), id); r.Status != 403 || !strings.Contains(r.Header.Get("WWW-Authenticate"), "insufficient_scope") {
-		t.Errorf("approver without the scope: %d", r.Status)
-	}
-	if r := approve(h.client("other", auth.ScopeApprove), id); r.Status != 404 {
-		t.Errorf("approver of another institution: %d", r.Status)
-	}
-	if n := h.mail.Count(); n != 0 {
-		t.Fatalf("%d emails before approval", n)
-	}
+	readOnly := h.client("acme", auth.ScopeUsersRead)
+	foreign := h.client("other", auth.ScopeApprove)
 	checker := h.client("acme", auth.ScopeApprove)
-	if r := h.do("POST", P+"/institutions/acme/approvals/"+id, checker, "{}"); r.Status != 200 {
-		t.Fatalf("approve: %d %s", r.Status, r.Body)
-	}
-	if linkToken.FindStringSubmatch(h.waitMail(1)[0].Text) == nil {
-		t.Fatal("approved email lacks the link")
-	}
-	if r := approve(checker, id); r.Status != 409 {
-		t.Errorf("approve twice: %d", r.Status)
-	}
-	late := request()
-	h.clock.Advance(61 * time.Minute)
-	if r := approve(h.client("acme", auth.ScopeApprove), late); r.Status != 404 {
-		t.Errorf("expired approval: %d", r.Status)
-	}
-	if r := approve(h.client("acme", auth.ScopeApprove), "ap_unknown"); r.Status != 404 {
-		t.Errorf("unknown approval: %d", r.Status)
-	}
+	var fresh string
+	unknown := "ap_unknown"
+	newChecker := func(*testing.T) { fresh = h.client("acme", auth.ScopeApprove) }
+	first, second := request(&id), request(&late)
+	first.name, second.name = "request", "a request left to expire"
+	h.run(t, []step{
+		first,
+		{name: "self-approval", req: approve(&tok, &id), status: 403},
+		{name: "approver without the scope", req: approve(&readOnly, &id), status: 403, check: func(t *testing.T, r response) {
+			if !strings.Contains(r.Header.Get("WWW-Authenticate"), "insufficient_scope") {
+				t.Errorf("approver without the scope: %d", r.Status)
+			}
+		}},
+		{name: "approver of another institution", req: approve(&foreign, &id), status: 404},
+		{name: "no email before approval", check: func(t *testing.T, _ response) {
+			if n := h.mail.Count(); n != 0 {
+				t.Fatalf("%d emails before approval", n)
+			}
+		}},
+		{name: "approve", req: post(func() string { return P + "/institutions/acme/approvals/" + id }, &checker, "{}"), status: 200},
+		{name: "the approved email carries the link", check: func(t *testing.T, _ response) {
+			if linkToken.FindStringSubmatch(h.waitMail(1)[0].Text) == nil {
+				t.Fatal("approved email lacks the link")
+			}
+		}},
+		{name: "approve twice", req: approve(&checker, &id), status: 409},
+		second,
+		{name: "expired approval", before: func(t *testing.T) {
+			h.clock.Advance(61 * time.Minute)
+			newChecker(t)
+		}, req: approve(&fresh, &late), status: 404},
+		{name: "unknown approval", before: newChecker, req: approve(&fresh, &unknown), status: 404},
+	})
 }
 
 func TestChangeNoticeGoesToEveryContact(t *testing.T) {
@@ -261,15 +269,19 @@ func TestChangeNoticeGoesToEveryContact(t *testing.T) {
 	tok := h.admin()
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com", "phone": "+14155550123"})
 	link := h.resetLink(tok, "acme", "u")
-	if r := h.do("POST", P+"/password/change", "", map[string]string{"token": link, "newPassword": goodPassword}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
-	if m := h.waitMail(2)[1]; !strings.Contains(m.Subject, "changed") {
-		t.Errorf("email notice: %q", m.Subject)
-	}
-	if sms := h.waitSMS(1)[0]; !strings.Contains(sms, "changed") || strings.Contains(sms, "u@example.com") {
-		t.Errorf("SMS notice: %q", sms)
-	}
+	h.run(t, []step{
+		{name: "change", req: changeTo(&link, goodPassword), status: 204},
+		{name: "email notice", check: func(t *testing.T, _ response) {
+			if m := h.waitMail(2)[1]; !strings.Contains(m.Subject, "changed") {
+				t.Errorf("email notice: %q", m.Subject)
+			}
+		}},
+		{name: "SMS notice", check: func(t *testing.T, _ response) {
+			if sms := h.waitSMS(1)[0]; !strings.Contains(sms, "changed") || strings.Contains(sms, "u@example.com") {
+				t.Errorf("SMS notice: %q", sms)
+			}
+		}},
+	})
 }
 
 // webhookReceiver verifies signatures the way docs/OPERATIONS.md tells a
@@ -343,31 +355,37 @@ func TestWebhookEvents(t *testing.T) {
 	tok := h.admin()
 	h.putSettings(tok, map[string]any{"webhookUrl": recv.srv.URL + "/events"})
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com"})
-	link := h.resetLink(tok, "acme", "u")
-	if ev := recv.wait(t, delivery.EventResetRequested); ev.UserID != "u" || ev.Data["channel"] != "email" {
-		t.Errorf("reset.requested: %+v", ev)
-	}
-	if r := h.do("POST", P+"/password/change", "", map[string]string{"token": link, "newPassword": goodPassword}); r.Status != 204 {
-		t.Fatal(r.Status)
-	}
-	recv.wait(t, delivery.EventPasswordChanged)
-	h.waitMail(2) // the change notice is out before the next message fails
-	h.mail.FailNext(1, 550)
-	h.putUser(tok, "acme", "v", map[string]any{"username": "v", "email": "v@example.com"})
-	if r := h.do("POST", P+"/institutions/acme/users/v/password/reset", tok, map[string]string{"method": "email"}); r.Status != 200 {
-		t.Fatal(r.Status)
-	}
-	if ev := recv.wait(t, delivery.EventDeliveryFailed); ev.UserID != "v" || ev.Data["kind"] != "reset_link" {
-		t.Errorf("delivery.failed: %+v", ev)
-	}
-	recv.mu.Lock()
-	defer recv.mu.Unlock()
-	for _, b := range recv.bodies {
-		if strings.Contains(b, link) || strings.Contains(b, goodPassword) || strings.Contains(b, "u@example.com") {
-			t.Errorf("an event carries a secret or an address: %s", b)
-		}
-	}
-	if len(recv.bad) > 0 {
-		t.Errorf("events failing verification: %v", recv.bad)
-	}
+	var link string
+	h.run(t, []step{
+		{name: "reset.requested", before: func(*testing.T) { link = h.resetLink(tok, "acme", "u") }, check: func(t *testing.T, _ response) {
+			if ev := recv.wait(t, delivery.EventResetRequested); ev.UserID != "u" || ev.Data["channel"] != "email" {
+				t.Errorf("reset.requested: %+v", ev)
+			}
+		}},
+		{name: "change", req: changeTo(&link, goodPassword), status: 204},
+		{name: "password.changed", check: func(t *testing.T, _ response) {
+			recv.wait(t, delivery.EventPasswordChanged)
+			h.waitMail(2) // the change notice is out before the next message fails
+		}},
+		{name: "delivery.failed", before: func(*testing.T) {
+			h.mail.FailNext(1, 550)
+			h.putUser(tok, "acme", "v", map[string]any{"username": "v", "email": "v@example.com"})
+		}, req: post(P+"/institutions/acme/users/v/password/reset", &tok, map[string]string{"method": "email"}), status: 200, check: func(t *testing.T, _ response) {
+			if ev := recv.wait(t, delivery.EventDeliveryFailed); ev.UserID != "v" || ev.Data["kind"] != "reset_link" {
+				t.Errorf("delivery.failed: %+v", ev)
+			}
+		}},
+		{name: "no event carries a secret and every one verifies", check: func(t *testing.T, _ response) {
+			recv.mu.Lock()
+			defer recv.mu.Unlock()
+			for _, b := range recv.bodies {
+				if strings.Contains(b, link) || strings.Contains(b, goodPassword) || strings.Contains(b, "u@example.com") {
+					t.Errorf("an event carries a secret or an address: %s", b)
+				}
+			}
+			if len(recv.bad) > 0 {
+				t.Errorf("events failing verification: %v", recv.bad)
+			}
+		}},
+	})
 }

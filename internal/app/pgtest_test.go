@@ -45,7 +45,7 @@ func TestSuiteOnPostgreSQL(t *testing.T) {
 
 // harnessDBs remembers each test's PostgreSQL database, so a harness that
 // restarts finds its data again.
-var harnessDBs sync.Map // *testing.T → string
+var harnessDBs sync.Map // harness path → DSN
 
 // harnessDB is the --db of a harness whose SQLite file would be path.
 func harnessDB(t *testing.T, path string) string {
@@ -53,12 +53,14 @@ func harnessDB(t *testing.T, path string) string {
 	if !onPostgres.Load() {
 		return "sqlite:" + path
 	}
-	if dsn, ok := harnessDBs.Load(t); ok {
+	// Keyed by the harness's path, not by t: a scenario step (a subtest)
+	// that reads or restarts the harness gets the harness's database.
+	if dsn, ok := harnessDBs.Load(path); ok {
 		return dsn.(string)
 	}
 	dsn := pgtest.NewDatabase(t)
-	harnessDBs.Store(t, dsn)
-	t.Cleanup(func() { harnessDBs.Delete(t) })
+	harnessDBs.Store(path, dsn)
+	t.Cleanup(func() { harnessDBs.Delete(path) })
 	u, _ := url.Parse(dsn)
 	t.Logf("backend: PostgreSQL, database %s", strings.TrimPrefix(u.Path, "/"))
 	return dsn

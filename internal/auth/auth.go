@@ -85,9 +85,20 @@ type verifyKey struct {
 	retired time.Time
 }
 
+// Store is what auth needs of the store: its clients and signing keys, and
+// transactions for the failure counter. store.Store satisfies it.
+type Store interface {
+	View(ctx context.Context, fn func(store.ReadTx) error) error
+	Update(ctx context.Context, fn func(store.Tx) error) error
+	Client(ctx context.Context, id string) (store.Client, error)
+	InsertClient(ctx context.Context, c store.Client) error
+	SigningKeys(ctx context.Context) ([]store.SigningKey, error)
+	InsertSigningKey(ctx context.Context, k store.SigningKey) error
+}
+
 // Service issues and verifies tokens.
 type Service struct {
-	store    store.Store
+	store    Store
 	key      *seal.Key
 	issuer   string
 	audience string
@@ -103,7 +114,7 @@ type Service struct {
 }
 
 // New loads (or on first start creates) the signing key.
-func New(ctx context.Context, st store.Store, key *seal.Key, issuer string, now func() time.Time) (*Service, error) {
+func New(ctx context.Context, st Store, key *seal.Key, issuer string, now func() time.Time) (*Service, error) {
 	s := &Service{store: st, key: key, issuer: issuer, audience: issuer + "/a/password-reset", now: now}
 	if err := s.reload(ctx); err != nil {
 		return nil, err
@@ -205,7 +216,7 @@ func (s *Service) Authenticate(ctx context.Context, id, secret string) (store.Cl
 	now := s.now()
 	key := "authfail:" + id
 	var failures int
-	if err := s.store.View(ctx, func(tx store.Tx) (err error) {
+	if err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		failures, err = tx.Count(ctx, key, failWindow, now)
 		return err
 	}); err != nil {

@@ -130,7 +130,7 @@ func (t *target) seed(ctx context.Context) (SeedResult, error) {
 func (t *target) seedStore(ctx context.Context) (SeedResult, error) {
 	res := SeedResult{Method: fmt.Sprintf("reset.ImportUsers (the path of `resetd user import`), %d rows per transaction", seedBatch)}
 	last := t.cfg.Users - 1
-	err := t.app.Store.View(ctx, func(tx store.Tx) error {
+	err := t.app.Store.View(ctx, func(tx store.ReadTx) error {
 		_, err := tx.User(ctx, t.inst, userID(last))
 		return err
 	})

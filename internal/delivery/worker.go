@@ -8,6 +8,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -22,7 +23,11 @@ type SendArgs struct {
 	DeliveryID    int64  `json:"delivery_id"`
 	InstitutionID string `json:"institution_id,omitempty"`
 	UserID        string `json:"user_id,omitempty"`
-	Sealed        []byte `json:"sealed"`
+	// WebhookURL is the institution's receiver when the message was
+	// queued: a message that will never be delivered is reported there
+	// (delivery.failed) in the same transaction that records the failure.
+	WebhookURL string `json:"webhook_url,omitempty"`
+	Sealed     []byte `json:"sealed"`
 }
 
 // Kind names the job for River.
@@ -56,7 +61,9 @@ func Open(key *seal.Key, a SendArgs) (Message, error) {
 // Recorder keeps the support-staff view of a delivery up to date; state
 // is one of the store's persisted values (store.DeliveryQueued, …).
 type Recorder interface {
-	MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time) error
+	// MarkDelivery records an attempt; a non-nil then (the delivery.failed
+	// event) is queued in the same transaction.
+	MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time, then store.Job) error
 }
 
 // Observer hears the outcome of every attempt (metrics); may be nil.
@@ -72,8 +79,6 @@ type Worker struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 	Observe  Observer
-	// Failed hears of a message that will never be delivered (may be nil).
-	Failed func(ctx context.Context, args SendArgs, m Message)
 }
 
 // Work sends one message. A permanent failure cancels the job (no retry);
@@ -82,7 +87,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	m, err := Open(w.Key, job.Args)
 	if err != nil {
 		// Sealed under a key this server no longer has: it can never be sent.
-		w.record(ctx, job, Message{}, store.DeliveryFailed, "undecryptable")
+		w.record(ctx, job, Message{}, store.DeliveryFailed, "undecryptable", nil)
 		return river.JobCancel(err)
 	}
 	sender := w.Email
@@ -90,18 +95,17 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 		sender = w.SMS
 	}
 	if sender == nil {
-		w.record(ctx, job, m, store.DeliveryFailed, "no_sender")
+		w.record(ctx, job, m, store.DeliveryFailed, "no_sender", nil)
 		return river.JobCancel(fmt.Errorf("delivery: no sender for channel %q", m.Channel))
 	}
 	err = sender.Send(ctx, m)
 	switch {
 	case err == nil:
-		w.record(ctx, job, m, store.DeliverySent, "")
+		w.record(ctx, job, m, store.DeliverySent, "", nil)
 		return nil
 	case IsPermanent(err):
 		w.Logger.WarnContext(ctx, "delivery refused by carrier", "delivery_id", job.Args.DeliveryID, "channel", m.Channel, "attempt", job.Attempt, "class", "rejected")
-		w.record(ctx, job, m, store.DeliveryFailed, "rejected")
-		w.failed(ctx, job, m)
+		w.record(ctx, job, m, store.DeliveryFailed, "rejected", failedEvent(job, m, w.Now()))
 		return river.JobCancel(err)
 	default:
 		last := job.Attempt >= job.MaxAttempts
@@ -110,24 +114,31 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 			state = store.DeliveryFailed
 		}
 		w.Logger.WarnContext(ctx, "delivery attempt failed", "delivery_id", job.Args.DeliveryID, "channel", m.Channel, "attempt", job.Attempt, "class", "unavailable", "final", last)
-		w.record(ctx, job, m, state, "unavailable")
+		var then store.Job
 		if last {
-			w.failed(ctx, job, m)
+			then = failedEvent(job, m, w.Now())
 		}
+		w.record(ctx, job, m, state, "unavailable", then)
 		return err
 	}
 }
 
-func (w *Worker) failed(ctx context.Context, job *river.Job[SendArgs], m Message) {
-	if w.Failed != nil {
-		w.Failed(ctx, job.Args, m)
+// failedEvent is the delivery.failed event for a message that will never
+// be delivered, or nil when its institution had no webhook.
+func failedEvent(job *river.Job[SendArgs], m Message, now time.Time) store.Job {
+	if job.Args.WebhookURL == "" || job.Args.InstitutionID == "" {
+		return nil
 	}
+	return WebhookArgs{URL: job.Args.WebhookURL, Event: Event{
+		ID: uuid.NewString(), Type: EventDeliveryFailed, Time: now.UTC(), InstitutionID: job.Args.InstitutionID, UserID: job.Args.UserID,
+		Data: map[string]any{"deliveryId": job.Args.DeliveryID, "channel": m.Channel, "kind": m.Kind},
+	}}
 }
 
 // record stores an attempt's outcome, then tells the observer: a metric
 // that says "sent" is never ahead of the delivery row.
-func (w *Worker) record(ctx context.Context, job *river.Job[SendArgs], m Message, state, lastErr string) {
-	if err := w.Recorder.MarkDelivery(ctx, job.Args.DeliveryID, state, job.Attempt, lastErr, w.Now()); err != nil {
+func (w *Worker) record(ctx context.Context, job *river.Job[SendArgs], m Message, state, lastErr string, then store.Job) {
+	if err := w.Recorder.MarkDelivery(ctx, job.Args.DeliveryID, state, job.Attempt, lastErr, w.Now(), then); err != nil {
 		w.Logger.ErrorContext(ctx, "recording delivery state", "delivery_id", job.Args.DeliveryID, "err", err)
 	}
 	if w.Observe != nil {

@@ -112,7 +112,7 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 	var st Settings
 	var u store.User
 	var history []string
-	err := s.store.View(ctx, func(tx store.Tx) (err error) {
+	err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		if t, err = tx.LookupToken(ctx, hash, s.now()); err != nil {
 			return goneIfNotFound(err)
 		}
@@ -186,7 +186,7 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 			return err
 		}
 		for _, m := range notices {
-			if err := s.queue(ctx, tx, now, t.InstitutionID, t.UserID, delivery.KindPasswordChanged, m); err != nil {
+			if err := s.queue(ctx, tx, now, st, t.InstitutionID, t.UserID, delivery.KindPasswordChanged, m); err != nil {
 				return err
 			}
 		}

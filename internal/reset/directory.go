@@ -80,7 +80,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		var st Settings
 		var history []string
 		var notices contactNotices
-		if err := s.store.View(ctx, func(tx store.Tx) (err error) {
+		if err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 			if inst, st, err = s.institutionIn(ctx, tx, institutionID); err != nil {
 				return err
 			}
@@ -187,7 +187,7 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 		return false, err
 	}
 	for _, m := range notices.messages {
-		if err := s.queue(ctx, tx, now, institutionID, userID, delivery.KindContactChanged, m); err != nil {
+		if err := s.queue(ctx, tx, now, st, institutionID, userID, delivery.KindContactChanged, m); err != nil {
 			return false, err
 		}
 	}
@@ -249,7 +249,7 @@ func (s *Service) FindUsers(ctx context.Context, institutionID, username string)
 		return nil, invalid("username", "username must be 1 to 256 printable characters")
 	}
 	out := []UserSummary{}
-	err := s.store.View(ctx, func(tx store.Tx) error {
+	err := s.store.View(ctx, func(tx store.ReadTx) error {
 		if _, err := s.settingsIn(ctx, tx, institutionID); err != nil {
 			return err
 		}

@@ -26,7 +26,7 @@ func (s *Service) InspectDispute(ctx context.Context, tok string) (DisputeInfo, 
 		return DisputeInfo{}, ErrGone
 	}
 	var info DisputeInfo
-	err := s.store.View(ctx, func(tx store.Tx) error {
+	err := s.store.View(ctx, func(tx store.ReadTx) error {
 		_, st, err := s.disputeToken(ctx, tx, tok, s.now())
 		info.DisplayName = st.DisplayName
 		return err
@@ -36,7 +36,7 @@ func (s *Service) InspectDispute(ctx context.Context, tok string) (DisputeInfo, 
 
 // disputeToken reads a live dispute link's token and its institution's
 // settings; anything else is ErrGone.
-func (s *Service) disputeToken(ctx context.Context, tx store.Tx, tok string, now time.Time) (store.Token, Settings, error) {
+func (s *Service) disputeToken(ctx context.Context, tx store.ReadTx, tok string, now time.Time) (store.Token, Settings, error) {
 	t, err := tx.LookupToken(ctx, hashToken(tok), now)
 	if err != nil || t.Purpose != PurposeDispute {
 		return t, Settings{}, ErrGone

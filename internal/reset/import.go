@@ -54,7 +54,12 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 		}
 		run := s.store.Update
 		if dryRun {
-			run = s.store.View
+			// A dry run only reads: it runs in a View, and its Tx carries
+			// the View's reads and no writers (the body below writes only
+			// when !dryRun).
+			run = func(ctx context.Context, fn func(store.Tx) error) error {
+				return s.store.View(ctx, func(rtx store.ReadTx) error { return fn(store.Tx{ReadTx: rtx}) })
+			}
 		}
 		err = run(ctx, func(tx store.Tx) error {
 			now := s.now()
@@ -148,7 +153,7 @@ func (s *Service) importNotices(ctx context.Context, institutionID string, rows 
 	var inst store.Institution
 	var st Settings
 	current := map[string]knownUser{}
-	err := s.store.View(ctx, func(tx store.Tx) (err error) {
+	err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		if inst, st, err = s.institutionIn(ctx, tx, institutionID); err != nil {
 			return err
 		}

@@ -80,7 +80,7 @@ func (s *Service) Settings(ctx context.Context, institutionID string) (Settings,
 		return Settings{}, err
 	}
 	var st Settings
-	err := s.store.View(ctx, func(tx store.Tx) (err error) {
+	err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		st, err = s.settingsIn(ctx, tx, institutionID)
 		return err
 	})

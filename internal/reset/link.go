@@ -143,7 +143,7 @@ func (s *Service) sendLink(ctx context.Context, tx store.Tx, now time.Time, st S
 		CreatedAt: now, ExpiresAt: now.Add(time.Duration(st.Expiration) * time.Second)}); err != nil {
 		return err
 	}
-	if err := s.queue(ctx, tx, now, u.InstitutionID, u.ID, delivery.KindResetLink, p.message); err != nil {
+	if err := s.queue(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.KindResetLink, p.message); err != nil {
 		return err
 	}
 	if err := s.emit(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "admin", "channel": p.method}); err != nil {
@@ -173,7 +173,7 @@ func (s *Service) InspectToken(ctx context.Context, tok string) (TokenInfo, erro
 		return TokenInfo{}, ErrGone
 	}
 	var info TokenInfo
-	err := s.store.View(ctx, func(tx store.Tx) error {
+	err := s.store.View(ctx, func(tx store.ReadTx) error {
 		t, err := tx.LookupToken(ctx, hashToken(tok), s.now())
 		if err != nil {
 			return goneIfNotFound(err)

@@ -26,7 +26,7 @@ func (s *Service) VerifyPassword(ctx context.Context, a Actor, institutionID, us
 	key := verifyFailKey(institutionID, userID)
 	var u store.User
 	var failures int
-	err := s.store.View(ctx, func(tx store.Tx) (err error) {
+	err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		if _, err = s.settingsIn(ctx, tx, institutionID); err != nil {
 			return err
 		}

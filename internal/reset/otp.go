@@ -68,7 +68,7 @@ func (s *Service) ContactMethods(ctx context.Context, institutionID, userID stri
 		return nil, err
 	}
 	var u store.User
-	err := s.store.View(ctx, func(tx store.Tx) (err error) {
+	err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		_, u, err = s.userIn(ctx, tx, institutionID, userID)
 		return err
 	})
@@ -162,7 +162,7 @@ func (s *Service) SendOTP(ctx context.Context, a Actor, institutionID, userID, c
 				Channel: cm.Type, CreatedAt: now, ExpiresAt: expires, MaxAttempts: st.OTPMaxAttempts}); err != nil {
 				return err
 			}
-			if err := s.queue(ctx, tx, now, institutionID, userID, delivery.KindOTP, m); err != nil {
+			if err := s.queue(ctx, tx, now, st, institutionID, userID, delivery.KindOTP, m); err != nil {
 				return err
 			}
 			masked = cm.Destination
@@ -218,7 +218,7 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 		return "", time.Time{}, ErrOTPInvalid
 	}
 	code := in.OTP
-	if len(code) < 6 || len(code) > 10 || !allDigits(code) {
+	if len(code) < 6 || len(code) > 10 || !AllDigits(code) {
 		// Malformed codes are wrong codes: same answer, same counting.
 		code = ""
 	}
@@ -318,13 +318,4 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 		return "", time.Time{}, outcome
 	}
 	return tok, expires, nil
-}
-
-func allDigits(s string) bool {
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
 }

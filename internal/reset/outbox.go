@@ -19,7 +19,7 @@ func (s *Service) sender(st Settings) string {
 }
 
 // queue commits a rendered message's delivery row and send job in tx.
-func (s *Service) queue(ctx context.Context, tx store.Tx, now time.Time, institutionID, userID, kind string, m delivery.Message) error {
+func (s *Service) queue(ctx context.Context, tx store.Tx, now time.Time, st Settings, institutionID, userID, kind string, m delivery.Message) error {
 	dest := MaskEmail(m.To)
 	if m.Channel == delivery.ChannelSMS {
 		dest = MaskPhone(m.To)
@@ -35,8 +35,8 @@ func (s *Service) queue(ctx context.Context, tx store.Tx, now time.Time, institu
 	if err != nil {
 		return err
 	}
-	args.InstitutionID, args.UserID = institutionID, userID
-	return tx.Enqueue(ctx, args, nil)
+	args.InstitutionID, args.UserID, args.WebhookURL = institutionID, userID, st.WebhookURL
+	return tx.Enqueue(ctx, args)
 }
 
 func (s *Service) render(st Settings, kind, channel, to string, d delivery.TemplateData) (delivery.Message, error) {
@@ -63,26 +63,5 @@ func (s *Service) emit(ctx context.Context, tx store.Tx, now time.Time, st Setti
 	}
 	return tx.Enqueue(ctx, delivery.WebhookArgs{URL: st.WebhookURL, Event: delivery.Event{
 		ID: uuid.NewString(), Type: typ, Time: now.UTC(), InstitutionID: institutionID, UserID: userID, Data: data,
-	}}, nil)
-}
-
-// DeliveryFailed emits delivery.failed for a message that will never be
-// delivered (the send worker calls it).
-func (s *Service) DeliveryFailed(ctx context.Context, args delivery.SendArgs, m delivery.Message) {
-	if args.InstitutionID == "" {
-		return
-	}
-	err := s.store.Update(ctx, func(tx store.Tx) error {
-		now := s.now()
-		st, err := s.settingsIn(ctx, tx, args.InstitutionID)
-		if err != nil {
-			return err
-		}
-		return s.emit(ctx, tx, now, st, args.InstitutionID, args.UserID, delivery.EventDeliveryFailed, map[string]any{
-			"deliveryId": args.DeliveryID, "channel": m.Channel, "kind": m.Kind,
-		})
-	})
-	if err != nil {
-		s.logger.ErrorContext(ctx, "emitting delivery.failed", "delivery_id", args.DeliveryID, "err", err)
-	}
+	}})
 }

@@ -42,7 +42,7 @@ func snapshotOf(in store.Institution, u store.User, exists bool) snapshot {
 }
 
 // institutionIn reads an institution and decodes its settings.
-func (s *Service) institutionIn(ctx context.Context, tx store.Tx, institutionID string) (store.Institution, Settings, error) {
+func (s *Service) institutionIn(ctx context.Context, tx store.ReadTx, institutionID string) (store.Institution, Settings, error) {
 	in, err := tx.Institution(ctx, institutionID)
 	if err != nil {
 		return in, Settings{}, mapNotFound(err)
@@ -63,7 +63,7 @@ func (s *Service) renderedFor(ctx context.Context, institutionID, userID string,
 		var snap snapshot
 		var st Settings
 		var u store.User
-		err := s.store.View(ctx, func(tx store.Tx) error {
+		err := s.store.View(ctx, func(tx store.ReadTx) error {
 			in, sett, err := s.institutionIn(ctx, tx, institutionID)
 			if err != nil {
 				return err

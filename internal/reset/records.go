@@ -76,7 +76,7 @@ func (s *Service) Audit(ctx context.Context, institutionID string, since time.Ti
 	if err := checkIDs(institutionID); err != nil {
 		return nil, err
 	}
-	if err := s.store.View(ctx, func(tx store.Tx) error {
+	if err := s.store.View(ctx, func(tx store.ReadTx) error {
 		_, err := s.settingsIn(ctx, tx, institutionID)
 		return err
 	}); err != nil {
@@ -105,7 +105,7 @@ func (s *Service) Deliveries(ctx context.Context, institutionID, userID string) 
 	if err := checkIDs(institutionID, userID); err != nil {
 		return nil, err
 	}
-	if err := s.store.View(ctx, func(tx store.Tx) error {
+	if err := s.store.View(ctx, func(tx store.ReadTx) error {
 		if _, err := s.settingsIn(ctx, tx, institutionID); err != nil {
 			return err
 		}

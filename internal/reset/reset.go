@@ -44,7 +44,7 @@ type Store interface {
 	// Update runs fn in a write transaction; an error from fn rolls back.
 	Update(ctx context.Context, fn func(store.Tx) error) error
 	// View runs fn against a consistent read-only view.
-	View(ctx context.Context, fn func(store.Tx) error) error
+	View(ctx context.Context, fn func(store.ReadTx) error) error
 	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error)
 	Deliveries(ctx context.Context, institutionID, userID string, limit int) ([]store.Delivery, error)
 	AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]store.Delivery, error)
@@ -165,7 +165,7 @@ func goneIfNotFound(err error) error {
 	return err
 }
 
-func (s *Service) settingsIn(ctx context.Context, tx store.Tx, institutionID string) (Settings, error) {
+func (s *Service) settingsIn(ctx context.Context, tx store.ReadTx, institutionID string) (Settings, error) {
 	in, err := tx.Institution(ctx, institutionID)
 	if err != nil {
 		return Settings{}, mapNotFound(err)
@@ -175,7 +175,7 @@ func (s *Service) settingsIn(ctx context.Context, tx store.Tx, institutionID str
 
 // userIn reads an institution's settings and one of its users: the
 // institution or the user missing is ErrNotFound.
-func (s *Service) userIn(ctx context.Context, tx store.Tx, institutionID, userID string) (Settings, store.User, error) {
+func (s *Service) userIn(ctx context.Context, tx store.ReadTx, institutionID, userID string) (Settings, store.User, error) {
 	st, err := s.settingsIn(ctx, tx, institutionID)
 	if err != nil {
 		return st, store.User{}, err

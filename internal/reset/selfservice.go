@@ -60,7 +60,7 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 		var st Settings
 		var u store.User
 		var known bool
-		err := s.store.View(ctx, func(tx store.Tx) error {
+		err := s.store.View(ctx, func(tx store.ReadTx) error {
 			in, sett, u2, ok, err := s.selfServiceSubject(ctx, tx, in)
 			st, u, known, snap = sett, u2, ok, snapshotOf(in, u2, ok)
 			return err
@@ -148,7 +148,7 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 			if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: inst.ID, UserID: u.ID, Purpose: PurposeLink, CreatedAt: now, ExpiresAt: now.Add(lifetime)}); err != nil {
 				return err
 			}
-			if err := s.queue(ctx, tx, now, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {
+			if err := s.queue(ctx, tx, now, st, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {
 				return err
 			}
 			sent = true
@@ -169,7 +169,7 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 
 // selfServiceSubject reads the institution a self-service request names
 // (or the default one) and the user its username names, if any.
-func (s *Service) selfServiceSubject(ctx context.Context, tx store.Tx, in SelfServiceInput) (store.Institution, Settings, store.User, bool, error) {
+func (s *Service) selfServiceSubject(ctx context.Context, tx store.ReadTx, in SelfServiceInput) (store.Institution, Settings, store.User, bool, error) {
 	var inst store.Institution
 	var err error
 	if in.InstitutionID != "" {

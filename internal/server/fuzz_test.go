@@ -24,6 +24,8 @@ import (
 	"github.com/resetd/resetd/internal/auth"
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/queue"
+	"github.com/resetd/resetd/internal/request"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/seal"
 	"github.com/resetd/resetd/internal/store"
@@ -80,7 +82,7 @@ func FuzzDecode(f *testing.F) {
 		if contentType != "" {
 			r.Header.Set("Content-Type", contentType)
 		}
-		r = r.WithContext(context.WithValue(r.Context(), ctxTransactionID, "fuzz"))
+		r = r.WithContext(request.With(r.Context(), "fuzz", ""))
 		r.Body = http.MaxBytesReader(rec, r.Body, maxBody)
 		v := newTarget()
 		err := decode(r, v, allowEmpty)
@@ -147,6 +149,9 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	if err := st.Migrate(ctx); err != nil {
 		f.Fatal(err)
 	}
+	if _, err := queue.Attach(st, queue.Options{Poll: true}); err != nil {
+		f.Fatal(err)
+	}
 	key, err := seal.New(seal.Generate())
 	if err != nil {
 		f.Fatal(err)
@@ -183,7 +188,7 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	if err != nil {
 		f.Fatal(err)
 	}
-	return &fuzzServer{h: New(Config{Reset: rs, Auth: as, Store: st}), token: tok}
+	return &fuzzServer{h: New(Config{Reset: rs, Auth: as, Ready: st.Ping}), token: tok}
 }
 
 // fuzzRoutes are the API routes FuzzAPI drives, with {i} and {u} for the

@@ -1,35 +1,15 @@
 package server
 
 import (
-	"context"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/resetd/resetd/internal/request"
 )
-
-type ctxKey int
-
-const (
-	ctxTransactionID ctxKey = iota
-	ctxClientIP
-	ctxClientID
-)
-
-func transactionID(ctx context.Context) string {
-	v, _ := ctx.Value(ctxTransactionID).(string)
-	return v
-}
-
-func clientIP(ctx context.Context) string {
-	v, _ := ctx.Value(ctxClientIP).(string)
-	return v
-}
 
 // statusRecorder remembers the status for logs and metrics.
 type statusRecorder struct {
@@ -56,8 +36,9 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 // maxBody bounds every request body (SPEC §3).
 const maxBody = 64 << 10
 
-// wrap is the middleware every request passes: transaction id, client IP,
-// body limit, panic guard, access log and metrics.
+// wrap is the middleware every request passes: transaction id and client
+// IP into the request context, body limit, panic guard, access log and
+// metrics.
 func (s *Server) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -74,12 +55,7 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 		if tid == "" {
 			tid = uuid.NewString()
 		}
-		// The client id is learned after routing (by the auth check); a
-		// pointer in the context lets the log line below see it.
-		var cid string
-		ctx = context.WithValue(ctx, ctxTransactionID, tid)
-		ctx = context.WithValue(ctx, ctxClientIP, s.clientIP(r))
-		ctx = context.WithValue(ctx, ctxClientID, &cid)
+		ctx = request.With(ctx, tid, request.PeerIP(r, s.trustedProxies))
 		r = r.WithContext(ctx)
 		w.Header().Set("TransactionId", tid)
 		w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -87,7 +63,7 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 
 		defer func() {
 			if p := recover(); p != nil {
-				s.logger.ErrorContext(ctx, "panic serving request", "panic", p, "transaction_id", tid)
+				s.logger.ErrorContext(ctx, "panic serving request", "panic", p)
 				if rec.status == 0 {
 					s.problem(rec, r, http.StatusInternalServerError, "internal", "internal error; quote the transaction id to support")
 				}
@@ -101,11 +77,11 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 				status = http.StatusOK
 			}
 			elapsed := time.Since(start)
-			s.metrics.observe(route, r.Method, status, elapsed)
+			s.metrics.ObserveRequest(route, r.Method, status, elapsed)
 			s.logger.LogAttrs(ctx, slog.LevelInfo, "request",
 				slog.String("method", r.Method), slog.String("route", route), slog.Int("status", status),
 				slog.Duration("latency", elapsed), slog.String("institution", r.PathValue("institutionId")),
-				slog.String("client", cid), slog.String("ip", clientIP(ctx)), slog.String("transaction_id", tid))
+				slog.String("client", request.ClientID(ctx)), slog.String("ip", request.ClientIP(ctx)))
 		}()
 		if bad {
 			s.problem(rec, r, http.StatusBadRequest, "invalid-transaction-id", "the TransactionId header must be a UUID")
@@ -113,46 +89,6 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(rec, r)
 	})
-}
-
-func setClientID(ctx context.Context, id string) {
-	if p, ok := ctx.Value(ctxClientID).(*string); ok {
-		*p = id
-	}
-}
-
-// clientIP is the TCP peer, or, when the peer is a trusted proxy, the
-// rightmost address in X-Forwarded-For that is not itself trusted.
-func (s *Server) clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil || !s.trusted(peer) {
-		return host
-	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break
-		}
-		if !s.trusted(a) {
-			return a.Unmap().String()
-		}
-	}
-	return host
-}
-
-func (s *Server) trusted(a netip.Addr) bool {
-	a = a.Unmap()
-	for _, p := range s.trustedProxies {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/request"
 	"github.com/resetd/resetd/internal/reset"
 )
 
@@ -36,7 +36,7 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, status int, typ
 }
 
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p Problem) {
-	p.TransactionID = transactionID(r.Context())
+	p.TransactionID = request.TransactionID(r.Context())
 	if p.Title == "" {
 		p.Title = http.StatusText(p.Status)
 	}
@@ -44,11 +44,6 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p Problem)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)
-}
-
-func retryAfter(w http.ResponseWriter, d time.Duration) {
-	secs := int((d + time.Second - 1) / time.Second)
-	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 }
 
 // fail is the one place domain errors become HTTP statuses. The client
@@ -66,7 +61,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			Detail: "the new password does not meet the policy", Violations: pol.Violations})
 	case errors.As(err, &lim):
 		s.metrics.RateLimited(lim.Limit)
-		retryAfter(w, lim.RetryAfter)
+		request.RetryAfter(w, lim.RetryAfter)
 		s.problem(w, r, http.StatusTooManyRequests, "rate-limited", "too many requests; retry later")
 	case errors.As(err, &tooBig):
 		s.problem(w, r, http.StatusRequestEntityTooLarge, "body-too-large", "request body exceeds 64 KiB")
@@ -95,13 +90,13 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, reset.ErrWrongPassword):
 		s.problem(w, r, http.StatusUnauthorized, "password-mismatch", "the password does not match")
 	case errors.Is(err, reset.ErrBusy):
-		retryAfter(w, 2*time.Second)
+		request.RetryAfter(w, 2*time.Second)
 		s.problem(w, r, http.StatusServiceUnavailable, "busy", "the server is at capacity; retry shortly")
 	case errors.Is(err, r.Context().Err()) && r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
 		s.problem(w, r, http.StatusServiceUnavailable, "cancelled", "request cancelled")
 	default:
-		s.logger.ErrorContext(r.Context(), "request failed", "err", err, "transaction_id", transactionID(r.Context()))
+		s.logger.ErrorContext(r.Context(), "request failed", "err", err)
 		s.problem(w, r, http.StatusInternalServerError, "internal", "internal error; quote the transaction id to support")
 	}
 }

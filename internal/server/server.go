@@ -18,8 +18,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/resetd/resetd/internal/auth"
+	"github.com/resetd/resetd/internal/metrics"
+	"github.com/resetd/resetd/internal/request"
 	"github.com/resetd/resetd/internal/reset"
-	"github.com/resetd/resetd/internal/store"
 )
 
 // P is the prefix of the password-reset API.
@@ -28,22 +29,34 @@ const P = "/a/password-reset/api/v0"
 // TokenPath is the OAuth2 token endpoint (the seed's tokenUrl path).
 const TokenPath = "/a/oidc-provider/api/v0/token"
 
-// Config wires a Server.
+// Config wires a Server. Nil Metrics is a fresh metrics.Metrics; Logger
+// is wrapped so each line of a request carries its transaction id
+// (request.Logger).
 type Config struct {
-	Reset          *reset.Service
-	Auth           *auth.Service
-	Store          store.Store
-	Metrics        *Metrics
+	Reset *reset.Service
+	Auth  *auth.Service
+	// Ready reports whether the service can serve (the database
+	// answers); /readyz calls it. Nil is always ready.
+	Ready          func(ctx context.Context) error
+	Metrics        Metrics
 	Logger         *slog.Logger
 	TrustedProxies []netip.Prefix
+}
+
+// Metrics is what the server reports to and serves at /metrics;
+// *metrics.Metrics has it.
+type Metrics interface {
+	ObserveRequest(route, method string, status int, d time.Duration)
+	RateLimited(limit string)
+	Handler() http.Handler
 }
 
 // Server serves resetd's HTTP API.
 type Server struct {
 	reset          *reset.Service
 	auth           *auth.Service
-	store          store.Store
-	metrics        *Metrics
+	ready          func(ctx context.Context) error
+	metrics        Metrics
 	logger         *slog.Logger
 	trustedProxies []netip.Prefix
 	mux            *recordingMux
@@ -52,12 +65,13 @@ type Server struct {
 // New builds the server and its routes.
 func New(c Config) *Server {
 	if c.Metrics == nil {
-		c.Metrics = NewMetrics()
+		c.Metrics = metrics.New()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{reset: c.Reset, auth: c.Auth, store: c.Store, metrics: c.Metrics, logger: c.Logger, trustedProxies: c.TrustedProxies, mux: newRecordingMux()}
+	c.Logger = request.Logger(c.Logger)
+	s := &Server{reset: c.Reset, auth: c.Auth, ready: c.Ready, metrics: c.Metrics, logger: c.Logger, trustedProxies: c.TrustedProxies, mux: newRecordingMux()}
 	s.routes()
 	return s
 }
@@ -110,7 +124,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /readyz", s.readyz)
-	m.Handle("GET /metrics", s.metrics.handler())
+	m.Handle("GET /metrics", s.metrics.Handler())
 	m.HandleFunc("GET /openapi.yaml", s.openAPI)
 
 	inst := P + "/institutions/{institutionId}"
@@ -135,7 +149,7 @@ func (s *Server) routes() {
 }
 
 func actor(r *http.Request, clientID string) reset.Actor {
-	return reset.Actor{ClientID: clientID, IP: clientIP(r.Context()), TransactionID: transactionID(r.Context())}
+	return reset.Actor{ClientID: clientID, IP: request.ClientIP(r.Context()), TransactionID: request.TransactionID(r.Context())}
 }
 
 // apiHandler is an authorized API handler: it knows the caller.
@@ -167,7 +181,7 @@ func (s *Server) authorize(scope string, next apiHandler) http.HandlerFunc {
 			s.unauthorized(w, r, "invalid_token", "the access token is invalid or expired")
 			return
 		}
-		setClientID(r.Context(), claims.ClientID)
+		request.SetClientID(r.Context(), claims.ClientID)
 		if i := r.PathValue("institutionId"); i != "" && !claims.Allows(i) {
 			s.problem(w, r, http.StatusNotFound, "not-found", "no such resource")
 			return
@@ -272,7 +286,11 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
+	if s.ready == nil {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return
+	}
+	if err := s.ready(ctx); err != nil {
 		s.logger.WarnContext(ctx, "readiness check failed", "err", err)
 		s.problem(w, r, http.StatusServiceUnavailable, "not-ready", "database unreachable")
 		return

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/resetd/resetd/internal/auth"
+	"github.com/resetd/resetd/internal/request"
 )
 
 // oauthError writes an RFC 6749 §5.2 error.
@@ -95,7 +96,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, auth.ErrThrottled):
 		s.metrics.RateLimited("clientSecretFailures")
 		s.reset.AuditFailure(r.Context(), actor(r, id), "auth.token", "", "", "throttled")
-		retryAfter(w, 15*60e9)
+		request.RetryAfter(w, 15*60e9)
 		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many failed attempts for this client; retry later")
 		return
 	case errors.Is(err, auth.ErrInvalidClient):
@@ -107,7 +108,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusInternalServerError, "server_error", "internal error")
 		return
 	}
-	setClientID(r.Context(), client.ID)
+	request.SetClientID(r.Context(), client.ID)
 	tok, scopes, err := s.auth.Issue(client, strings.Fields(form.Get("scope")))
 	if errors.Is(err, auth.ErrInvalidScope) {
 		oauthError(w, http.StatusBadRequest, "invalid_scope", "the client may not have the requested scope")

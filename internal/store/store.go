@@ -1,7 +1,9 @@
 // Package store owns persistence: the row types, the errors every backend
 // returns, and the small interfaces the domain uses. Backends live in
 // subpackages (sqlite, postgres) and are checked by one conformance suite
-// (storetest), so they cannot drift.
+// (storetest), so they cannot drift. It does not run the job queue
+// (internal/queue does): a transaction only queues jobs in itself,
+// through the Inserter the queue owner hands a backend.
 package store
 
 import (
@@ -9,8 +11,6 @@ import (
 	"errors"
 	"strings"
 	"time"
-
-	"github.com/riverqueue/river"
 )
 
 // Sentinel errors. Backends wrap driver errors into these so the domain
@@ -153,32 +153,68 @@ type AuditFilter struct {
 	Limit         int
 }
 
-// Tx is what the domain can do inside one transaction. Every write that
-// must happen together (a token, its delivery row, its send job, its audit
-// record) goes through one Tx, so they commit or vanish together.
-type Tx interface {
+// Job is a unit of background work a transaction queues: an email, an
+// SMS, a webhook. Its method set is River's JobArgs, so the queue's own
+// argument types are jobs, while this package stays free of River.
+type Job interface {
+	// Kind names the job's type; a worker is registered per kind.
+	Kind() string
+}
+
+// Inserter puts a job into the queue inside a backend's own driver
+// transaction of type TTx, so the job commits or vanishes with it. The
+// queue owner (internal/queue) implements it; a backend calls it from
+// Enqueue with its raw transaction.
+type Inserter[TTx any] interface {
+	InsertTx(ctx context.Context, tx TTx, job Job) error
+}
+
+// ReadTx is what the domain can read inside one transaction. View hands
+// out only a ReadTx, so a read that tries to write does not compile.
+//
+// Count is a read and lives here. Inside Update (where the ReadTx is part
+// of a Tx) it also holds its key until the transaction ends, so a
+// read-then-add on one key (Count, then Hit) is never interleaved with
+// another transaction's: no lost updates on caps. SQLite gets this from
+// its single writer, PostgreSQL from an advisory lock on the key.
+type ReadTx interface {
 	Institution(ctx context.Context, id string) (Institution, error)
 	DefaultInstitution(ctx context.Context) (Institution, error)
+
+	User(ctx context.Context, institutionID, userID string) (User, error)
+	UserByUsername(ctx context.Context, institutionID, username string) (User, error)
+	// PasswordHistory returns up to n earlier hashes, newest first.
+	PasswordHistory(ctx context.Context, institutionID, userID string, n int) ([]string, error)
+
+	// LookupToken returns a token that is unused and unexpired at now.
+	LookupToken(ctx context.Context, hash []byte, now time.Time) (Token, error)
+
+	// Count returns the events counted against key in the window
+	// containing now, without adding one (see above for Update).
+	Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
+}
+
+// DirectoryWriter changes institutions and users.
+type DirectoryWriter interface {
 	PutInstitution(ctx context.Context, in Institution) error
 	// LockInstitution reads an institution for update: no other writer
 	// changes it before this transaction ends.
 	LockInstitution(ctx context.Context, id string) (Institution, error)
 	SetSettings(ctx context.Context, id string, settings []byte, now time.Time) error
 
-	User(ctx context.Context, institutionID, userID string) (User, error)
-	UserByUsername(ctx context.Context, institutionID, username string) (User, error)
 	// PutUser inserts or replaces a user and reports whether it was new.
 	// ErrConflict: the username belongs to another user.
 	PutUser(ctx context.Context, u User) (created bool, err error)
 	DeleteUser(ctx context.Context, institutionID, userID string) error
 	SetPassword(ctx context.Context, institutionID, userID, hash string, now time.Time) error
-	// PasswordHistory returns up to n earlier hashes, newest first.
-	PasswordHistory(ctx context.Context, institutionID, userID string, n int) ([]string, error)
 	AddPasswordHistory(ctx context.Context, institutionID, userID, hash string, now time.Time, keep int) error
+	// LockUser blocks new sends to a user until a time.
+	LockUser(ctx context.Context, institutionID, userID string, until time.Time) error
+}
 
+// SecretWriter changes single-use secrets: reset tokens and OTPs.
+type SecretWriter interface {
 	InsertToken(ctx context.Context, t Token) error
-	// LookupToken returns a token that is unused and unexpired at now.
-	LookupToken(ctx context.Context, hash []byte, now time.Time) (Token, error)
 	// ConsumeToken marks a live token used; of concurrent callers exactly
 	// one gets it, the others ErrNotFound.
 	ConsumeToken(ctx context.Context, hash []byte, now time.Time) (Token, error)
@@ -195,38 +231,49 @@ type Tx interface {
 	UpdateOTP(ctx context.Context, o OTP) error
 	// KillOTP ends a user's live OTP, if any.
 	KillOTP(ctx context.Context, institutionID, userID string, now time.Time) error
+}
 
-	// LockUser blocks new sends to a user until a time.
-	LockUser(ctx context.Context, institutionID, userID string, until time.Time) error
-
+// RecordWriter writes the records around an action: approvals, the
+// outbox (delivery rows and their jobs), audit and rate counters.
+type RecordWriter interface {
 	InsertApproval(ctx context.Context, a Approval) error
 	// LockApproval reads an approval for update.
 	LockApproval(ctx context.Context, institutionID, id string) (Approval, error)
 	MarkApproved(ctx context.Context, institutionID, id, approvedBy string, now time.Time) error
 
 	InsertDelivery(ctx context.Context, d Delivery) (int64, error)
-	// Enqueue inserts a River job in this transaction.
-	Enqueue(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) error
+	// Enqueue queues a job in this transaction: it is worked only if the
+	// transaction commits.
+	Enqueue(ctx context.Context, job Job) error
 
 	InsertAudit(ctx context.Context, r AuditRecord) error
 
 	// Hit counts one event against key in the fixed window containing now
-	// and returns the count so far in that window.
+	// and returns the count so far in that window; inside Update it holds
+	// key as Count does.
 	Hit(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
-	// Count returns the events counted against key in the window
-	// containing now, without adding one. Inside Update, Count and Hit
-	// hold key until the transaction ends, so a read-then-add on one key
-	// is never interleaved with another transaction's (no lost updates on
-	// caps; SQLite gets this from its single writer).
-	Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
 }
 
-// Store is a backend: transactions plus the few operations that stand alone.
+// Tx is what the domain can do inside one write transaction: every read
+// of ReadTx plus the writes, grouped by area. Every write that must
+// happen together (a token, its delivery row, its send job, its audit
+// record) goes through one Tx, so they commit or vanish together. A
+// backend fills all four parts with its one transaction; a Tx is a
+// ReadTx, so read helpers take a ReadTx and serve View and Update alike.
+type Tx struct {
+	ReadTx
+	DirectoryWriter
+	SecretWriter
+	RecordWriter
+}
+
+// Store is a backend: transactions plus the few operations that stand
+// alone. Consumers that need less declare their own smaller interface.
 type Store interface {
 	// Update runs fn in a write transaction; an error from fn rolls back.
 	Update(ctx context.Context, fn func(Tx) error) error
 	// View runs fn against a consistent read-only view.
-	View(ctx context.Context, fn func(Tx) error) error
+	View(ctx context.Context, fn func(ReadTx) error) error
 
 	Client(ctx context.Context, id string) (Client, error)
 	InsertClient(ctx context.Context, c Client) error
@@ -236,28 +283,20 @@ type Store interface {
 	// returns the value that is stored (so replicas agree on one).
 	MetaSetIfAbsent(ctx context.Context, key string, value []byte) ([]byte, error)
 
-	MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time) error
+	// MarkDelivery records an attempt's outcome; a non-nil then is queued
+	// in the same transaction (a delivery.failed event), so the state and
+	// its consequence commit together.
+	MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time, then Job) error
 	Deliveries(ctx context.Context, institutionID, userID string, limit int) ([]Delivery, error)
 	AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]Delivery, error)
 	Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
 	// QueueStats counts deliveries not yet sent or failed, and the
-	// creation time of the oldest (zero when none).
+	// creation time of the oldest (zero when none), in one query: a
+	// metrics scrape should call it once for both gauges.
 	QueueStats(ctx context.Context) (queued int, oldest time.Time, err error)
 
-	// StartQueue starts working River jobs with the workers given at Open.
-	StartQueue(ctx context.Context) error
-	StopQueue(ctx context.Context) error
 	Ping(ctx context.Context) error
 	Close() error
-}
-
-// QueueOptions configure the River client a backend runs.
-type QueueOptions struct {
-	Workers    *river.Workers
-	MaxWorkers int
-	// RetryPolicy decides when a failed job runs again; nil is River's.
-	RetryPolicy river.ClientRetryPolicy
-	MaxAttempts int
 }
 
 // UsernameKey is the form usernames are unique and looked up in:

@@ -55,19 +55,10 @@ func (h *handler) disputeConfirm(w http.ResponseWriter, r *http.Request) {
 		h.disputeGone(w, r, s.Token != "")
 		return
 	}
-	if err := r.ParseForm(); err != nil {
-		h.message(w, r, http.StatusBadRequest, "", "Something went wrong with the form",
-			"The form could not be read. Open the link from your message again and retry.")
+	if _, ok := h.postedForm(w, r, disputeFormPage, func(got string) bool { return h.csrfForOK(disputeSession, s, got) }); !ok {
 		return
 	}
-	// As on the reset form, Origin is not checked (browsers send "null"
-	// under no-referrer): the MAC, SameSite=Lax and form-action do the work.
-	if !h.csrfForOK(disputeSession, s, r.PostForm.Get(fieldCSRF)) {
-		h.message(w, r, http.StatusForbidden, "", "This form can no longer be used",
-			"For your security the form was refused and nothing was changed. Open the link from your message again to tell us it was not you.")
-		return
-	}
-	info, err := h.svc.ConfirmDispute(r.Context(), h.actorFor(w, r), s.Token)
+	info, err := h.svc.ConfirmDispute(r.Context(), actor(r), s.Token)
 	if err != nil {
 		h.disputeFail(w, r, err, true)
 		return

@@ -1,8 +1,6 @@
 package web
 
 import (
-	"context"
-	"errors"
 	"net/url"
 	"strings"
 	"time"
@@ -57,7 +55,7 @@ var factSpecs = map[string]factSpec{
 		pattern:      "[0-9]{4}",
 		normalize: func(v string) (string, bool) {
 			v = strings.Join(strings.Fields(v), "")
-			return v, len(v) == 4 && allDigits(v)
+			return v, len(v) == 4 && reset.AllDigits(v)
 		},
 	},
 	reset.FactPostalCode: {
@@ -73,7 +71,7 @@ var factSpecs = map[string]factSpec{
 // digits, slashes or dots, no separators) and returns YYYY-MM-DD.
 func normalizeDate(v string) (string, bool) {
 	v = strings.TrimSpace(v)
-	if len(v) == 8 && allDigits(v) {
+	if len(v) == 8 && reset.AllDigits(v) {
 		v = v[:4] + "-" + v[4:6] + "-" + v[6:]
 	}
 	v = strings.NewReplacer("/", "-", ".", "-", " ", "").Replace(v)
@@ -82,15 +80,6 @@ func normalizeDate(v string) (string, bool) {
 		return "", false
 	}
 	return d.Format(time.DateOnly), true
-}
-
-func allDigits(s string) bool {
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // factField is one fact's input as a template draws it. Value is never
@@ -181,21 +170,4 @@ func firstFactError(fields []factField) string {
 		}
 	}
 	return ""
-}
-
-// requiredFacts is what the form of session s must ask for: the
-// institution's facts for a link's session, none for a session won with a
-// code (the code came with them, and the domain does not ask again).
-func (h *handler) requiredFacts(ctx context.Context, s session, info reset.TokenInfo) ([]string, error) {
-	if s.CodeInstitution != "" {
-		return nil, nil
-	}
-	st, err := h.svc.Settings(ctx, info.InstitutionID)
-	if errors.Is(err, reset.ErrNotFound) {
-		return nil, reset.ErrGone // the institution went away with its tokens
-	}
-	if err != nil {
-		return nil, err
-	}
-	return st.RequireFacts, nil
 }

@@ -2,13 +2,13 @@ package web
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/resetd/resetd/internal/reset"
+	"github.com/resetd/resetd/internal/secret"
 )
 
 // The OTP path: a customer who was given a code (by the bank's support, or
@@ -36,9 +36,7 @@ func (h *handler) codeNonce(w http.ResponseWriter, r *http.Request) string {
 			return c.Value
 		}
 	}
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	v := base64.RawURLEncoding.EncodeToString(b)
+	v := secret.Token(32)
 	http.SetCookie(w, &http.Cookie{
 		Name: codeCookie, Value: v, Path: h.base + "/reset",
 		HttpOnly: true, Secure: h.secure, SameSite: http.SameSiteLaxMode,
@@ -85,30 +83,24 @@ func (h *handler) codeView(w http.ResponseWriter, r *http.Request, id string, st
 // required facts), then VerifyOTP. A valid code starts the reset session
 // and sends the browser on to the form.
 func (h *handler) codeSubmit(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		h.message(w, r, http.StatusBadRequest, "", "Something went wrong with the form",
-			"The form could not be read. Go back and try again.")
+	form, ok := h.postedForm(w, r, codeFormPage, func(got string) bool { return h.codeCSRFOK(r, got) })
+	if !ok {
 		return
 	}
-	if !h.codeCSRFOK(r, r.PostForm.Get(fieldCSRF)) {
-		h.message(w, r, http.StatusForbidden, "", "This form can no longer be used",
-			"For your security the form was refused and nothing was checked. Go back, reload the page and enter your code again.")
-		return
-	}
-	id := r.PostForm.Get(fieldInstitution)
+	id := form.Get(fieldInstitution)
 	st, err := h.svc.Settings(r.Context(), id)
 	if err != nil {
 		h.codeFail(w, r, err, "")
 		return
 	}
-	username := strings.TrimSpace(r.PostForm.Get(fieldUsername))
+	username := strings.TrimSpace(form.Get(fieldUsername))
 	// People copy codes as "123 456" or "123-456".
-	code := strings.NewReplacer(" ", "", "-", "", "\u00a0", "").Replace(r.PostForm.Get(fieldCode))
+	code := strings.NewReplacer(" ", "", "-", "", "\u00a0", "").Replace(form.Get(fieldCode))
 	v := h.codeView(w, r, id, st)
 	v.Error, v.Username = true, username
 	// Every error at once, the focus on the first; facts are never written
 	// back.
-	facts, fields, factsBad := readFacts(st.RequireFacts, r.PostForm)
+	facts, fields, factsBad := readFacts(st.RequireFacts, form)
 	v.Facts = fields
 	describe(v.Facts, false)
 	if username == "" {
@@ -129,7 +121,7 @@ func (h *handler) codeSubmit(w http.ResponseWriter, r *http.Request) {
 		h.pages.render(w, r, http.StatusUnprocessableEntity, pageCode, v)
 		return
 	}
-	tok, expires, err := h.svc.VerifyOTP(r.Context(), h.actorFor(w, r), id, reset.OTPVerifyInput{Username: username, OTP: code, Facts: facts})
+	tok, expires, err := h.svc.VerifyOTP(r.Context(), actor(r), id, reset.OTPVerifyInput{Username: username, OTP: code, Facts: facts})
 	var inv *reset.InvalidError
 	switch {
 	case err == nil:

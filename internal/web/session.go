@@ -45,8 +45,7 @@ type session struct {
 	Token   string `json:"t"`
 	Expires int64  `json:"e"` // Unix seconds
 	// CodeInstitution is set when the token was won with a code (the OTP
-	// path), so an ended session can point back to the code page, and the
-	// form does not ask again for the knowledge facts the code came with.
+	// path), so an ended session can point back to the code page.
 	CodeInstitution string `json:"c,omitempty"`
 }
 

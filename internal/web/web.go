@@ -13,12 +13,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
+	"github.com/resetd/resetd/internal/config"
+	"github.com/resetd/resetd/internal/request"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/seal"
 )
@@ -35,7 +35,8 @@ type Service interface {
 }
 
 // Router is where the page's routes go: the server's mux, so its
-// middleware (transaction id, access log, metrics) applies.
+// middleware (transaction id, access log, metrics) applies, and the
+// request context holds who asks (package request).
 type Router interface {
 	Handle(pattern string, h http.Handler)
 }
@@ -50,11 +51,9 @@ type Config struct {
 	// prefixes every URL the page writes.
 	PublicURL string
 	Now       func() time.Time
-	Logger    *slog.Logger
-	// Actor says who is asking (client IP honouring trusted proxies, the
-	// transaction id). Nil: the TCP peer and the TransactionId response
-	// header the server's middleware set.
-	Actor func(*http.Request) reset.Actor
+	// Logger is wrapped to stamp each line of a request with its
+	// transaction id (request.Logger).
+	Logger *slog.Logger
 }
 
 // handler serves the page; it holds no per-request state.
@@ -65,7 +64,6 @@ type handler struct {
 	secure bool
 	now    func() time.Time
 	logger *slog.Logger
-	actor  func(*http.Request) reset.Actor
 	pages  *pages
 }
 
@@ -93,10 +91,10 @@ func newHandler(c Config) *handler {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{svc: c.Reset, key: c.Key, now: c.Now, logger: c.Logger, actor: c.Actor}
+	h := &handler{svc: c.Reset, key: c.Key, now: c.Now, logger: request.Logger(c.Logger)}
 	if u, err := url.Parse(c.PublicURL); err == nil {
 		h.secure = u.Scheme == "https"
-		h.base = strings.TrimRight(u.Path, "/")
+		h.base = config.BaseURL(u.Path)
 	}
 	h.pages = newPages(h.base, h.logger)
 	return h
@@ -133,30 +131,27 @@ func (h *handler) form(w http.ResponseWriter, r *http.Request) {
 		h.expired(w, r, s)
 		return
 	}
-	info, required, ok := h.live(w, r, s)
+	info, ok := h.live(w, r, s)
 	if !ok {
 		return
 	}
 	v := h.formView(s, info)
-	v.Facts = factFields(required)
+	v.Facts = factFields(info.Facts)
 	describe(v.Facts, false)
 	h.pages.render(w, r, http.StatusOK, pageForm, v)
 }
 
-// live checks that the session's token is still live and returns it with
-// the facts its institution requires; otherwise it has answered already.
-func (h *handler) live(w http.ResponseWriter, r *http.Request, s session) (reset.TokenInfo, []string, bool) {
+// live checks, in one domain call, that the session's token is still
+// live and returns it with the facts the form must ask for (none for a
+// token won with a code: the code came with them); otherwise it has
+// answered already.
+func (h *handler) live(w http.ResponseWriter, r *http.Request, s session) (reset.TokenInfo, bool) {
 	info, err := h.svc.InspectToken(r.Context(), s.Token)
 	if err != nil {
 		h.sessionFail(w, r, s, err, "")
-		return info, nil, false
+		return info, false
 	}
-	required, err := h.requiredFacts(r.Context(), s, info)
-	if err != nil {
-		h.sessionFail(w, r, s, err, info.DisplayName)
-		return info, nil, false
-	}
-	return info, required, true
+	return info, true
 }
 
 func (h *handler) formView(s session, info reset.TokenInfo) view {
@@ -174,27 +169,18 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 		h.expired(w, r, s)
 		return
 	}
-	if err := r.ParseForm(); err != nil {
-		h.message(w, r, http.StatusBadRequest, "", "Something went wrong with the form",
-			"The form could not be read. Open the link from your message again and retry.")
-		return
-	}
-	// Origin is not checked: with Referrer-Policy no-referrer browsers send
-	// "Origin: null" on this page's own POST (SPEC §6). The MAC, the
-	// SameSite=Lax cookie and form-action 'self' do the work.
-	if !h.csrfOK(s, r.PostForm.Get(fieldCSRF)) {
-		h.message(w, r, http.StatusForbidden, "", "This form can no longer be used",
-			"For your security the form was refused and nothing was changed. Open the link from your message again to choose a new password.")
+	form, ok := h.postedForm(w, r, resetForm, func(got string) bool { return h.csrfOK(s, got) })
+	if !ok {
 		return
 	}
 	// The facts asked for are those the settings require now, so a form
 	// opened before requireFacts changed comes back with the fields to fill.
-	info, required, ok := h.live(w, r, s)
+	info, ok := h.live(w, r, s)
 	if !ok {
 		return
 	}
-	facts, fields, factsBad := readFacts(required, r.PostForm)
-	pw, confirm := r.PostForm.Get(fieldPassword), r.PostForm.Get(fieldConfirm)
+	facts, fields, factsBad := readFacts(info.Facts, form)
+	pw, confirm := form.Get(fieldPassword), form.Get(fieldConfirm)
 	v := h.formView(s, info)
 	v.Error, v.Facts = true, fields
 	// Every error of the form at once, the focus on the first (the facts
@@ -213,7 +199,7 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 		h.pages.render(w, r, http.StatusUnprocessableEntity, pageForm, v)
 		return
 	}
-	err := h.svc.ChangePasswordWithFacts(r.Context(), h.actorFor(w, r), s.Token, pw, facts)
+	err := h.svc.ChangePasswordWithFacts(r.Context(), actor(r), s.Token, pw, facts)
 	var pol *reset.PolicyError
 	switch {
 	case err == nil:
@@ -278,18 +264,18 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error, instit
 	case errors.Is(err, reset.ErrGone):
 		h.pages.render(w, r, http.StatusGone, pageExpired, view{Institution: institution})
 	case errors.As(err, &lim):
-		retryAfter(w, lim.RetryAfter)
+		request.RetryAfter(w, lim.RetryAfter)
 		h.message(w, r, http.StatusTooManyRequests, institution, "Too many attempts",
 			"For your security, further attempts are paused for a while. Please try again later.")
 	case errors.Is(err, reset.ErrBusy):
-		retryAfter(w, 2*time.Second)
+		request.RetryAfter(w, 2*time.Second)
 		h.message(w, r, http.StatusServiceUnavailable, institution, "Please try again in a moment",
 			"We are very busy right now and could not change your password. Nothing was changed; go back and submit the form again in a moment.")
 	case r.Context().Err() != nil:
 		// The customer went away; nobody reads this answer.
 		h.message(w, r, http.StatusServiceUnavailable, institution, "Please try again", "The request was interrupted.")
 	default:
-		h.logger.ErrorContext(r.Context(), "reset page failed", "err", err, "transaction_id", w.Header().Get("TransactionId"))
+		h.logger.ErrorContext(r.Context(), "reset page failed", "err", err)
 		h.message(w, r, http.StatusInternalServerError, institution, "Something went wrong",
 			"We could not complete your request. Nothing was changed. Please try again later; if it keeps happening, contact your bank and quote the reference below.")
 	}
@@ -316,18 +302,7 @@ func (h *handler) expiredView(s session, institution string) view {
 func (h *handler) message(w http.ResponseWriter, r *http.Request, status int, institution, heading, text string) {
 	v := view{Institution: institution, Heading: heading, Text: text, Error: true}
 	if status >= 500 {
-		v.Reference = w.Header().Get("TransactionId")
+		v.Reference = request.TransactionID(r.Context())
 	}
 	h.pages.render(w, r, status, pageMessage, v)
-}
-
-func (h *handler) actorFor(w http.ResponseWriter, r *http.Request) reset.Actor {
-	if h.actor != nil {
-		return h.actor(r)
-	}
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		ip = r.RemoteAddr
-	}
-	return reset.Actor{IP: ip, TransactionID: w.Header().Get("TransactionId")}
 }

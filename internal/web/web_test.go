@@ -38,7 +38,7 @@ func (f *fakeReset) InspectToken(ctx context.Context, tok string) (reset.TokenIn
 		return reset.TokenInfo{}, reset.ErrGone
 	}
 	return reset.TokenInfo{InstitutionID: "acme", UserID: "u1", Username: "jane", DisplayName: "Acme Bank",
-		Policy: password.Policy{MinLength: 12}, ExpiresAt: time.Unix(2_000_000_000, 0).Add(time.Hour)}, nil
+		Policy: password.Policy{MinLength: 12}, ExpiresAt: time.Unix(2_000_000_000, 0).Add(time.Hour), Facts: f.requireFacts}, nil
 }
 
 func (f *fakeReset) ChangePasswordWithFacts(ctx context.Context, a reset.Actor, tok, pw string, facts map[string]string) error {

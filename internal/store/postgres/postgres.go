@@ -24,7 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
-	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
 
@@ -46,18 +46,6 @@ const DefaultMaxConns = 10
 // one for the advisory lock while another does the work.
 const minConns = 4
 
-// Timing of the delivery queue. A send is bounded well inside JobTimeout
-// (the SMTP sender times out each command after 10 s). A job whose replica
-// died mid-send stays "running" until RescueStuckJobsAfter, when the
-// elected leader among the survivors makes it retryable: that is the
-// at-least-once window (docs/DEPLOYMENT.md). River refuses a rescue delay
-// shorter than the timeout; the gap keeps a slow but live send from being
-// rescued (and sent twice) while it still runs.
-const (
-	jobTimeout           = 30 * time.Second
-	rescueStuckJobsAfter = time.Minute
-)
-
 // migrationLockID is the session advisory lock that serialises `resetd
 // migrate` (and serve's migration) across replicas: goose's own lock
 // covers its migrations, this one covers River's too, whose migrator
@@ -69,21 +57,21 @@ type Options struct {
 	// MaxConns overrides the pool size (DSN pool_max_conns, else
 	// DefaultMaxConns).
 	MaxConns int32
-	Queue    store.QueueOptions
 	Logger   *slog.Logger
 }
 
 // Store is the PostgreSQL backend.
 type Store struct {
 	pool   *pgxpool.Pool
-	river  *river.Client[pgx.Tx]
+	queue  store.Inserter[pgx.Tx]
 	logger *slog.Logger
 }
 
 var _ store.Store = (*Store)(nil)
 
 // Open connects to the database named by dsn (postgres://…; pgx's pool_*
-// parameters are honoured). It does not migrate; call Migrate.
+// parameters are honoured). It does not migrate; call Migrate. Its
+// transactions can Enqueue once a queue is attached (queue.Attach).
 func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -117,30 +105,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect to %s/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
 	}
-	s := &Store{pool: pool, logger: o.Logger}
-	rc := &river.Config{
-		Logger:               o.Logger,
-		Workers:              o.Queue.Workers,
-		MaxAttempts:          o.Queue.MaxAttempts,
-		RetryPolicy:          o.Queue.RetryPolicy,
-		JobTimeout:           jobTimeout,
-		RescueStuckJobsAfter: rescueStuckJobsAfter,
-		// Inserts are announced with NOTIFY, so the default fetch timing
-		// already delivers promptly; polling is only the fallback.
-	}
-	if o.Queue.Workers != nil {
-		n := o.Queue.MaxWorkers
-		if n <= 0 {
-			n = 100
-		}
-		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: n}}
-	}
-	s.river, err = river.NewClient(riverpgxv5.New(pool), rc)
-	if err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("postgres: river client: %w", err)
-	}
-	return s, nil
+	return &Store{pool: pool, logger: o.Logger}, nil
 }
 
 func hasParam(dsn, name string) bool {
@@ -212,20 +177,16 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// StartQueue starts working jobs.
-func (s *Store) StartQueue(ctx context.Context) error {
-	if err := s.river.Start(ctx); err != nil {
-		return fmt.Errorf("postgres: start queue: %w", err)
-	}
-	return nil
+// QueueDriver is the River driver on the pool, for the queue owner
+// (internal/queue) to build its client on.
+func (s *Store) QueueDriver() riverdriver.Driver[pgx.Tx] {
+	return riverpgxv5.New(s.pool)
 }
 
-// StopQueue stops fetching jobs and waits for running ones (bounded by ctx).
-func (s *Store) StopQueue(ctx context.Context) error {
-	if err := s.river.Stop(ctx); err != nil {
-		return fmt.Errorf("postgres: stop queue: %w", err)
-	}
-	return nil
+// UseQueue sets where Enqueue puts jobs; call it once, before the first
+// Update.
+func (s *Store) UseQueue(q store.Inserter[pgx.Tx]) {
+	s.queue = q
 }
 
 // Update runs fn in a READ COMMITTED transaction. That level is enough
@@ -238,7 +199,8 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
-	if err := fn(&txn{q: tx, tx: tx, s: s, write: true}); err != nil {
+	t := &txn{q: tx, tx: tx, s: s, write: true}
+	if err := fn(store.Tx{ReadTx: t, DirectoryWriter: t, SecretWriter: t, RecordWriter: t}); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return err
 	}
@@ -250,7 +212,7 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 
 // View runs fn in a read-only REPEATABLE READ transaction: one snapshot
 // for all its reads, and no write can slip through.
-func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
+func (s *Store) View(ctx context.Context, fn func(store.ReadTx) error) error {
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return fmt.Errorf("postgres: begin read: %w", err)

@@ -6,15 +6,16 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/resetd/resetd/internal/queue"
 	"github.com/resetd/resetd/internal/store"
 	"github.com/resetd/resetd/internal/store/postgres"
 	"github.com/resetd/resetd/internal/store/postgres/pgtest"
 	"github.com/resetd/resetd/internal/store/storetest"
 )
 
-func open(t *testing.T, dsn string, q store.QueueOptions) *postgres.Store {
+func open(t *testing.T, dsn string) *postgres.Store {
 	t.Helper()
-	s, err := postgres.Open(t.Context(), dsn, postgres.Options{Queue: q})
+	s, err := postgres.Open(t.Context(), dsn, postgres.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,12 +28,16 @@ func open(t *testing.T, dsn string, q store.QueueOptions) *postgres.Store {
 func TestConformance(t *testing.T) {
 	pgtest.AdminURL(t)
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, q store.QueueOptions) store.Store {
-		s := open(t, pgtest.NewDatabase(t), q)
+	storetest.Run(t, func(t *testing.T, o queue.Options) (store.Store, storetest.Queue) {
+		s := open(t, pgtest.NewDatabase(t))
 		if err := s.Migrate(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		return s
+		q, err := queue.Attach(s, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, q
 	})
 }
 
@@ -44,7 +49,7 @@ func TestConcurrentMigrate(t *testing.T) {
 	const replicas = 4
 	stores := make([]*postgres.Store, replicas)
 	for i := range stores {
-		stores[i] = open(t, dsn, store.QueueOptions{})
+		stores[i] = open(t, dsn)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, replicas)

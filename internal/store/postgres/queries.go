@@ -11,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/riverqueue/river"
 
 	"github.com/resetd/resetd/internal/store"
 )
@@ -36,7 +35,8 @@ func text(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
-// txn implements store.Tx on one pgx transaction; write is false in a View.
+// txn implements every part of store.Tx on one pgx transaction; write is
+// false in a View, where it is handed out only as a store.ReadTx.
 type txn struct {
 	q     pgx.Tx
 	tx    pgx.Tx
@@ -411,13 +411,17 @@ func (t *txn) InsertDelivery(ctx context.Context, d store.Delivery) (int64, erro
 	return id, nil
 }
 
-// Enqueue inserts the job in this very transaction (River's InsertTx):
-// it commits with the state that caused it, or vanishes with it.
-func (t *txn) Enqueue(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) error {
+// Enqueue inserts the job in this very transaction (River's InsertTx, in
+// the queue owner): it commits with the state that caused it, or vanishes
+// with it.
+func (t *txn) Enqueue(ctx context.Context, job store.Job) error {
 	if !t.write {
 		return errors.New("postgres: enqueue outside a write transaction")
 	}
-	if _, err := t.s.river.InsertTx(ctx, t.tx, args, opts); err != nil {
+	if t.s.queue == nil {
+		return errors.New("postgres: enqueue: no queue attached")
+	}
+	if err := t.s.queue.InsertTx(ctx, t.tx, job); err != nil {
 		return fmt.Errorf("postgres: enqueue: %w", err)
 	}
 	return nil
@@ -580,7 +584,19 @@ func (s *Store) MetaSetIfAbsent(ctx context.Context, key string, value []byte) (
 	return out, nil
 }
 
-func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time) error {
+func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time, then store.Job) error {
+	if then != nil {
+		err := s.Update(ctx, func(tx store.Tx) error {
+			if _, err := tx.RecordWriter.(*txn).q.Exec(ctx, `UPDATE deliveries SET state = $1, attempts = $2, last_error = $3, updated_at = $4 WHERE id = $5`, state, attempts, lastError, ts(now), id); err != nil {
+				return err
+			}
+			return tx.Enqueue(ctx, then)
+		})
+		if err != nil {
+			return wrap(err, "mark delivery")
+		}
+		return nil
+	}
 	_, err := s.pool.Exec(ctx, `UPDATE deliveries SET state = $1, attempts = $2, last_error = $3, updated_at = $4 WHERE id = $5`, state, attempts, lastError, ts(now), id)
 	if err != nil {
 		return wrap(err, "mark delivery")

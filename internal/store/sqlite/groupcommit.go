@@ -136,7 +136,7 @@ func (c *committer) call(fn func(store.Tx) error) (err error, p any) {
 			err = fmt.Errorf("sqlite: update panicked: %v", r)
 		}
 	}()
-	return fn(&txn{q: c.tx, tx: c.tx, s: c.s}), nil
+	return fn(writeTx(&txn{q: c.tx, tx: c.tx, s: c.s})), nil
 }
 
 func (c *committer) stmt(ctx context.Context, s *sql.Stmt) error {

@@ -66,7 +66,7 @@ func TestGroupCommit(t *testing.T) {
 			kept++
 		}
 	}
-	err := s.View(ctx, func(tx store.Tx) error {
+	err := s.View(ctx, func(tx store.ReadTx) error {
 		all, err := tx.Count(ctx, "all", time.Hour, now)
 		if err != nil {
 			return err
@@ -154,7 +154,7 @@ func TestGroupCommitPanicAndCancel(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("store wedged after a panic: %v", err)
 	}
-	_ = s.View(ctx, func(tx store.Tx) error {
+	_ = s.View(ctx, func(tx store.ReadTx) error {
 		if n, _ := tx.Count(ctx, "panic", time.Hour, now); n != 0 {
 			t.Errorf("a panicking update's write was kept")
 		}
@@ -201,7 +201,7 @@ func TestGroupCommitCancelledCallers(t *testing.T) {
 		if err == nil {
 			want = 1
 		}
-		_ = s.View(ctx, func(tx store.Tx) error {
+		_ = s.View(ctx, func(tx store.ReadTx) error {
 			for k := range 5 {
 				if c, _ := tx.Count(ctx, fmt.Sprintf("c:%d:%d", i, k), time.Hour, now); c != want {
 					t.Errorf("update %d (err %v): write %d count %d, want %d", i, err, k, c, want)

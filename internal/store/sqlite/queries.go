@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/riverqueue/river"
-
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -29,7 +27,8 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// txn implements store.Tx; tx is nil in a View.
+// txn implements every part of store.Tx; tx is nil in a View, where it
+// is handed out only as a store.ReadTx.
 type txn struct {
 	q  querier
 	tx *sql.Tx
@@ -275,11 +274,17 @@ func (t *txn) InsertDelivery(ctx context.Context, d store.Delivery) (int64, erro
 	return id, nil
 }
 
-func (t *txn) Enqueue(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) error {
+// Enqueue inserts the job in this very transaction (River's InsertTx, in
+// the queue owner): it commits with the state that caused it, or vanishes
+// with it.
+func (t *txn) Enqueue(ctx context.Context, job store.Job) error {
 	if t.tx == nil {
 		return errors.New("sqlite: enqueue outside a write transaction")
 	}
-	if _, err := t.s.river.InsertTx(ctx, t.tx, args, opts); err != nil {
+	if t.s.queue == nil {
+		return errors.New("sqlite: enqueue: no queue attached")
+	}
+	if err := t.s.queue.InsertTx(ctx, t.tx, job); err != nil {
 		return fmt.Errorf("sqlite: enqueue: %w", err)
 	}
 	return nil
@@ -387,10 +392,15 @@ func (s *Store) MetaSetIfAbsent(ctx context.Context, key string, value []byte) (
 
 // MarkDelivery goes through Update, so a burst of delivered messages
 // shares commits (group commit) instead of paying one fsync each.
-func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time) error {
+func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time, then store.Job) error {
 	err := s.Update(ctx, func(tx store.Tx) error {
-		_, err := tx.(*txn).q.ExecContext(ctx, `UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, updated_at = ? WHERE id = ?`, state, attempts, lastError, ms(now), id)
-		return err
+		if _, err := tx.RecordWriter.(*txn).q.ExecContext(ctx, `UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, updated_at = ? WHERE id = ?`, state, attempts, lastError, ms(now), id); err != nil {
+			return err
+		}
+		if then == nil {
+			return nil
+		}
+		return tx.Enqueue(ctx, then)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: mark delivery: %w", err)

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/pressly/goose/v3"
-	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -32,7 +32,6 @@ type Options struct {
 	// commit survives power loss) or "normal" (survives a process crash,
 	// not a power cut).
 	Synchronous string
-	Queue       store.QueueOptions
 	Logger      *slog.Logger
 }
 
@@ -40,7 +39,7 @@ type Options struct {
 type Store struct {
 	write  *sql.DB
 	read   *sql.DB
-	river  *river.Client[*sql.Tx]
+	queue  store.Inserter[*sql.Tx]
 	logger *slog.Logger
 	commit *committer
 }
@@ -48,7 +47,8 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database file at path. It does not
-// migrate; call Migrate.
+// migrate; call Migrate. Its transactions can Enqueue once a queue is
+// attached (queue.Attach).
 func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty path")
@@ -88,32 +88,6 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 		return nil, err
 	}
 
-	cfg := &river.Config{
-		Logger:      o.Logger,
-		Workers:     o.Queue.Workers,
-		MaxAttempts: o.Queue.MaxAttempts,
-		RetryPolicy: o.Queue.RetryPolicy,
-		// A send attempt is bounded by the carriers' 10 s timeouts; a job
-		// left running by a killed process is rescued after a minute.
-		JobTimeout:           30 * time.Second,
-		RescueStuckJobsAfter: time.Minute,
-		// SQLite has no LISTEN/NOTIFY: River polls. A short poll keeps
-		// delivery lag low; each poll is one cheap indexed query.
-		FetchCooldown:     20 * time.Millisecond,
-		FetchPollInterval: 50 * time.Millisecond,
-	}
-	if o.Queue.Workers != nil {
-		n := o.Queue.MaxWorkers
-		if n <= 0 {
-			n = 100
-		}
-		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: n}}
-	}
-	s.river, err = river.NewClient(riversqlite.New(write), cfg)
-	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("sqlite: river client: %w", err)
-	}
 	return s, nil
 }
 
@@ -182,20 +156,16 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// StartQueue starts working jobs.
-func (s *Store) StartQueue(ctx context.Context) error {
-	if err := s.river.Start(ctx); err != nil {
-		return fmt.Errorf("sqlite: start queue: %w", err)
-	}
-	return nil
+// QueueDriver is the River driver on the write connection, for the queue
+// owner (internal/queue) to build its client on.
+func (s *Store) QueueDriver() riverdriver.Driver[*sql.Tx] {
+	return riversqlite.New(s.write)
 }
 
-// StopQueue stops fetching jobs and waits for running ones (bounded by ctx).
-func (s *Store) StopQueue(ctx context.Context) error {
-	if err := s.river.Stop(ctx); err != nil {
-		return fmt.Errorf("sqlite: stop queue: %w", err)
-	}
-	return nil
+// UseQueue sets where Enqueue puts jobs; call it once, before the first
+// Update.
+func (s *Store) UseQueue(q store.Inserter[*sql.Tx]) {
+	s.queue = q
 }
 
 // Update runs fn in an IMMEDIATE transaction on the write connection,
@@ -207,13 +177,18 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 }
 
 // View runs fn in a read transaction on the read pool.
-func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
+func (s *Store) View(ctx context.Context, fn func(store.ReadTx) error) error {
 	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("sqlite: begin read: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
 	return fn(&txn{q: tx, s: s})
+}
+
+// writeTx is the store.Tx of a write transaction: t does all of it.
+func writeTx(t *txn) store.Tx {
+	return store.Tx{ReadTx: t, DirectoryWriter: t, SecretWriter: t, RecordWriter: t}
 }
 
 func ms(t time.Time) int64 {

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/resetd/resetd/internal/queue"
 	"github.com/resetd/resetd/internal/store"
 	"github.com/resetd/resetd/internal/store/sqlite"
 	"github.com/resetd/resetd/internal/store/storetest"
@@ -13,8 +14,8 @@ import (
 // the same one), each test on a fresh database file.
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, q store.QueueOptions) store.Store {
-		s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "resetd.db"), sqlite.Options{Queue: q})
+	storetest.Run(t, func(t *testing.T, o queue.Options) (store.Store, storetest.Queue) {
+		s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "resetd.db"), sqlite.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -22,6 +23,11 @@ func TestConformance(t *testing.T) {
 		if err := s.Migrate(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		return s
+		o.Poll = true
+		q, err := queue.Attach(s, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, q
 	})
 }

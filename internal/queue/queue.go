@@ -1,0 +1,132 @@
+// Package queue owns the durable job queue's lifecycle: the one River
+// client of a process, built once here rather than in each store backend,
+// with its workers, its timing and retry policy, and Start/Stop. The
+// store backend hands it its River driver (Attach); in return the backend
+// gets an Inserter, through which a store transaction queues a job in its
+// own driver transaction (River's InsertTx), so the job commits or
+// vanishes with the state that caused it. Package store itself never sees
+// River.
+package queue
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+
+	"github.com/resetd/resetd/internal/config"
+	"github.com/resetd/resetd/internal/store"
+)
+
+// Timing of the queue. A send is bounded well inside jobTimeout (the
+// carriers time out each call after 10 s). A job whose process died
+// mid-send stays "running" until rescueStuckJobsAfter, when the elected
+// leader among the survivors makes it retryable: that is the
+// at-least-once window (docs/DEPLOYMENT.md). River refuses a rescue delay
+// shorter than the timeout; the gap keeps a slow but live send from being
+// rescued (and sent twice) while it still runs.
+const (
+	jobTimeout           = 30 * time.Second
+	rescueStuckJobsAfter = time.Minute
+)
+
+// Options configure the queue.
+type Options struct {
+	// Workers work the jobs; nil makes an insert-only queue (migrations,
+	// CLI commands), which must not be started.
+	Workers *river.Workers
+	// MaxWorkers bounds concurrent jobs; 0 is config.QueueWorkers.
+	MaxWorkers int
+	// RetryPolicy decides when a failed job runs again; nil is River's.
+	RetryPolicy river.ClientRetryPolicy
+	MaxAttempts int
+	// Poll is for a database without LISTEN/NOTIFY (SQLite): River then
+	// polls, briskly, to keep delivery lag low; each poll is one cheap
+	// indexed query. Without it, inserts are announced and polling is only
+	// the fallback.
+	Poll   bool
+	Logger *slog.Logger
+}
+
+// Backend is a store backend that can carry a queue: it names its River
+// driver and takes the Inserter its transactions' Enqueue calls.
+type Backend[TTx any] interface {
+	QueueDriver() riverdriver.Driver[TTx]
+	UseQueue(store.Inserter[TTx])
+}
+
+// Queue is the River client over one backend's driver.
+type Queue[TTx any] struct {
+	client *river.Client[TTx]
+}
+
+var _ store.Inserter[any] = (*Queue[any])(nil)
+
+// Attach builds the queue on b's driver and hands it to b, so b's
+// transactions can Enqueue. Call it once, before b's first Update.
+func Attach[TTx any](b Backend[TTx], o Options) (*Queue[TTx], error) {
+	q, err := New(b.QueueDriver(), o)
+	if err != nil {
+		return nil, err
+	}
+	b.UseQueue(q)
+	return q, nil
+}
+
+// New builds the queue on a River driver.
+func New[TTx any](driver riverdriver.Driver[TTx], o Options) (*Queue[TTx], error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg := &river.Config{
+		Logger:               o.Logger,
+		Workers:              o.Workers,
+		MaxAttempts:          o.MaxAttempts,
+		RetryPolicy:          o.RetryPolicy,
+		JobTimeout:           jobTimeout,
+		RescueStuckJobsAfter: rescueStuckJobsAfter,
+	}
+	if o.Poll {
+		cfg.FetchCooldown = 20 * time.Millisecond
+		cfg.FetchPollInterval = 50 * time.Millisecond
+	}
+	if o.Workers != nil {
+		n := o.MaxWorkers
+		if n <= 0 {
+			n = config.QueueWorkers
+		}
+		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: n}}
+	}
+	c, err := river.NewClient(driver, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("queue: river client: %w", err)
+	}
+	return &Queue[TTx]{client: c}, nil
+}
+
+// InsertTx queues job in the driver transaction tx.
+func (q *Queue[TTx]) InsertTx(ctx context.Context, tx TTx, job store.Job) error {
+	if _, err := q.client.InsertTx(ctx, tx, job, nil); err != nil {
+		return fmt.Errorf("queue: insert: %w", err)
+	}
+	return nil
+}
+
+// Start starts working jobs with the workers given at New.
+func (q *Queue[TTx]) Start(ctx context.Context) error {
+	if err := q.client.Start(ctx); err != nil {
+		return fmt.Errorf("queue: start: %w", err)
+	}
+	return nil
+}
+
+// Stop stops fetching jobs and waits for running ones (bounded by ctx).
+func (q *Queue[TTx]) Stop(ctx context.Context) error {
+	if err := q.client.Stop(ctx); err != nil {
+		return fmt.Errorf("queue: stop: %w", err)
+	}
+	return nil
+}

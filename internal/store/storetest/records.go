@@ -1,0 +1,323 @@
+package storetest
+
+import (
+	"errors"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/resetd/resetd/internal/store"
+)
+
+// The records around an action: deliveries, audit, rate counters and
+// approvals.
+
+func queueStats(t *testing.T, s store.Store, wantN int, wantOldest time.Time) {
+	t.Helper()
+	n, oldest, err := s.QueueStats(ctx(t))
+	if err != nil || n != wantN {
+		t.Errorf("QueueStats = %d, %v; want %d queued", n, err, wantN)
+	}
+	sameTime(t, "oldest queued", oldest, wantOldest)
+}
+
+func testDeliveries(t *testing.T, s store.Store) {
+	queueStats(t, s, 0, time.Time{})
+	var ids []int64
+	update(t, s, func(tx store.Tx) error {
+		for i, d := range []store.Delivery{
+			{InstitutionID: "i", UserID: "u", Kind: "reset_link", Channel: "email", Destination: "u•••@e•••.com"},
+			{InstitutionID: "i", UserID: "u", Kind: "otp", Channel: "sms", Destination: "+1•••00"},
+			{InstitutionID: "i", UserID: "v", Kind: "reset_link", Channel: "email", Destination: "v•••@e•••.com"},
+			{InstitutionID: "i", UserID: "u", Kind: "password_changed", Channel: "email", Destination: "u•••@e•••.com"},
+		} {
+			d.State, d.CreatedAt = store.DeliveryQueued, t0.Add(time.Duration(i)*time.Second)
+			id, err := tx.InsertDelivery(ctx(t), d)
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if !slices.IsSorted(ids) || len(slices.Compact(slices.Clone(ids))) != len(ids) {
+		t.Fatalf("delivery ids not increasing: %v", ids)
+	}
+	got, err := s.Deliveries(ctx(t), "i", "u", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].ID != ids[3] || got[1].ID != ids[1] || got[2].ID != ids[0] {
+		t.Fatalf("deliveries of u, newest first: %+v (ids %v)", got, ids)
+	}
+	d := got[1]
+	if d.InstitutionID != "i" || d.UserID != "u" || d.Kind != "otp" || d.Channel != "sms" || d.Destination != "+1•••00" ||
+		d.State != store.DeliveryQueued || d.Attempts != 0 || d.LastError != "" {
+		t.Errorf("delivery = %+v", d)
+	}
+	sameTime(t, "delivery created", d.CreatedAt, t0.Add(time.Second))
+	sameTime(t, "delivery updated", d.UpdatedAt, t0.Add(time.Second))
+	if got, _ := s.Deliveries(ctx(t), "i", "u", 2); len(got) != 2 || got[0].ID != ids[3] {
+		t.Errorf("deliveries limit 2: %+v", got)
+	}
+	if got, err := s.Deliveries(ctx(t), "i", "nobody", 10); err != nil || len(got) != 0 {
+		t.Errorf("deliveries of nobody: %v %v", got, err)
+	}
+
+	queueStats(t, s, 4, t0)
+	marked := t0.Add(time.Hour)
+	if err := s.MarkDelivery(ctx(t), ids[0], store.DeliveryFailed, 13, "unavailable", marked, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkDelivery(ctx(t), ids[1], store.DeliverySent, 2, "", marked, nil); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.AllDeliveries(ctx(t), false, 10)
+	if err != nil || len(all) != 4 || all[0].ID != ids[3] || all[3].ID != ids[0] {
+		t.Fatalf("all deliveries: %+v %v", all, err)
+	}
+	f := all[3]
+	if f.State != store.DeliveryFailed || f.Attempts != 13 || f.LastError != "unavailable" {
+		t.Errorf("marked delivery = %+v", f)
+	}
+	sameTime(t, "marked delivery updated", f.UpdatedAt, marked)
+	sameTime(t, "marked delivery created", f.CreatedAt, t0)
+	if all[2].State != store.DeliverySent || all[2].Attempts != 2 {
+		t.Errorf("sent delivery = %+v", all[2])
+	}
+	queueStats(t, s, 2, t0.Add(2*time.Second))
+	failed, err := s.AllDeliveries(ctx(t), true, 10)
+	if err != nil || len(failed) != 1 || failed[0].ID != ids[0] {
+		t.Errorf("failed deliveries: %+v %v", failed, err)
+	}
+	if got, _ := s.AllDeliveries(ctx(t), false, 1); len(got) != 1 || got[0].ID != ids[3] {
+		t.Errorf("all deliveries limit 1: %+v", got)
+	}
+}
+
+func testAudit(t *testing.T, s store.Store) {
+	recs := []store.AuditRecord{
+		{Time: t0, Action: "reset.send", InstitutionID: "i1", UserID: "u", ClientID: "c", IP: "192.0.2.1", TransactionID: "tx1", Outcome: "ok"},
+		{Time: t0.Add(time.Second), Action: "settings.update", InstitutionID: "i2", ClientID: "c", Outcome: "ok"},
+		{Time: t0.Add(time.Second), Action: "reset.change", InstitutionID: "i1", UserID: "u", Outcome: "ok"},
+		{Time: t0.Add(2 * time.Second), Action: "auth.fail", ClientID: "x", IP: "2001:db8::1", Outcome: "invalid_client"},
+	}
+	update(t, s, func(tx store.Tx) error {
+		for _, r := range recs {
+			if err := tx.InsertAudit(ctx(t), r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	actions := func(f store.AuditFilter) []string {
+		t.Helper()
+		got, err := s.Audit(ctx(t), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := []string{}
+		for _, r := range got {
+			out = append(out, r.Action)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name string
+		f    store.AuditFilter
+		want []string
+	}{
+		{"all, newest last (ties in insertion order)", store.AuditFilter{}, []string{"reset.send", "settings.update", "reset.change", "auth.fail"}},
+		{"one institution", store.AuditFilter{InstitutionID: "i1"}, []string{"reset.send", "reset.change"}},
+		{"since is inclusive", store.AuditFilter{Since: t0.Add(time.Second)}, []string{"settings.update", "reset.change", "auth.fail"}},
+		{"institution and since", store.AuditFilter{InstitutionID: "i1", Since: t0.Add(time.Second)}, []string{"reset.change"}},
+		{"limit keeps the newest", store.AuditFilter{Limit: 2}, []string{"reset.change", "auth.fail"}},
+		{"nothing after", store.AuditFilter{Since: t0.Add(time.Hour)}, []string{}},
+	} {
+		if got := actions(c.f); !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	got, err := s.Audit(ctx(t), store.AuditFilter{InstitutionID: "i1", Limit: 1})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("audit: %v %v", got, err)
+	}
+	r := got[0]
+	if r.ID == 0 || r.Action != "reset.change" || r.UserID != "u" || r.Outcome != "ok" || r.ClientID != "" {
+		t.Errorf("audit record = %+v", r)
+	}
+	sameTime(t, "audit time", r.Time, t0.Add(time.Second))
+	got, _ = s.Audit(ctx(t), store.AuditFilter{})
+	if f := got[0]; f.IP != "192.0.2.1" || f.TransactionID != "tx1" || f.ClientID != "c" || f.InstitutionID != "i1" {
+		t.Errorf("audit record fields = %+v", f)
+	}
+}
+
+func hit(t *testing.T, s store.Store, key string, window time.Duration, now time.Time) int {
+	t.Helper()
+	var n int
+	update(t, s, func(tx store.Tx) (err error) {
+		n, err = tx.Hit(ctx(t), key, window, now)
+		return err
+	})
+	return n
+}
+
+func count(t *testing.T, s store.Store, key string, window time.Duration, now time.Time) int {
+	t.Helper()
+	var n int
+	view(t, s, func(tx store.ReadTx) (err error) {
+		n, err = tx.Count(ctx(t), key, window, now)
+		return err
+	})
+	return n
+}
+
+func testRateCounters(t *testing.T, s store.Store) {
+	w := time.Hour
+	start := t0.Truncate(w)
+	for i, at := range []time.Time{start, start.Add(10 * time.Minute), start.Add(w - time.Millisecond)} {
+		if n := hit(t, s, "k", w, at); n != i+1 {
+			t.Errorf("hit %d in one window = %d", i+1, n)
+		}
+	}
+	if n := count(t, s, "k", w, start.Add(30*time.Minute)); n != 3 {
+		t.Errorf("count = %d, want 3", n)
+	}
+	if n := count(t, s, "other", w, start); n != 0 {
+		t.Errorf("count of an unknown key = %d", n)
+	}
+	if n := hit(t, s, "other", w, start); n != 1 {
+		t.Errorf("first hit of another key = %d", n)
+	}
+	// Windows are fixed: the next one starts from one.
+	if n := hit(t, s, "k", w, start.Add(w)); n != 1 {
+		t.Errorf("first hit of the next window = %d", n)
+	}
+	if n := count(t, s, "k", w, start.Add(w+time.Minute)); n != 1 {
+		t.Errorf("count in the next window = %d", n)
+	}
+	if n := count(t, s, "k", w, start.Add(3*w)); n != 0 {
+		t.Errorf("count in a later window = %d", n)
+	}
+	// A hit rolled back is not counted.
+	if err := s.Update(ctx(t), func(tx store.Tx) error {
+		if _, err := tx.Hit(ctx(t), "k", w, start.Add(w)); err != nil {
+			return err
+		}
+		return errRollback
+	}); !errors.Is(err, errRollback) {
+		t.Fatal(err)
+	}
+	if n := count(t, s, "k", w, start.Add(w)); n != 1 {
+		t.Errorf("count after a rolled-back hit = %d", n)
+	}
+}
+
+func testConcurrentHits(t *testing.T, s store.Store) {
+	var mu sync.Mutex
+	var got []int
+	race(concurrency, func(int) {
+		var n int
+		err := s.Update(ctx(t), func(tx store.Tx) (err error) {
+			n, err = tx.Hit(ctx(t), "hot", time.Hour, t0)
+			return err
+		})
+		if err != nil {
+			t.Errorf("hit: %v", err)
+			return
+		}
+		mu.Lock()
+		got = append(got, n)
+		mu.Unlock()
+	})
+	sort.Ints(got)
+	for i, n := range got {
+		if n != i+1 {
+			t.Fatalf("%d concurrent hits returned %v, want each of 1…%d once", concurrency, got, concurrency)
+		}
+	}
+	if n := count(t, s, "hot", time.Hour, t0); n != concurrency {
+		t.Errorf("count after %d concurrent hits = %d", concurrency, n)
+	}
+}
+
+// The domain reads a counter and, on what it read, adds to it in the same
+// transaction ("fewer than 10 wrong tries today? then count this one").
+// Of many such transactions at once, exactly the cap may act: a backend
+// must not let two of them read the same count.
+func testConcurrentCountThenHit(t *testing.T, s store.Store) {
+	const limit = 5
+	for _, key := range []string{"fresh", "warm"} {
+		if key == "warm" {
+			hit(t, s, key, time.Hour, t0) // a counter that has a row already
+		}
+		var mu sync.Mutex
+		acted := 0
+		race(concurrency, func(int) {
+			err := s.Update(ctx(t), func(tx store.Tx) error {
+				n, err := tx.Count(ctx(t), key, time.Hour, t0)
+				if err != nil || n >= limit {
+					return err
+				}
+				if _, err := tx.Hit(ctx(t), key, time.Hour, t0); err != nil {
+					return err
+				}
+				mu.Lock()
+				acted++
+				mu.Unlock()
+				return nil
+			})
+			if err != nil {
+				t.Errorf("count then hit: %v", err)
+			}
+		})
+		want := limit
+		if key == "warm" {
+			want--
+		}
+		if acted != want {
+			t.Errorf("%s counter: %d of %d concurrent check-then-hit transactions acted, want %d", key, acted, concurrency, want)
+		}
+		if n := count(t, s, key, time.Hour, t0); n != limit {
+			t.Errorf("%s counter = %d, want %d", key, n, limit)
+		}
+	}
+}
+
+func testApprovals(t *testing.T, s store.Store) {
+	exp := t0.Add(time.Hour)
+	update(t, s, func(tx store.Tx) error {
+		_, err := tx.LockApproval(ctx(t), "i", "nope")
+		wantErr(t, "LockApproval unknown", err, store.ErrNotFound)
+		return tx.InsertApproval(ctx(t), store.Approval{ID: "ap1", InstitutionID: "i", UserID: "u", Method: "email", RequestedBy: "maker", CreatedAt: t0, ExpiresAt: exp})
+	})
+	update(t, s, func(tx store.Tx) error {
+		_, err := tx.LockApproval(ctx(t), "other", "ap1")
+		wantErr(t, "LockApproval in another institution", err, store.ErrNotFound)
+		a, err := tx.LockApproval(ctx(t), "i", "ap1")
+		if err != nil {
+			return err
+		}
+		if a.ID != "ap1" || a.UserID != "u" || a.Method != "email" || a.RequestedBy != "maker" || a.ApprovedBy != "" {
+			t.Errorf("approval = %+v", a)
+		}
+		sameTime(t, "approval created", a.CreatedAt, t0)
+		sameTime(t, "approval expires", a.ExpiresAt, exp)
+		sameTime(t, "approval approved", a.ApprovedAt, time.Time{})
+		return tx.MarkApproved(ctx(t), "i", "ap1", "checker", t0.Add(time.Minute))
+	})
+	update(t, s, func(tx store.Tx) error {
+		a, err := tx.LockApproval(ctx(t), "i", "ap1")
+		if err != nil {
+			return err
+		}
+		if a.ApprovedBy != "checker" {
+			t.Errorf("approved by %q", a.ApprovedBy)
+		}
+		sameTime(t, "approved at", a.ApprovedAt, t0.Add(time.Minute))
+		return nil
+	})
+}
