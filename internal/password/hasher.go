@@ -106,6 +106,13 @@ func (h *Hasher) Params() Params { return h.params }
 // Waiting reports how many callers currently wait for a slot.
 func (h *Hasher) Waiting() int { return int(h.waiting.Load()) }
 
+// Full reports whether a caller now would get ErrBusy without waiting:
+// every slot taken and the queue at its bound. A caller may use it to
+// refuse work that would end in ErrBusy before doing the rest of it.
+func (h *Hasher) Full() bool {
+	return len(h.slots) == cap(h.slots) && h.waiting.Load() >= h.maxWaiters
+}
+
 // InFlight reports how many argon2id computations are running now.
 func (h *Hasher) InFlight() int { return len(h.slots) }
 

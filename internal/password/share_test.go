@@ -55,3 +55,28 @@ func TestHasherPairShare(t *testing.T) {
 		t.Errorf("%d computations counted after every release", n)
 	}
 }
+
+// Full is true exactly when a caller would get ErrBusy without waiting.
+func TestFull(t *testing.T) {
+	t.Parallel()
+	h := NewHasher(cheapParams, 1, time.Minute)
+	if h.Full() {
+		t.Fatal("an idle Hasher is full")
+	}
+	release := holdSlot(t, h)
+	if h.Full() {
+		t.Fatal("full with the slot taken but the queue empty")
+	}
+	h.waiting.Store(h.maxWaiters)
+	if !h.Full() {
+		t.Fatal("not full with the slot taken and the queue at its bound")
+	}
+	if _, err := h.acquire(t.Context()); !errors.Is(err, ErrBusy) {
+		t.Fatalf("acquire when Full: %v, want ErrBusy", err)
+	}
+	h.waiting.Store(0)
+	release()
+	if h.Full() {
+		t.Fatal("full after the slot was released")
+	}
+}

@@ -29,12 +29,14 @@ func verifyFailKey(institutionID, userID string) string {
 	return "verifyfail:" + institutionID + ":" + userID
 }
 
-// changeAttemptKey counts the password changes tried with one token (by
+// changeRefusalKey counts the password changes refused with one token (by
 // its hash: the token itself is never stored).
-func changeAttemptKey(tokenHash []byte) string { return "change:" + hex.EncodeToString(tokenHash) }
+func changeRefusalKey(tokenHash []byte) string {
+	return "changerefused:" + hex.EncodeToString(tokenHash)
+}
 
-// changeAttemptWindow outlives any token (expiration is at most 7 days).
-const changeAttemptWindow = 7 * 24 * time.Hour
+// changeRefusalWindow outlives any token (expiration is at most 7 days).
+const changeRefusalWindow = 7 * 24 * time.Hour
 
 // smsDestKey counts SMS to one number, across institutions.
 func smsDestKey(phone string) string { return "smsdest:" + phone }

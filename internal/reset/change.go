@@ -44,41 +44,29 @@ func (s *Service) checkAndHash(ctx context.Context, st Settings, who owner, pw s
 const changeRefusalsMax = 10
 
 // changeAttempt counts one change attempt against the source IP
-// (publicPerIPMinute) and against the token, before any hashing, and
-// returns the attempt's ordinal for the token. Past changeRefusalsMax
-// attempts the answer is ErrGone: the earlier ones were refused, or the
-// token would be used up, so the token has had its refusals. Counting
-// attempts before the policy runs, in one transaction, keeps concurrent
-// attempts with one token from all passing a count taken before any of
-// them was refused; the token is not killed here, so a winner among
-// concurrent attempts still wins (changeRefused kills it).
-func (s *Service) changeAttempt(ctx context.Context, a Actor, st Settings, t store.Token, hash []byte) (int, error) {
-	var n int
-	err := s.store.Update(ctx, func(tx store.Tx) (err error) {
-		now := s.now()
-		if err := s.limit(ctx, tx, now, "publicPerIPMinute", ipKey(t.InstitutionID, a.IP), st.PublicPerIPMinute, time.Minute); err != nil {
-			return err
-		}
-		n, err = tx.Hit(ctx, changeAttemptKey(hash), changeAttemptWindow, now)
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
-	if n > changeRefusalsMax {
-		return n, ErrGone
-	}
-	return n, nil
-}
-
-// changeRefused ends the token at its last allowed refusal, so the reset
-// page too shows it as used up.
-func (s *Service) changeRefused(ctx context.Context, a Actor, t store.Token, hash []byte, attempt int) error {
-	if attempt < changeRefusalsMax {
-		return nil
+// (publicPerIPMinute), before any hashing.
+func (s *Service) changeAttempt(ctx context.Context, a Actor, st Settings, t store.Token) error {
+	if st.PublicPerIPMinute <= 0 {
+		return nil // no limit: no write
 	}
 	return s.store.Update(ctx, func(tx store.Tx) error {
+		return s.limit(ctx, tx, s.now(), "publicPerIPMinute", ipKey(t.InstitutionID, a.IP), st.PublicPerIPMinute, time.Minute)
+	})
+}
+
+// changeRefused counts a policy refusal against the token and ends the
+// token at its changeRefusalsMax-th, so the reset page too shows it used
+// up. Only refusals count: a 503 (hashing at capacity) cost no hashing and
+// leaves the token as it was. Attempts running concurrently with the last
+// refusal may still be checked, so a token costs at most
+// changeRefusalsMax plus the hasher's bound of history checks.
+func (s *Service) changeRefused(ctx context.Context, a Actor, t store.Token, hash []byte) error {
+	return s.store.Update(ctx, func(tx store.Tx) error {
 		now := s.now()
+		n, err := tx.Hit(ctx, changeRefusalKey(hash), changeRefusalWindow, now)
+		if err != nil || n < changeRefusalsMax {
+			return err
+		}
 		if _, err := tx.ConsumeToken(ctx, hash, now); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return nil // a concurrent attempt ended it first
@@ -107,11 +95,18 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 	if len(newPassword) > 4*128 {
 		return &PolicyError{Violations: []password.Violation{{Code: "too_long", Message: "Use at most 128 characters."}}}
 	}
+	// A change needs the hasher: when it could not even queue, answer
+	// busy before reading or writing anything, so a flood of changes
+	// against a full pool costs as little as a request can.
+	if s.hasher.Full() {
+		return password.ErrBusy
+	}
 	hash := hashToken(tok)
 	var t store.Token
 	var st Settings
 	var u store.User
 	var history []string
+	var refused int
 	err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		if t, err = tx.LookupToken(ctx, hash, s.now()); err != nil {
 			return goneIfNotFound(err)
@@ -125,11 +120,19 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 		if u, err = tx.User(ctx, t.InstitutionID, t.UserID); err != nil {
 			return goneIfNotFound(err)
 		}
-		history, err = tx.PasswordHistory(ctx, t.InstitutionID, t.UserID, st.PasswordHistory)
+		if history, err = tx.PasswordHistory(ctx, t.InstitutionID, t.UserID, st.PasswordHistory); err != nil {
+			return err
+		}
+		refused, err = tx.Count(ctx, changeRefusalKey(hash), changeRefusalWindow, s.now())
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	// changeRefused ends the token at its last refusal; this catches the
+	// attempts that raced it.
+	if refused >= changeRefusalsMax {
+		return ErrGone
 	}
 	if len(st.RequireFacts) > 0 && t.Purpose == PurposeLink {
 		if err := s.checkFactsAtChange(ctx, a, st, u, facts); err != nil {
@@ -138,13 +141,12 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 	}
 	// After the facts (their wrong tries have a cap of their own), before
 	// anything that hashes.
-	attempt, err := s.changeAttempt(ctx, a, st, t, hash)
-	if err != nil {
+	if err := s.changeAttempt(ctx, a, st, t); err != nil {
 		return err
 	}
 	newHash, err := s.checkAndHash(ctx, st, owner{t.InstitutionID, u.Username, u.Email}, newPassword, history)
 	if pe := (*PolicyError)(nil); errors.As(err, &pe) {
-		if err := s.changeRefused(ctx, a, t, hash, attempt); err != nil {
+		if err := s.changeRefused(ctx, a, t, hash); err != nil {
 			return err
 		}
 		return pe
