@@ -5,7 +5,9 @@
 package app
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -45,6 +48,18 @@ type Config struct {
 	SecretKey      string
 	TrustedProxies []string
 	NoMigrate      bool
+	// TLSCert and TLSKey are PEM files: serve HTTPS (SPEC §15); ClientCA
+	// a PEM bundle: ask for client certificates and verify them.
+	TLSCert, TLSKey, ClientCA string
+	// MetricsAddr serves /metrics, /healthz and /readyz apart from the
+	// main listener, which then answers 404 for /metrics.
+	MetricsAddr string
+
+	// ConnsPerIP and MaxConns lower the connection caps of SPEC §15
+	// (256 per source, 10,000 in all); 0 is the default.
+	ConnsPerIP, MaxConns int
+	// ReadTimeout bounds reading one request, body included; 0 is 15 s.
+	ReadTimeout time.Duration
 
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now. Tests inject one.
@@ -83,6 +98,12 @@ type App struct {
 	LoginHasher *password.Hasher
 	email       delivery.Sender
 	queue       lifecycle
+	tls         *tlsFiles
+	// metricsLn is the --metrics-addr listener, opened by Open so a bad
+	// address fails at start.
+	metricsLn net.Listener
+	// conns is the main listener's limiter while Serve runs.
+	conns atomic.Pointer[limitListener]
 }
 
 // lifecycle is the part of the queue (internal/queue) that Serve runs.
@@ -106,6 +127,9 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = config.Addr
 	}
+	if cfg.PublicURL == "" && cfg.TLSCert != "" {
+		cfg.PublicURL = "https://" + cfg.Addr
+	}
 	cfg.PublicURL = config.PublicURL(cfg.PublicURL, cfg.Addr)
 	if cfg.QueueWorkers == 0 {
 		cfg.QueueWorkers = config.QueueWorkers
@@ -120,6 +144,9 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		}
 	}
 	a := &App{cfg: cfg, Metrics: metrics.New()}
+	if a.tls, err = newTLSFiles(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA); err != nil {
+		return nil, err
+	}
 
 	// Senders first: a bad URL should fail before anything is opened.
 	var sms delivery.Sender = delivery.LogSender{Logger: cfg.Logger}
@@ -180,7 +207,14 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Store: st, Hasher: hasher, LoginHasher: a.LoginHasher, Breaches: breaches, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
 	})
-	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies})
+	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies,
+		MTLS: cfg.ClientCA != "", HSTS: strings.HasPrefix(cfg.PublicURL, "https://"), MetricsElsewhere: cfg.MetricsAddr != ""})
+	if cfg.MetricsAddr != "" {
+		if a.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("app: --metrics-addr: %w", err)
+		}
+	}
 	web.Register(a.Server, web.Config{Reset: a.Reset, Key: a.Key, PublicURL: cfg.PublicURL, Now: cfg.Now, Logger: cfg.Logger}) // the reset page (SPEC §6)
 	return a, nil
 }
@@ -298,24 +332,69 @@ func parseProxies(list []string) ([]netip.Prefix, error) {
 // PublicURL is the base of links resetd serves.
 func (a *App) PublicURL() string { return a.cfg.PublicURL }
 
-// Serve works the delivery queue and serves HTTP on ln until ctx ends,
-// then shuts down in order: stop accepting, finish in-flight requests,
-// finish running deliveries (bounded).
+// MetricsAddr is the address of the --metrics-addr listener, "" without.
+func (a *App) MetricsAddr() string {
+	if a.metricsLn == nil {
+		return ""
+	}
+	return a.metricsLn.Addr().String()
+}
+
+// ReloadTLS rereads the TLS certificate, key and client CA (SIGHUP): new
+// handshakes use them, open connections go on. On an error the files in
+// use stay.
+func (a *App) ReloadTLS() error {
+	if a.tls == nil {
+		return errors.New("app: no TLS configured")
+	}
+	return a.tls.load()
+}
+
+// OpenConns is the number of connections the main listener holds (0
+// outside Serve).
+func (a *App) OpenConns() int {
+	if l := a.conns.Load(); l != nil {
+		return l.count()
+	}
+	return 0
+}
+
+// Serve works the delivery queue and serves HTTP (HTTPS with TLS
+// configured) on ln until ctx ends, then shuts down in order: stop
+// accepting, finish in-flight requests, finish running deliveries
+// (bounded).
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if err := a.queue.Start(ctx); err != nil {
 		return err
 	}
+	readTimeout := cmp.Or(a.cfg.ReadTimeout, 15*time.Second)
+	limited := newLimitListener(ln, cmp.Or(a.cfg.ConnsPerIP, connsPerIP), cmp.Or(a.cfg.MaxConns, connsTotal), a.Metrics.RateLimited)
+	a.conns.Store(limited)
+	var serving net.Listener = limited
 	hs := &http.Server{
 		Handler:           a.Server,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
+		ReadHeaderTimeout: min(5*time.Second, readTimeout),
+		ReadTimeout:       readTimeout,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelWarn),
+		// Short: a parked keep-alive connection holds a slot (SPEC §15).
+		IdleTimeout:    30 * time.Second,
+		MaxHeaderBytes: 32 << 10,
+		ConnState:      limited.connState,
+		ErrorLog:       slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	if a.tls != nil {
+		hs.TLSConfig = a.tls.config()
+		serving = tls.NewListener(limited, hs.TLSConfig)
+	}
+	servers := []*http.Server{hs}
+	errc := make(chan error, 2)
+	go func() { errc <- hs.Serve(serving) }()
+	if a.metricsLn != nil {
+		ms := &http.Server{Handler: a.Server.Management(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second, ErrorLog: hs.ErrorLog}
+		servers = append(servers, ms)
+		go func() { errc <- ms.Serve(a.metricsLn) }()
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -323,7 +402,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
-	err := hs.Shutdown(shutdown)
+	var err error
+	for _, s := range servers {
+		err = errors.Join(err, s.Shutdown(shutdown))
+	}
 	if qerr := a.queue.Stop(shutdown); qerr != nil {
 		err = errors.Join(err, qerr)
 	}
@@ -338,6 +420,9 @@ func (a *App) Close() error {
 	var err error
 	if c, ok := a.email.(interface{ Close() error }); ok {
 		err = c.Close()
+	}
+	if a.metricsLn != nil {
+		a.metricsLn.Close() // already closed when Serve ran
 	}
 	return errors.Join(err, a.Store.Close())
 }

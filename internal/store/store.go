@@ -59,6 +59,15 @@ type Client struct {
 	SecretHash    []byte
 	Scopes        []string
 	CreatedAt     time.Time
+	// AuthMethod is how the client authenticates at the token endpoint:
+	// "" (a secret), "private_key_jwt" or "tls_client_auth" (SPEC §15).
+	AuthMethod string
+	// JWKS is the public JWK Set of a private_key_jwt client.
+	JWKS []byte
+	// TLSSubject is the certificate subject DN of a tls_client_auth client.
+	TLSSubject string
+	// RequireDPoP refuses bearer tokens for this client: only DPoP-bound.
+	RequireDPoP bool
 }
 
 // SigningKey is a JWT signing key; Private is sealed with the server's
@@ -282,6 +291,11 @@ type Store interface {
 	// MetaSetIfAbsent stores value under key unless a value is there, and
 	// returns the value that is stored (so replicas agree on one).
 	MetaSetIfAbsent(ctx context.Context, key string, value []byte) ([]byte, error)
+	// UseOnce records key as used until expires; ErrConflict when it is
+	// already recorded and not yet expired. Every replica sees the same
+	// record, so a value replayed to another replica is refused too.
+	// Expired records are swept as new ones arrive.
+	UseOnce(ctx context.Context, key string, expires, now time.Time) error
 
 	// MarkDelivery records an attempt's outcome; a non-nil then is queued
 	// in the same transaction (a delivery.failed event), so the state and

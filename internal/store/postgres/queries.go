@@ -509,8 +509,8 @@ func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
 	}
 	c := store.Client{ID: id}
 	var created time.Time
-	err := s.pool.QueryRow(ctx, `SELECT institution_id, name, secret_hash, scopes, created_at FROM clients WHERE id = $1`, id).
-		Scan(&c.InstitutionID, &c.Name, &c.SecretHash, &c.Scopes, &created)
+	err := s.pool.QueryRow(ctx, `SELECT institution_id, name, secret_hash, scopes, created_at, auth_method, jwks, tls_subject, require_dpop FROM clients WHERE id = $1`, id).
+		Scan(&c.InstitutionID, &c.Name, &c.SecretHash, &c.Scopes, &created, &c.AuthMethod, &c.JWKS, &c.TLSSubject, &c.RequireDPoP)
 	if err != nil {
 		return c, wrap(err, "client")
 	}
@@ -530,8 +530,12 @@ func (s *Store) InsertClient(ctx context.Context, c store.Client) error {
 	if secret == nil {
 		secret = []byte{}
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO clients (id, institution_id, name, secret_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		c.ID, c.InstitutionID, c.Name, secret, scopes, ts(c.CreatedAt))
+	jwks := c.JWKS
+	if jwks == nil {
+		jwks = []byte{}
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO clients (id, institution_id, name, secret_hash, scopes, created_at, auth_method, jwks, tls_subject, require_dpop) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		c.ID, c.InstitutionID, c.Name, secret, scopes, ts(c.CreatedAt), c.AuthMethod, jwks, c.TLSSubject, c.RequireDPoP)
 	if err != nil {
 		return wrap(err, "insert client")
 	}
@@ -764,4 +768,23 @@ func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
 		return n, time.Time{}, nil
 	}
 	return n, fromTS(*oldest), nil
+}
+
+func (s *Store) UseOnce(ctx context.Context, key string, expires, now time.Time) error {
+	if !storable(key) {
+		return fmt.Errorf("postgres: use once: %w", store.ErrConflict)
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM used_once WHERE expires_at <= $1`, ts(now)); err != nil {
+		return wrap(err, "use once")
+	}
+	// ON CONFLICT DO NOTHING: of two replicas inserting one key, exactly
+	// one inserts a row.
+	tag, err := s.pool.Exec(ctx, `INSERT INTO used_once (key, expires_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, key, ts(expires))
+	if err != nil {
+		return wrap(err, "use once")
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: use once: %w", store.ErrConflict)
+	}
+	return nil
 }

@@ -332,8 +332,8 @@ func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
 	c := store.Client{ID: id}
 	var scopes string
 	var created int64
-	err := s.read.QueryRowContext(ctx, `SELECT institution_id, name, secret_hash, scopes, created_at FROM clients WHERE id = ?`, id).
-		Scan(&c.InstitutionID, &c.Name, &c.SecretHash, &scopes, &created)
+	err := s.read.QueryRowContext(ctx, `SELECT institution_id, name, secret_hash, scopes, created_at, auth_method, jwks, tls_subject, require_dpop FROM clients WHERE id = ?`, id).
+		Scan(&c.InstitutionID, &c.Name, &c.SecretHash, &scopes, &created, &c.AuthMethod, &c.JWKS, &c.TLSSubject, &c.RequireDPoP)
 	if err != nil {
 		return c, notFound(err, "client")
 	}
@@ -342,8 +342,8 @@ func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
 }
 
 func (s *Store) InsertClient(ctx context.Context, c store.Client) error {
-	_, err := s.write.ExecContext(ctx, `INSERT INTO clients (id, institution_id, name, secret_hash, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		c.ID, c.InstitutionID, c.Name, c.SecretHash, strings.Join(c.Scopes, " "), ms(c.CreatedAt))
+	_, err := s.write.ExecContext(ctx, `INSERT INTO clients (id, institution_id, name, secret_hash, scopes, created_at, auth_method, jwks, tls_subject, require_dpop) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.InstitutionID, c.Name, nonNil(c.SecretHash), strings.Join(c.Scopes, " "), ms(c.CreatedAt), c.AuthMethod, nonNil(c.JWKS), c.TLSSubject, c.RequireDPoP)
 	if isUnique(err) {
 		return fmt.Errorf("sqlite: insert client: %w", store.ErrConflict)
 	}
@@ -570,4 +570,25 @@ func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
 		return 0, time.Time{}, fmt.Errorf("sqlite: queue stats: %w", err)
 	}
 	return n, fromMS(oldest), nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func (s *Store) UseOnce(ctx context.Context, key string, expires, now time.Time) error {
+	if _, err := s.write.ExecContext(ctx, `DELETE FROM used_once WHERE expires_at <= ?`, ms(now)); err != nil {
+		return fmt.Errorf("sqlite: use once: %w", err)
+	}
+	_, err := s.write.ExecContext(ctx, `INSERT INTO used_once (key, expires_at) VALUES (?, ?)`, key, ms(expires))
+	if isUnique(err) {
+		return fmt.Errorf("sqlite: use once: %w", store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: use once: %w", err)
+	}
+	return nil
 }

@@ -65,6 +65,8 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentHits", testConcurrentHits},
 		{"ConcurrentCountThenHitExact", testConcurrentCountThenHit},
 		{"Clients", testClients},
+		{"ClientAuthMethods", testClientAuthMethods},
+		{"UseOnce", testUseOnce},
 		{"HostileStrings", testHostileStrings},
 		{"SigningKeys", testSigningKeys},
 		{"Meta", testMeta},
