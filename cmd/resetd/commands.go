@@ -96,6 +96,8 @@ type ServeCmd struct {
 	Argon2Time    uint32   `name:"argon2-time" env:"RESETD_ARGON2_TIME" default:"${default_argon2_time}" help:"argon2id passes of new password hashes (1 to 10)."`
 	Argon2Threads uint8    `name:"argon2-threads" env:"RESETD_ARGON2_THREADS" default:"${default_argon2_threads}" help:"argon2id parallelism of new password hashes (1 to 16)."`
 	WebhookAllow  []string `name:"webhook-allow" env:"RESETD_WEBHOOK_ALLOW" sep:"," help:"CIDRs inside (loopback, private, link-local…) that institutions' webhooks may reach; plain http only to these."`
+	// BreachedPasswords is a k-anonymity range API (SPEC §10).
+	BreachedPasswords string `name:"breached-passwords" env:"RESETD_BREACHED_PASSWORDS" help:"Base URL of a k-anonymity range API (GET URL/range/{first 5 hex of SHA-1}, e.g. https://api.pwnedpasswords.com); new passwords found there are refused as breached. Unset: no check."`
 }
 
 // Run serves until the context ends (SIGINT/SIGTERM).
@@ -123,7 +125,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer ln.Close()
 	cfg.Addr = ln.Addr().String()
-	cfg.WebhookAllow = c.WebhookAllow
+	cfg.WebhookAllow, cfg.BreachedPasswords = c.WebhookAllow, c.BreachedPasswords
 	a, err := app.Open(ctx, cfg)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -87,8 +88,16 @@ type Config struct {
 	QueueWorkers int
 	// Argon2 overrides the password-hash parameters (tests use cheap ones).
 	Argon2 *password.Params
-	// HashSlots bounds concurrent argon2id computations; 0 is one per CPU.
+	// HashSlots bounds concurrent argon2id computations for new passwords
+	// and their history; 0 is one per CPU.
 	HashSlots int
+	// LoginHashSlots bounds concurrent argon2id verifications for the
+	// platform's login (passwords:verify), a pool of its own so the change
+	// endpoints cannot starve it; 0 is one per CPU.
+	LoginHashSlots int
+	// BreachedPasswords is the base URL of a k-anonymity range API
+	// (GET URL/range/{5 hex}); empty: no breached-password check.
+	BreachedPasswords string
 }
 
 // App is a wired resetd.
@@ -103,10 +112,12 @@ type App struct {
 	// Hasher is the bounded argon2id hasher the domain uses (tests watch
 	// its slots).
 	Hasher *password.Hasher
-	email  delivery.Sender
-	sms    delivery.Sender
-	queue  lifecycle
-	tls    *tlsFiles
+	// LoginHasher is passwords:verify's own bounded hasher.
+	LoginHasher *password.Hasher
+	email       delivery.Sender
+	sms         delivery.Sender
+	queue       lifecycle
+	tls         *tlsFiles
 	// metricsLn is the --metrics-addr listener, opened by Open so a bad
 	// address fails at start.
 	metricsLn net.Listener
@@ -251,6 +262,11 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.QueueWorkers == 0 {
 		cfg.QueueWorkers = config.QueueWorkers
 	}
+	if cfg.BreachedPasswords != "" {
+		if u, err := url.Parse(cfg.BreachedPasswords); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("app: --breached-passwords must be an http(s) URL without query or fragment, not %q", cfg.BreachedPasswords)
+		}
+	}
 	// Every setting first: a bad one fails before anything is opened.
 	c, err := check(cfg)
 	if err != nil {
@@ -290,9 +306,16 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		a.Close()
 		return nil, err
 	}
-	hasher := password.NewHasher(params, cfg.HashSlots, 0)
-	a.Hasher = hasher
-	a.Metrics.WatchHasher(hasher)
+	// The login's verifications have slots of their own and the first
+	// claim on the cores (SPEC §10).
+	loginHasher, hasher := password.NewHasherPair(params, cfg.LoginHashSlots, cfg.HashSlots, 0)
+	a.Hasher, a.LoginHasher = hasher, loginHasher
+	a.Metrics.WatchHasher("change", hasher)
+	a.Metrics.WatchHasher("login", a.LoginHasher)
+	var breaches password.BreachList
+	if cfg.BreachedPasswords != "" {
+		breaches = password.NewRangeAPI(cfg.BreachedPasswords, nil, a.Metrics.BreachListUnreachable)
+	}
 	a.Metrics.WatchQueue(st, cfg.Now)
 	a.Metrics.WatchPasswordSchemes(st, hasher.CurrentPrefix(), cfg.Now)
 	if p, ok := st.Transactor.(interface{ PoolStats() []store.PoolStat }); ok {
@@ -305,7 +328,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		})
 	}
 	a.Reset = reset.New(reset.Config{
-		Store: st, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
+		Store: st, Hasher: hasher, LoginHasher: a.LoginHasher, Breaches: breaches, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
 		NoSMS:    sms == nil && !cfg.Command,
 		Webhooks: webhooks,

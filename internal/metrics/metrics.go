@@ -21,14 +21,15 @@ import (
 
 // Metrics are resetd's Prometheus metrics.
 type Metrics struct {
-	registry    *prometheus.Registry
-	duration    *prometheus.HistogramVec
-	messages    *prometheus.CounterVec
-	resets      *prometheus.CounterVec
-	otps        *prometheus.CounterVec
-	rateLimited *prometheus.CounterVec
-	changes     *prometheus.CounterVec
-	disputes    prometheus.Counter
+	registry          *prometheus.Registry
+	duration          *prometheus.HistogramVec
+	messages          *prometheus.CounterVec
+	resets            *prometheus.CounterVec
+	otps              *prometheus.CounterVec
+	rateLimited       *prometheus.CounterVec
+	changes           *prometheus.CounterVec
+	disputes          prometheus.Counter
+	breachUnreachable prometheus.Counter
 }
 
 // New registers resetd's metrics and the Go runtime's.
@@ -75,7 +76,11 @@ func NewFor(build buildinfo.Info) *Metrics {
 		ConstLabels: prometheus.Labels{"version": build.Version, "revision": build.Revision, "goversion": build.GoVersion},
 	})
 	info.Set(1)
-	m.registry.MustRegister(info, m.duration, m.messages, m.resets, m.otps, m.rateLimited, m.changes, m.disputes,
+	m.breachUnreachable = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "resetd_breached_list_unreachable_total",
+		Help: "Breached-password look-ups that failed; the password change went ahead without them.",
+	})
+	m.registry.MustRegister(info, m.duration, m.messages, m.resets, m.otps, m.rateLimited, m.changes, m.disputes, m.breachUnreachable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -158,17 +163,23 @@ type HasherStats interface {
 	InFlight() int
 }
 
-// WatchHasher exports the argon2id work queue: hashes running and callers
-// waiting for a slot (a sustained wait means the change endpoints are at
-// capacity and will soon answer 503).
-func (m *Metrics) WatchHasher(h HasherStats) {
+// WatchHasher exports one argon2id work queue, labelled pool ("change":
+// new passwords and their history; "login": passwords:verify): hashes
+// running and callers waiting for a slot (a sustained wait means that
+// pool is at capacity and will soon answer 503).
+func (m *Metrics) WatchHasher(pool string, h HasherStats) {
+	labels := prometheus.Labels{"pool": pool}
 	m.registry.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "resetd_argon2_in_flight", Help: "argon2id hashes running now."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "resetd_argon2_in_flight", Help: "argon2id hashes running now.", ConstLabels: labels},
 			func() float64 { return float64(h.InFlight()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "resetd_argon2_waiting", Help: "Requests waiting for an argon2id slot."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "resetd_argon2_waiting", Help: "Requests waiting for an argon2id slot.", ConstLabels: labels},
 			func() float64 { return float64(h.Waiting()) }),
 	)
 }
+
+// BreachListUnreachable counts one breached-password look-up that failed
+// (the change went ahead without it).
+func (m *Metrics) BreachListUnreachable() { m.breachUnreachable.Inc() }
 
 // QueueStats is what the queue gauges read: messages queued and when the
 // oldest of them was queued (zero when none).

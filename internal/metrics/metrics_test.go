@@ -70,7 +70,8 @@ func TestQueueGaugesCostOneReadPerScrape(t *testing.T) {
 func TestObserversAndHasherReachTheScrape(t *testing.T) {
 	t.Parallel()
 	m := New()
-	m.WatchHasher(fakeHasher{})
+	m.WatchHasher("change", fakeHasher{})
+	m.BreachListUnreachable()
 	m.ResetIssued("email", "admin")
 	m.OTPVerified("invalid")
 	m.ObserveMessage("sms", "otp", "sent")
@@ -83,8 +84,9 @@ func TestObserversAndHasherReachTheScrape(t *testing.T) {
 		`resetd_messages_total{channel="sms",kind="otp",state="sent"} 1`,
 		`resetd_rate_limited_total{limit="sendsPerUserHour"} 1`,
 		`resetd_http_request_duration_seconds_count{method="GET",route="GET /healthz",status="200"} 1`,
-		"resetd_argon2_in_flight 2",
-		"resetd_argon2_waiting 3",
+		`resetd_argon2_in_flight{pool="change"} 2`,
+		`resetd_argon2_waiting{pool="change"} 3`,
+		"resetd_breached_list_unreachable_total 1",
 		"go_goroutines",
 	} {
 		if !strings.Contains(body, want) {

@@ -64,6 +64,11 @@ type Hasher struct {
 	maxWaiters int64
 	waiting    atomic.Int64
 
+	// share, when set (by NewHasherPair), divides the cores with another
+	// Hasher; priority says whose computations go first.
+	share    *cpuShare
+	priority bool
+
 	// waitHook, when set (only by tests in this package, before any use),
 	// runs each time a caller joins the queue, so tests can synchronise on
 	// "the caller is waiting" without sleeping.
@@ -109,6 +114,13 @@ func (h *Hasher) CurrentPrefix() string {
 
 // Waiting reports how many callers currently wait for a slot.
 func (h *Hasher) Waiting() int { return int(h.waiting.Load()) }
+
+// Full reports whether a caller now would get ErrBusy without waiting:
+// every slot taken and the queue at its bound. A caller may use it to
+// refuse work that would end in ErrBusy before doing the rest of it.
+func (h *Hasher) Full() bool {
+	return len(h.slots) == cap(h.slots) && h.waiting.Load() >= h.maxWaiters
+}
 
 // InFlight reports how many argon2id computations are running now.
 func (h *Hasher) InFlight() int { return len(h.slots) }
@@ -161,6 +173,19 @@ func (h *Hasher) Current(encoded string) bool {
 // acquire takes a computation slot, waiting at most h.maxWait in a queue of at
 // most h.maxWaiters. The returned release must be called exactly once.
 func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
+	deadline := time.Now().Add(h.maxWait)
+	releaseSlot, err := h.acquireSlot(ctx)
+	if err != nil || h.share == nil {
+		return releaseSlot, err
+	}
+	if err := h.share.enter(ctx, h.priority, deadline); err != nil {
+		releaseSlot()
+		return nil, err
+	}
+	return func() { h.share.leave(); releaseSlot() }, nil
+}
+
+func (h *Hasher) acquireSlot(ctx context.Context) (release func(), err error) {
 	// A caller that has gone away is not worth an argon2 computation.
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -16,6 +16,8 @@ const (
 	codeCommon           = "common"
 	codeContainsUsername = "contains_username"
 	codeReused           = "reused"
+	codeWeak             = "weak"
+	codeBreached         = "breached"
 )
 
 const (
@@ -27,7 +29,7 @@ const (
 
 // Violation is one reason a candidate password is refused.
 type Violation struct {
-	Code    string `json:"code"`    // "invalid", "too_short", "too_long", "common", "contains_username", "reused"
+	Code    string `json:"code"`    // "invalid", "too_short", "too_long", "common", "weak", "contains_username", "breached", "reused"
 	Message string `json:"message"` // a plain English sentence for an end user, e.g. "Use at least 12 characters."
 }
 
@@ -36,6 +38,15 @@ type Policy struct {
 	MinLength int // in Unicode characters (runes), e.g. 12; <=0 means no minimum
 	MaxLength int // in runes; <=0 means 128
 	History   int // how many previous hashes to check; <=0 means none
+	// MinStrength is the least zxcvbn score (0…4) accepted; <=0 means no
+	// estimate (the shape and context rules still apply).
+	MinStrength int
+	// Context holds the words besides the username a password must not be
+	// made of.
+	Context Context
+	// Breaches, when not nil, is asked about passwords every other rule
+	// but the history accepts.
+	Breaches BreachList
 }
 
 func (p Policy) maxLength() int {
@@ -46,16 +57,24 @@ func (p Policy) maxLength() int {
 }
 
 // Check returns every way pw breaks p, in a fixed order (nil when pw is
-// acceptable). Invalid UTF-8 is reported alone, as "invalid": lengths and
-// matches over broken text would only confuse. Length counts runes
+// acceptable). pw is NFKC-normalised first (Normalize); the caller hashes
+// Normalize(pw) too. Invalid UTF-8 is reported alone, as "invalid": lengths
+// and matches over broken text would only confuse. Length counts runes
 // (utf8.RuneCountInString). The username is matched case-insensitively, and
-// only when it has at least 3 runes. history holds PHC strings, newest first;
-// only the first p.History are checked, each with h.Verify at full argon2id
-// cost, and checking stops at the first match.
+// only when it has at least 3 runes.
+//
+// The rules run cheapest first and stop before any that costs more: a
+// password refused by the cheap rules (length, common, weak, username) is
+// never sent to p.Breaches nor compared with the history, so a refused
+// attempt costs no argon2id time. A breached password is not compared with
+// the history either. history holds PHC strings, newest first; only the
+// first p.History are checked, each with h.Verify at full argon2id cost,
+// and checking stops at the first match.
 //
 // The error is non-nil only when the history could not be checked: ErrBusy,
 // the ctx error, or a malformed history entry (a corrupt row should be seen,
-// not silently skipped). Violations are then nil.
+// not silently skipped). Violations are then nil. A breached list that
+// cannot be asked is no error: the password is let through.
 func (p Policy) Check(ctx context.Context, h *Hasher, pw, username string, history []string) ([]Violation, error) {
 	vs, _, err := p.Assess(ctx, h, pw, username, history)
 	return vs, err
@@ -68,6 +87,7 @@ func (p Policy) Assess(ctx context.Context, h *Hasher, pw, username string, hist
 	if !utf8.ValidString(pw) {
 		return []Violation{{Code: codeInvalid, Message: "The password contains invalid characters."}}, "", nil
 	}
+	pw = Normalize(pw)
 
 	n := utf8.RuneCountInString(pw)
 	if n < p.MinLength {
@@ -76,12 +96,24 @@ func (p Policy) Assess(ctx context.Context, h *Hasher, pw, username string, hist
 	if limit := p.maxLength(); n > limit {
 		vs = append(vs, Violation{Code: codeTooLong, Message: fmt.Sprintf("Use at most %s.", characters(limit))})
 	}
+	// A common password is weak too; "common" says more.
 	if IsCommon(pw) {
 		vs = append(vs, Violation{Code: codeCommon, Message: "This password is too common. Choose one that is harder to guess."})
+	} else if n <= p.maxLength() && weak(pw, username, p.Context, p.MinStrength) {
+		vs = append(vs, Violation{Code: codeWeak, Message: "This password is too easy to guess: avoid repeated characters, sequences, keyboard patterns and your own or the bank's name. Add more words."})
 	}
 	if utf8.RuneCountInString(username) >= minUsernameRunes &&
-		strings.Contains(strings.ToLower(pw), strings.ToLower(username)) {
+		strings.Contains(strings.ToLower(pw), strings.ToLower(Normalize(username))) {
 		vs = append(vs, Violation{Code: codeContainsUsername, Message: "The password must not contain your username."})
+	}
+	if len(vs) > 0 {
+		return vs, "", nil
+	}
+
+	if p.Breaches != nil {
+		if found, _ := p.Breaches.Contains(ctx, pw); found {
+			return []Violation{{Code: codeBreached, Message: "This password has appeared in a data breach. Choose another one."}}, "", nil
+		}
 	}
 
 	if p.History > 0 && len(history) > 0 {
@@ -94,13 +126,11 @@ func (p Policy) Assess(ctx context.Context, h *Hasher, pw, username string, hist
 				return nil, "", fmt.Errorf("password: history entry %d: %w", i, err)
 			}
 			if same {
-				vs = append(vs, Violation{Code: codeReused, Message: reusedMessage(p.History)})
-				matched = encoded
-				break
+				return []Violation{{Code: codeReused, Message: reusedMessage(p.History)}}, encoded, nil
 			}
 		}
 	}
-	return vs, matched, nil
+	return nil, "", nil
 }
 
 // Describe returns the policy in words for a web page, e.g. "At least 12
@@ -113,6 +143,7 @@ func (p Policy) Describe() []string {
 	}
 	ds = append(ds, "At most "+characters(p.maxLength()),
 		"Not a commonly used password",
+		"Not a pattern (repeats, sequences, keyboard rows) or mostly your name or the bank's",
 		"Must not contain your username")
 	switch {
 	case p.History == 1:

@@ -12,6 +12,17 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
+// varied returns n runes with no pattern: letters, digits and symbols in
+// an order no rule of weak recognises.
+func varied(n int) string {
+	const alphabet = "q7$Lm2!vX9#tR4&pZ8*kW3%bN6^hY5"
+	var b strings.Builder
+	for i := range n {
+		b.WriteByte(alphabet[(i*7+i/len(alphabet))%len(alphabet)])
+	}
+	return b.String()
+}
+
 func codes(vs []Violation) []string {
 	var cs []string
 	for _, v := range vs {
@@ -49,11 +60,11 @@ func TestCheck(t *testing.T) {
 		{name: "acceptable", policy: policy, pw: good, user: "alice"},
 		{name: "too short", policy: policy, pw: "xkcd-936-ok", want: []string{"too_short"}},
 		{name: "exactly min", policy: policy, pw: "xkcd-936-ok!"},
-		{name: "runes not bytes: 12 two-byte runes", policy: policy, pw: strings.Repeat("é", 12)},
-		{name: "runes not bytes: 11 three-byte runes", policy: policy, pw: strings.Repeat("日", 11), want: []string{"too_short"}},
-		{name: "too long by default", policy: policy, pw: strings.Repeat("ab", 64) + "c", want: []string{"too_long"}},
-		{name: "exactly default max", policy: policy, pw: strings.Repeat("ab", 64)},
-		{name: "explicit max", policy: Policy{MinLength: 12, MaxLength: 16}, pw: strings.Repeat("z", 17), want: []string{"too_long"}},
+		{name: "runes not bytes: 12 two-byte runes", policy: policy, pw: "éàüöñçåøæßðþ"},
+		{name: "runes not bytes: 11 three-byte runes", policy: policy, pw: "日本語の文字列を使う試", want: []string{"too_short"}},
+		{name: "too long by default", policy: policy, pw: varied(129), want: []string{"too_long"}},
+		{name: "exactly default max", policy: policy, pw: varied(128)},
+		{name: "explicit max", policy: Policy{MinLength: 12, MaxLength: 16}, pw: varied(17), want: []string{"too_long"}},
 		{name: "common", policy: Policy{MinLength: 8}, pw: "password", want: []string{"common"}},
 		{name: "common, any case", policy: Policy{MinLength: 8}, pw: "PaSsWoRd", want: []string{"common"}},
 		{name: "common and too short", policy: policy, pw: "qwerty", want: []string{"too_short", "common"}},
@@ -68,8 +79,12 @@ func TestCheck(t *testing.T) {
 		{name: "entries past History are not read", policy: Policy{MinLength: 12, History: 1}, pw: good, history: historyWithJunkAfter, want: []string{"reused"}},
 		{name: "not in history", policy: policy, pw: "fresh-new-passphrase", history: history},
 		{name: "invalid UTF-8 reported alone", policy: policy, pw: "ab\xffcd", user: "abc", history: history, want: []string{"invalid"}},
-		{name: "everything at once", policy: Policy{MinLength: 12, History: 1}, pw: "Alice", user: "ALICE", history: []string{hash("Alice")},
-			want: []string{"too_short", "common", "contains_username", "reused"}},
+		// Every cheap rule at once, and the history is not read: its
+		// entry is malformed, so reading it would be an error.
+		{name: "cheap refusals skip the history", policy: Policy{MinLength: 12, History: 1}, pw: "Alice", user: "ALICE", history: []string{"not a phc string"},
+			want: []string{"too_short", "common", "contains_username"}},
+		{name: "weak skips the history", policy: Policy{MinLength: 12, History: 1}, pw: "abcdefghijkl", history: []string{"not a phc string"},
+			want: []string{"weak"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,20 +173,21 @@ func TestCheckErrors(t *testing.T) {
 
 func TestDescribe(t *testing.T) {
 	t.Parallel()
+	const notPattern = "Not a pattern (repeats, sequences, keyboard rows) or mostly your name or the bank's"
 	tests := []struct {
 		policy Policy
 		want   []string
 	}{
 		{Policy{MinLength: 12, History: 4}, []string{
-			"At least 12 characters", "At most 128 characters", "Not a commonly used password",
+			"At least 12 characters", "At most 128 characters", "Not a commonly used password", notPattern,
 			"Must not contain your username", "Must differ from your last 4 passwords",
 		}},
 		{Policy{MinLength: 1, MaxLength: 64, History: 1}, []string{
-			"At least 1 character", "At most 64 characters", "Not a commonly used password",
+			"At least 1 character", "At most 64 characters", "Not a commonly used password", notPattern,
 			"Must not contain your username", "Must differ from your last password",
 		}},
 		{Policy{}, []string{
-			"At most 128 characters", "Not a commonly used password", "Must not contain your username",
+			"At most 128 characters", "Not a commonly used password", notPattern, "Must not contain your username",
 		}},
 	}
 	for _, tt := range tests {
@@ -224,8 +240,8 @@ func FuzzCheck(f *testing.F) {
 	f.Add("日本語のパスワードです", "日本語")
 	f.Add(strings.Repeat("a", 200), "aaa")
 	f.Add("İstanbul-ıi-ǅ", "İST")
-	known := []string{"invalid", "too_short", "too_long", "common", "contains_username", "reused"}
-	policy := Policy{MinLength: 12}
+	known := []string{"invalid", "too_short", "too_long", "common", "weak", "contains_username", "reused"}
+	policy := Policy{MinLength: 12, MinStrength: 3, Context: Context{Email: "a.b@example.com", InstitutionID: "acme", InstitutionName: "Demo Bank"}}
 	f.Fuzz(func(t *testing.T, pw, user string) {
 		vs, err := policy.Check(t.Context(), nil, pw, user, nil)
 		if err != nil {

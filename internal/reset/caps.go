@@ -31,6 +31,15 @@ func verifyFailKey(institutionID, userID string) string {
 	return "verifyfail:" + institutionID + ":" + userID
 }
 
+// changeRefusalKey counts the password changes refused with one token (by
+// its hash: the token itself is never stored).
+func changeRefusalKey(tokenHash []byte) string {
+	return "changerefused:" + hex.EncodeToString(tokenHash)
+}
+
+// changeRefusalWindow outlives any token (expiration is at most 7 days).
+const changeRefusalWindow = 7 * 24 * time.Hour
+
 // smsDestKey counts SMS to one number, across institutions.
 func smsDestKey(phone string) string { return "smsdest:" + phone }
 

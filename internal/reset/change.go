@@ -2,6 +2,7 @@ package reset
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/resetd/resetd/internal/delivery"
@@ -10,27 +11,78 @@ import (
 )
 
 func policyFor(st Settings) password.Policy {
-	return password.Policy{MinLength: st.PasswordMinLength, History: st.PasswordHistory}
+	return password.Policy{MinLength: st.PasswordMinLength, History: st.PasswordHistory, MinStrength: st.PasswordMinStrength}
 }
 
-// checkAndHash applies the policy to a new password and hashes it. A
+// owner is whose password is being set: the words it must not be made of.
+type owner struct {
+	institutionID, userID, username, email string
+}
+
+// checkAndHash applies the institution's policy to pw, NFKC-normalised,
+// and hashes the normalised form (so the login, which normalises too,
+// matches whatever form the user types). The policy runs its cheap rules
+// before the breached list and the list before the history, so a refusal
+// costs argon2id time only when the password is refused as reused. A
 // password refused as reused has just been verified against the history
 // entry it matched: an entry that is not a current argon2id hash is
 // upgraded on the way out (SPEC §13).
-func (s *Service) checkAndHash(ctx context.Context, a Actor, st Settings, institutionID, userID, pw, username string, history []string) (string, error) {
-	v, matched, err := policyFor(st).Assess(ctx, s.hasher, pw, username, history)
+func (s *Service) checkAndHash(ctx context.Context, a Actor, st Settings, who owner, pw string, history []string) (string, error) {
+	p := policyFor(st)
+	p.Context = password.Context{Email: who.email, InstitutionID: who.institutionID, InstitutionName: st.DisplayName}
+	p.Breaches = s.breaches
+	v, matched, err := p.Assess(ctx, s.hasher, pw, who.username, history)
 	if err != nil {
 		return "", err
 	}
 	if len(v) > 0 {
 		if matched != "" {
-			if err := s.rehash(ctx, a, institutionID, userID, matched, pw); err != nil {
+			if err := s.rehash(ctx, a, who.institutionID, who.userID, matched, password.Normalize(pw)); err != nil {
 				return "", err
 			}
 		}
 		return "", &PolicyError{Violations: v}
 	}
-	return s.hasher.Hash(ctx, pw)
+	return s.hasher.Hash(ctx, password.Normalize(pw))
+}
+
+// changeRefusalsMax is how many changes a token may have refused before
+// it dies (SPEC §10): each refusal may cost argon2id verifications of the
+// history, so one link cannot buy unbounded hashing.
+const changeRefusalsMax = 10
+
+// changeAttempt counts one change attempt against the source IP
+// (publicPerIPMinute), before any hashing.
+func (s *Service) changeAttempt(ctx context.Context, a Actor, st Settings, t store.Token) error {
+	if st.PublicPerIPMinute <= 0 {
+		return nil // no limit: no write
+	}
+	return s.store.Update(ctx, func(tx store.Tx) error {
+		return s.limit(ctx, tx, s.now(), "publicPerIPMinute", ipKey(t.InstitutionID, a.IP), st.PublicPerIPMinute, time.Minute)
+	})
+}
+
+// changeRefused counts a policy refusal against the token and ends the
+// token at its changeRefusalsMax-th, so the reset page too shows it used
+// up. Only refusals count: a 503 (hashing at capacity) cost no hashing and
+// leaves the token as it was. Attempts running concurrently with the last
+// refusal may still be checked, so a token costs at most
+// changeRefusalsMax plus the hasher's bound of history checks.
+func (s *Service) changeRefused(ctx context.Context, a Actor, t store.Token, hash []byte) error {
+	return s.store.Update(ctx, func(tx store.Tx) error {
+		now := s.now()
+		n, err := tx.Hit(ctx, changeRefusalKey(hash), changeRefusalWindow, now)
+		if err != nil || n < changeRefusalsMax {
+			return err
+		}
+		if _, err := tx.ConsumeToken(ctx, hash, now); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil // a concurrent attempt ended it first
+			}
+			return err
+		}
+		return s.audit(ctx, tx, now, a, "password.change", t.InstitutionID, t.UserID, "refused_too_often")
+	})
 }
 
 // isResetToken reports whether a token's purpose lets it change a
@@ -125,6 +177,12 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 	if len(newPassword) > 4*128 {
 		return &PolicyError{Violations: []password.Violation{{Code: "too_long", Message: "Use at most 128 characters."}}}
 	}
+	// A change needs the hasher: when it could not even queue, answer
+	// busy before reading or writing anything, so a flood of changes
+	// against a full pool costs as little as a request can.
+	if s.hasher.Full() {
+		return password.ErrBusy
+	}
 	hash := hashToken(tok)
 	for try := 0; ; try++ {
 		var t store.Token
@@ -132,6 +190,7 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 		var u store.User
 		var snap snapshot
 		var history []string
+		var refused int
 		err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 			now := s.now()
 			if t, err = tx.LookupToken(ctx, hash, now); err != nil {
@@ -151,18 +210,37 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 				return goneIfNotFound(err)
 			}
 			snap = snapshotOf(in, u, true)
-			history, err = tx.PasswordHistory(ctx, t.InstitutionID, t.UserID, st.PasswordHistory)
+			if history, err = tx.PasswordHistory(ctx, t.InstitutionID, t.UserID, st.PasswordHistory); err != nil {
+				return err
+			}
+			refused, err = tx.Count(ctx, changeRefusalKey(hash), changeRefusalWindow, now)
 			return err
 		})
 		if err != nil {
 			return err
+		}
+		// changeRefused ends the token at its last refusal; this catches the
+		// attempts that raced it.
+		if refused >= changeRefusalsMax {
+			return ErrGone
 		}
 		if len(st.RequireFacts) > 0 && isLinkToken(t.Purpose) {
 			if err := s.checkFactsAtChange(ctx, a, st, t, u, facts); err != nil {
 				return err
 			}
 		}
-		newHash, err := s.checkAndHash(ctx, a, st, t.InstitutionID, t.UserID, newPassword, u.Username, history)
+		// After the facts (their wrong tries have a cap of their own), before
+		// anything that hashes.
+		if err := s.changeAttempt(ctx, a, st, t); err != nil {
+			return err
+		}
+		newHash, err := s.checkAndHash(ctx, a, st, owner{t.InstitutionID, t.UserID, u.Username, u.Email}, newPassword, history)
+		if pe := (*PolicyError)(nil); errors.As(err, &pe) {
+			if err := s.changeRefused(ctx, a, t, hash); err != nil {
+				return err
+			}
+			return pe
+		}
 		if err != nil {
 			return err
 		}

@@ -186,7 +186,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		}
 		newHash := given
 		if in.Password != nil {
-			if newHash, err = s.checkAndHash(ctx, a, st, institutionID, userID, *in.Password, merged.Username, history); err != nil {
+			if newHash, err = s.checkAndHash(ctx, a, st, owner{institutionID, userID, merged.Username, merged.Email}, *in.Password, history); err != nil {
 				return false, err
 			}
 		}

@@ -50,7 +50,7 @@ func (s *Service) VerifyPassword(ctx context.Context, a Actor, institutionID, us
 	}
 	ok := false
 	if u.PasswordHash != "" && u.Status == StatusActive {
-		if ok, err = s.hasher.Verify(ctx, u.PasswordHash, pw); err != nil {
+		if ok, err = s.verifyLogin(ctx, u.PasswordHash, pw); err != nil {
 			return err
 		}
 	}
@@ -62,7 +62,7 @@ func (s *Service) VerifyPassword(ctx context.Context, a Actor, institutionID, us
 	// parameters is re-hashed now, while it is in hand (SPEC §13).
 	var upgraded string
 	if ok && !s.hasher.Current(u.PasswordHash) {
-		if upgraded, err = s.upgradedHash(ctx, pw); err != nil {
+		if upgraded, err = s.upgradedHash(ctx, password.Normalize(pw)); err != nil {
 			return err
 		}
 	}
@@ -129,4 +129,19 @@ func (s *Service) rehash(ctx context.Context, a Actor, institutionID, userID, ol
 	return s.store.Update(ctx, func(tx store.Tx) error {
 		return s.rehashTx(ctx, tx, s.now(), a, institutionID, userID, old, upgraded)
 	})
+}
+
+// verifyLogin checks pw against a stored hash on the login's own hashing
+// slots. Passwords are hashed NFKC-normalised (checkAndHash), so the
+// normalised form is tried first; a hash set before normalisation (or
+// imported) may be of the form as typed, tried second only when the two
+// differ, so a password that is already normalised (nearly all) costs one
+// verification.
+func (s *Service) verifyLogin(ctx context.Context, encoded, pw string) (bool, error) {
+	nfkc := password.Normalize(pw)
+	ok, err := s.loginHasher.Verify(ctx, encoded, nfkc)
+	if err != nil || ok || nfkc == pw {
+		return ok, err
+	}
+	return s.loginHasher.Verify(ctx, encoded, pw)
 }

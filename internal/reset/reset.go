@@ -57,8 +57,16 @@ type Store interface {
 // own copy, so nothing outside the package can swap a dependency of a
 // live service.
 type Config struct {
-	Store     Store
-	Hasher    *password.Hasher
+	Store  Store
+	Hasher *password.Hasher
+	// LoginHasher verifies passwords for the platform's login
+	// (VerifyPassword); nil is Hasher. A Hasher of its own keeps login
+	// checks answering while the change endpoints use every slot of
+	// Hasher (SPEC §10).
+	LoginHasher *password.Hasher
+	// Breaches, when not nil, is the breached-password list new
+	// passwords are checked against (--breached-passwords).
+	Breaches  password.BreachList
 	Key       *seal.Key
 	Templates *delivery.Templates
 	// PublicURL is the base of links resetd itself serves (the reset page).
@@ -106,6 +114,8 @@ func (noObserver) Disputed()                  {}
 type Service struct {
 	store       Store
 	hasher      *password.Hasher
+	loginHasher *password.Hasher
+	breaches    password.BreachList
 	key         *seal.Key
 	templates   *delivery.Templates
 	publicURL   string
@@ -135,8 +145,11 @@ func New(c Config) *Service {
 	if c.Webhooks == nil {
 		c.Webhooks = &delivery.WebhookPolicy{}
 	}
+	if c.LoginHasher == nil {
+		c.LoginHasher = c.Hasher
+	}
 	return &Service{
-		store: c.Store, hasher: c.Hasher, key: c.Key, templates: c.Templates,
+		store: c.Store, hasher: c.Hasher, loginHasher: c.LoginHasher, breaches: c.Breaches, key: c.Key, templates: c.Templates,
 		publicURL: config.BaseURL(c.PublicURL), defaultFrom: c.DefaultFrom,
 		now: c.Now, logger: c.Logger, observer: c.Observer, webhooks: c.Webhooks, noSMS: c.NoSMS,
 		overrides: newOverrideCache(overrideCacheBytes),

@@ -18,14 +18,17 @@ import (
 // `expiration` plus resetd's own). Stored as JSON so a new setting needs
 // no migration.
 type Settings struct {
-	Expiration            int      `json:"expiration"`
-	OTPLength             int      `json:"otpLength"`
-	OTPExpiration         int      `json:"otpExpiration"`
-	OTPMaxAttempts        int      `json:"otpMaxAttempts"`
-	LinkBases             []string `json:"linkBases"`
-	Senders               []string `json:"senders"`
-	PasswordMinLength     int      `json:"passwordMinLength"`
-	PasswordHistory       int      `json:"passwordHistory"`
+	Expiration        int      `json:"expiration"`
+	OTPLength         int      `json:"otpLength"`
+	OTPExpiration     int      `json:"otpExpiration"`
+	OTPMaxAttempts    int      `json:"otpMaxAttempts"`
+	LinkBases         []string `json:"linkBases"`
+	Senders           []string `json:"senders"`
+	PasswordMinLength int      `json:"passwordMinLength"`
+	PasswordHistory   int      `json:"passwordHistory"`
+	// PasswordMinStrength is the least zxcvbn score (0…4) a new password
+	// needs (SPEC §10); 0 turns the estimate off.
+	PasswordMinStrength   int      `json:"passwordMinStrength"`
 	WebhookURL            string   `json:"webhookUrl"`
 	DisplayName           string   `json:"displayName"`
 	RevealRecipient       bool     `json:"revealRecipient"`
@@ -57,6 +60,7 @@ type SettingsPatch struct {
 	Senders               *[]string `json:"senders"`
 	PasswordMinLength     *int      `json:"passwordMinLength"`
 	PasswordHistory       *int      `json:"passwordHistory"`
+	PasswordMinStrength   *int      `json:"passwordMinStrength"`
 	WebhookURL            *string   `json:"webhookUrl"`
 	DisplayName           *string   `json:"displayName"`
 	RevealRecipient       *bool     `json:"revealRecipient"`
@@ -93,6 +97,7 @@ func DefaultSettings(publicURL string) Settings {
 		Senders:               []string{},
 		PasswordMinLength:     12,
 		PasswordHistory:       4,
+		PasswordMinStrength:   3,
 		SMSCountries:          []string{},
 		Templates:             map[string]string{},
 		SendsPerUserHour:      5,
@@ -145,6 +150,7 @@ func (p SettingsPatch) Apply(s Settings) Settings {
 	setInt(&s.OTPMaxAttempts, p.OTPMaxAttempts)
 	setInt(&s.PasswordMinLength, p.PasswordMinLength)
 	setInt(&s.PasswordHistory, p.PasswordHistory)
+	setInt(&s.PasswordMinStrength, p.PasswordMinStrength)
 	setInt(&s.SendsPerUserHour, p.SendsPerUserHour)
 	setInt(&s.PublicPerIPMinute, p.PublicPerIPMinute)
 	setInt(&s.PublicPerUsernameHour, p.PublicPerUsernameHour)
@@ -201,6 +207,7 @@ func (s Settings) Validate() error {
 		{"otpMaxAttempts", s.OTPMaxAttempts, 1, 10},
 		{"passwordMinLength", s.PasswordMinLength, 8, 64},
 		{"passwordHistory", s.PasswordHistory, 0, MaxPasswordHistory},
+		{"passwordMinStrength", s.PasswordMinStrength, 0, 4},
 		{"sendsPerUserHour", s.SendsPerUserHour, 0, 1000},
 		{"publicPerIPMinute", s.PublicPerIPMinute, 0, 100000},
 		{"publicPerUsernameHour", s.PublicPerUsernameHour, 0, 1000},
