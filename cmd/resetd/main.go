@@ -10,9 +10,11 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
+	"github.com/willabides/kongplete"
 
 	"github.com/resetd/resetd/internal/app"
 	"github.com/resetd/resetd/internal/buildinfo"
@@ -52,7 +54,30 @@ type CLI struct {
 	Version     VersionCmd     `cmd:"" help:"Print the module version and VCS revision."`
 	Doctor      DoctorCmd      `cmd:"" help:"Check a configuration without changing anything (database, key, SMTP, SMS, URLs, clock)."`
 	Bench       BenchCmd       `cmd:"" help:"Benchmark every flow against a real server on loopback, beside the machine's raw limits."`
+	Completion  CompletionCmd  `cmd:"" help:"Print the shell completion script: eval \"$(resetd completion bash)\" (or zsh)."`
 }
+
+// CompletionCmd prints the script that makes the shell ask resetd itself
+// for completions (github.com/willabides/kongplete answers them).
+type CompletionCmd struct {
+	Shell string `arg:"" enum:"bash,zsh" help:"bash or zsh."`
+}
+
+// Run prints the script.
+func (c *CompletionCmd) Run(g *Globals) error {
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if c.Shell == "zsh" {
+		fmt.Fprintln(g.stdout, "autoload -U +X bashcompinit && bashcompinit")
+	}
+	fmt.Fprintf(g.stdout, "complete -o default -C %s resetd\n", shellQuote(bin))
+	return nil
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -79,6 +104,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		fmt.Fprintln(stderr, "resetd:", err)
 		return 2
+	}
+	// The shell asks for completions by running resetd with COMP_LINE set
+	// (the script resetd completion prints).
+	if os.Getenv("COMP_LINE") != "" {
+		completed := false
+		kongplete.Complete(parser, kongplete.WithExitFunc(func(code int) { exit, completed = code, true }))
+		if completed {
+			return exit
+		}
 	}
 	code, done := parseAndRun(parser, &cli, args, &exit)
 	if done {
