@@ -11,9 +11,12 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/resetd/resetd/internal/app"
 	"github.com/resetd/resetd/internal/auth"
@@ -342,39 +345,121 @@ func (c *OutboxListCmd) Run(ctx context.Context, g *Globals) error {
 
 // AuditCmd reads the audit log.
 type AuditCmd struct {
-	Institution string `name:"institution" help:"Only this institution."`
-	Since       string `name:"since" help:"RFC 3339 time or a duration ago (e.g. 24h)."`
-	Limit       int    `name:"limit" default:"1000" help:"At most this many (the newest)."`
+	Institution string `name:"institution" help:"Only this institution (without it: every institution, and failures that named none that exists)."`
+	Since       string `name:"since" help:"From this RFC 3339 time or duration ago (e.g. 24h), inclusive."`
+	Until       string `name:"until" help:"Up to this RFC 3339 time or duration ago, exclusive."`
+	JSONL       bool   `name:"jsonl" help:"Print one JSON record a line."`
 }
 
-// Run prints audit records, newest last.
+// auditTime is an RFC 3339 time or a duration before now.
+func auditTime(flag, v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--%s must be an RFC 3339 time or a duration", flag)
+	}
+	return t, nil
+}
+
+// Run streams every matching audit record, oldest first, a page at a
+// time: the log is never held in memory whole.
 func (c *AuditCmd) Run(ctx context.Context, g *Globals) error {
-	var since time.Time
-	if c.Since != "" {
-		if d, err := time.ParseDuration(c.Since); err == nil {
-			since = time.Now().Add(-d)
-		} else if since, err = time.Parse(time.RFC3339, c.Since); err != nil {
-			return errors.New("--since must be an RFC 3339 time or a duration")
-		}
+	if c.JSONL && g.JSON {
+		return errors.New("give --json or --jsonl, not both")
+	}
+	now := time.Now()
+	var q reset.AuditQuery
+	var err error
+	if q.Since, err = auditTime("since", c.Since, now); err != nil {
+		return err
+	}
+	if q.Until, err = auditTime("until", c.Until, now); err != nil {
+		return err
 	}
 	a, err := g.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	rs, err := a.Reset.OperatorAudit(ctx, c.Institution, since, c.Limit)
-	if err != nil {
-		return err
+	out := bufio.NewWriter(g.stdout)
+	defer out.Flush()
+	enc := json.NewEncoder(out)
+	switch {
+	case g.JSON:
+		fmt.Fprint(out, `{"records":[`)
+	case !c.JSONL:
+		fmt.Fprintln(out, "TIME\tACTION\tINSTITUTION\tUSER\tCLIENT\tIP\tOUTCOME\tCOUNT\tTRANSACTION")
+	}
+	first := true
+	for {
+		page, err := a.Reset.OperatorAudit(ctx, c.Institution, q)
+		if err != nil {
+			return describe(err)
+		}
+		for _, r := range page.Records {
+			switch {
+			case g.JSON:
+				if !first {
+					fmt.Fprint(out, ",")
+				}
+				b, err := json.Marshal(r)
+				if err != nil {
+					return err
+				}
+				out.Write(b)
+			case c.JSONL:
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			default:
+				fields := []string{r.Time.Format(time.RFC3339), r.Action, r.InstitutionID, r.UserID, r.ClientID, r.IP, r.Outcome, strconv.Itoa(r.Count), r.TransactionID}
+				for i, f := range fields {
+					fields[i] = escapeText(f)
+				}
+				fmt.Fprintln(out, strings.Join(fields, "\t"))
+			}
+			first = false
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		q.Cursor = page.NextCursor
 	}
 	if g.JSON {
-		return g.printJSON(map[string]any{"records": rs})
+		fmt.Fprintln(out, "]}")
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tACTION\tINSTITUTION\tUSER\tCLIENT\tIP\tOUTCOME\tTRANSACTION")
-	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format(time.RFC3339), r.Action, r.InstitutionID, r.UserID, r.ClientID, r.IP, r.Outcome, r.TransactionID)
+	return out.Flush()
+}
+
+// escapeText makes a field safe for one line of text output: control
+// characters (a newline that would forge a record, a tab that would shift
+// the columns, an escape sequence for the terminal), line and paragraph
+// separators, bidirectional overrides and bytes that are not UTF-8 are
+// written as Go escapes, and a backslash as two, so every output line is
+// one record and the escaping is unambiguous.
+func escapeText(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
+		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069'):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+		i += size
 	}
-	return tw.Flush()
+	return b.String()
 }
 
 // VersionCmd prints the version.

@@ -291,6 +291,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelWarn),
 	}
+	// Failed authentications are audited aggregated, after their minute
+	// (reset.AuthFailures); the last are written once no request is left.
+	failCtx, stopFails := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFails()
+	failsDone := make(chan error, 1)
+	go func() { failsDone <- a.Reset.AuthFailures().Run(failCtx) }()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	var serveErr error
@@ -301,6 +307,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
 	err := hs.Shutdown(shutdown)
+	stopFails()
+	if ferr := <-failsDone; ferr != nil {
+		err = errors.Join(err, ferr)
+	}
 	if qerr := a.queue.Stop(shutdown); qerr != nil {
 		err = errors.Join(err, qerr)
 	}

@@ -94,6 +94,8 @@ type Service struct {
 	overrides sync.Map // string → *delivery.Templates
 	// selfServicePad holds self-service answers until a floor (timing).
 	selfServicePad latencyFloor
+	// failures counts failed authentication (failures.go).
+	failures *AuthFailures
 }
 
 // New returns a Service.
@@ -107,11 +109,13 @@ func New(c Config) *Service {
 	if c.Observer == nil {
 		c.Observer = noObserver{}
 	}
-	return &Service{
+	s := &Service{
 		store: c.Store, hasher: c.Hasher, key: c.Key, templates: c.Templates,
 		publicURL: config.BaseURL(c.PublicURL), defaultFrom: c.DefaultFrom,
 		now: c.Now, logger: c.Logger, observer: c.Observer,
 	}
+	s.failures = newAuthFailures(s)
+	return s
 }
 
 // Actor is who asked: the client, its IP and the request's transaction id.

@@ -177,7 +177,13 @@ func (s *Server) authorize(scope string, next apiHandler) http.HandlerFunc {
 		}
 		claims, err := s.auth.Verify(r.Context(), strings.TrimSpace(tok))
 		if err != nil {
-			s.reset.AuditFailure(r.Context(), actor(r, ""), "auth.bearer", r.PathValue("institutionId"), "", "invalid_token")
+			fails := s.reset.AuthFailures()
+			if fails.Failed(actor(r, ""), "auth.bearer", r.PathValue("institutionId"), "invalid_token") {
+				s.metrics.RateLimited("authFailuresPerIPMinute")
+				request.RetryAfter(w, fails.RetryAfter())
+				s.problem(w, r, http.StatusTooManyRequests, "rate-limited", "too many failed authentications from this address; retry later")
+				return
+			}
 			s.unauthorized(w, r, "invalid_token", "the access token is invalid or expired")
 			return
 		}
