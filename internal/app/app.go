@@ -56,6 +56,11 @@ type Config struct {
 	Argon2 *password.Params
 	// HashSlots bounds concurrent argon2id computations; 0 is one per CPU.
 	HashSlots int
+	// Retention of deliveries and audit; a zero field is its default
+	// (config.RetentionDeliveries, config.RetentionAudit).
+	Retention reset.Retention
+	// Purged hears the counts of each periodic purge (tests wait on it).
+	Purged func(reset.PurgeCounts)
 }
 
 // App is a wired resetd.
@@ -98,6 +103,12 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	cfg.PublicURL = config.PublicURL(cfg.PublicURL, cfg.Addr)
 	if cfg.QueueWorkers == 0 {
 		cfg.QueueWorkers = config.QueueWorkers
+	}
+	if cfg.Retention.Deliveries == 0 {
+		cfg.Retention.Deliveries = config.RetentionDeliveries
+	}
+	if cfg.Retention.Audit == 0 {
+		cfg.Retention.Audit = config.RetentionAudit
 	}
 	proxies, err := parseProxies(cfg.TrustedProxies)
 	if err != nil {
@@ -157,6 +168,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Store: st, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
 	})
+	river.AddWorker(workers, &purgeWorker{reset: a.Reset, retention: cfg.Retention, done: cfg.Purged})
 	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies})
 	web.Register(a.Server, web.Config{Reset: a.Reset, Key: a.Key, PublicURL: cfg.PublicURL, Now: cfg.Now, Logger: cfg.Logger}) // the reset page (SPEC §6)
 	return a, nil
@@ -166,6 +178,9 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 // names, and attaches the queue that works workers (nil: insert only).
 func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.Store, lifecycle, error) {
 	q := queue.Options{Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts, Logger: cfg.Logger}
+	if workers != nil {
+		q.Periodic = []queue.Periodic{{Every: reset.PurgeEvery, Job: purgeJob}}
+	}
 	dsn := cfg.DB
 	if dsn == "" {
 		dsn = config.DB
@@ -270,6 +285,11 @@ func parseProxies(list []string) ([]netip.Prefix, error) {
 		}
 	}
 	return out, nil
+}
+
+// Purge runs the purge now with the configured retention (resetd purge).
+func (a *App) Purge(ctx context.Context, dryRun bool) (reset.PurgeCounts, error) {
+	return a.Reset.Purge(ctx, a.cfg.Retention, dryRun)
 }
 
 // PublicURL is the base of links resetd serves.

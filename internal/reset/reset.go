@@ -39,7 +39,7 @@ const (
 )
 
 // Store is what the domain needs of persistence: transactions, and the
-// two listings that read beyond one transaction's worth of rows.
+// listings and the purge that reach beyond one transaction's worth of rows.
 type Store interface {
 	// Update runs fn in a write transaction; an error from fn rolls back.
 	Update(ctx context.Context, fn func(store.Tx) error) error
@@ -48,6 +48,7 @@ type Store interface {
 	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error)
 	Deliveries(ctx context.Context, institutionID, userID string, limit int) ([]store.Delivery, error)
 	AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]store.Delivery, error)
+	Purge(ctx context.Context, kind store.PurgeKind, cutoff time.Time, limit int, dryRun bool) (int, error)
 }
 
 // Config is what New needs. It is read once: a running Service keeps its
