@@ -52,7 +52,12 @@ func isTerminal(w io.Writer) bool {
 
 // open wires the app for an operator command (no queue is worked).
 func (g *Globals) open(ctx context.Context) (*app.App, error) {
-	return app.Open(ctx, app.Config{DB: g.DB, SecretKey: g.SecretKey, Logger: slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	return app.Open(ctx, app.Config{DB: g.DB, SecretKey: g.SecretKey, Logger: g.quietLogger()})
+}
+
+// quietLogger logs warnings and errors of an operator command.
+func (g *Globals) quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 func (g *Globals) printJSON(v any) error {
@@ -71,6 +76,7 @@ type ServeCmd struct {
 	NoMigrate      bool     `name:"no-migrate" help:"Do not apply migrations on start."`
 	Dev            bool     `name:"dev" help:"Seed a demo institution, user and client and print how to use them."`
 	QueueWorkers   int      `name:"queue-workers" default:"${default_queue_workers}" help:"Concurrent deliveries."`
+	Retention
 }
 
 // Run serves until the context ends (SIGINT/SIGTERM).
@@ -85,6 +91,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	a, err := app.Open(ctx, app.Config{
 		Addr: ln.Addr().String(), DB: g.DB, PublicURL: c.PublicURL, SMTP: c.SMTP, SMS: c.SMS, SecretKey: g.SecretKey,
 		TrustedProxies: c.TrustedProxies, NoMigrate: c.NoMigrate, Logger: logger, QueueWorkers: c.QueueWorkers,
+		Retention: c.config(),
 	})
 	if err != nil {
 		return err

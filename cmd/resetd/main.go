@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 
@@ -42,6 +43,7 @@ type CLI struct {
 	Client      ClientCmd      `cmd:"" help:"Manage OAuth2 clients."`
 	Outbox      OutboxCmd      `cmd:"" help:"Inspect outgoing messages."`
 	Audit       AuditCmd       `cmd:"" help:"Read the audit log."`
+	Purge       PurgeCmd       `cmd:"" help:"Delete now what is past retention (the server also does so every hour)."`
 	Version     VersionCmd     `cmd:"" help:"Print the version."`
 	Bench       BenchCmd       `cmd:"" help:"Benchmark every flow against a real server on loopback, beside the machine's raw limits."`
 }
@@ -83,9 +85,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // states, so --help and app.Open cannot disagree.
 func defaults() kong.Vars {
 	return kong.Vars{
-		"default_addr":          config.Addr,
-		"default_db":            config.DB,
-		"default_queue_workers": strconv.Itoa(config.QueueWorkers),
+		"default_addr":                 config.Addr,
+		"default_db":                   config.DB,
+		"default_queue_workers":        strconv.Itoa(config.QueueWorkers),
+		"default_retention_deliveries": strconv.Itoa(int(config.RetentionDeliveries/(24*time.Hour))) + "d",
+		"default_retention_audit":      strconv.Itoa(int(config.RetentionAudit/(24*time.Hour))) + "d",
 	}
 }
 
