@@ -220,6 +220,34 @@ func (c *InstitutionPutCmd) Run(ctx context.Context, g *Globals) error {
 type UserCmd struct {
 	Put    UserPutCmd    `cmd:"" help:"Create or replace a user."`
 	Import UserImportCmd `cmd:"" help:"Import users from a CSV file (userId,username,email,phone); upserts in batches."`
+	Delete UserDeleteCmd `cmd:"" help:"Delete a user (--erase: and pseudonymise them everywhere, for a GDPR request)."`
+}
+
+// UserDeleteCmd deletes a user.
+type UserDeleteCmd struct {
+	Institution string `name:"institution" required:"" help:"Institution id."`
+	ID          string `arg:"" name:"userid" help:"User id."`
+	Erase       bool   `name:"erase" help:"Replace the user id everywhere else (audit, deliveries, tokens, counters, queued jobs) by a keyed pseudonym."`
+}
+
+// Run deletes.
+func (c *UserDeleteCmd) Run(ctx context.Context, g *Globals) error {
+	a, err := g.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	del := a.Reset.DeleteUser
+	if c.Erase {
+		del = a.Reset.EraseUser
+	}
+	if err := del(ctx, reset.Actor{ClientID: "cli"}, c.Institution, c.ID); err != nil {
+		return describe(err)
+	}
+	if !g.JSON {
+		fmt.Fprintln(g.stdout, "deleted", c.ID)
+	}
+	return nil
 }
 
 // UserPutCmd creates or replaces a user.

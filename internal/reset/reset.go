@@ -49,6 +49,7 @@ type Store interface {
 	Deliveries(ctx context.Context, institutionID, userID string, limit int) ([]store.Delivery, error)
 	AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]store.Delivery, error)
 	Purge(ctx context.Context, kind store.PurgeKind, cutoff time.Time, limit int, dryRun bool) (int, error)
+	Forget(ctx context.Context) error
 }
 
 // Config is what New needs. It is read once: a running Service keeps its

@@ -120,7 +120,16 @@ func (s *Server) putUser(w http.ResponseWriter, r *http.Request, c auth.Claims) 
 }
 
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, c auth.Claims) {
-	if err := s.reset.DeleteUser(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId")); err != nil {
+	del := s.reset.DeleteUser
+	switch v := r.URL.Query()["erase"]; {
+	case len(v) == 0 || (len(v) == 1 && v[0] == "false"):
+	case len(v) == 1 && v[0] == "true":
+		del = s.reset.EraseUser
+	default:
+		s.fail(w, r, &reset.InvalidError{Field: "erase", Detail: "erase must be given at most once, as true or false"})
+		return
+	}
+	if err := del(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId")); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -191,6 +191,13 @@ func PurgeKinds() []PurgeKind {
 	return []PurgeKind{PurgeTokens, PurgeOTPs, PurgeApprovals, PurgeRateCounters, PurgeDeliveries, PurgeAudit}
 }
 
+// Erasure names what EraseUser replaces and deletes.
+type Erasure struct {
+	InstitutionID, UserID string
+	Pseudonym             string
+	CounterKeys           []string
+}
+
 // Job is a unit of background work a transaction queues: an email, an
 // SMS, a webhook. Its method set is River's JobArgs, so the queue's own
 // argument types are jobs, while this package stays free of River.
@@ -244,6 +251,12 @@ type DirectoryWriter interface {
 	// ErrConflict: the username belongs to another user.
 	PutUser(ctx context.Context, u User) (created bool, err error)
 	DeleteUser(ctx context.Context, institutionID, userID string) error
+	// EraseUser replaces a user's id by e.Pseudonym in every other row
+	// that names it — audit, deliveries (whose masked destination and last
+	// error are cleared), tokens, approvals, queued webhook events — and
+	// deletes the user's OTP, the send jobs' recorded errors and the rate
+	// counters e.CounterKeys (SPEC §12). DeleteUser then removes the user.
+	EraseUser(ctx context.Context, e Erasure) error
 	SetPassword(ctx context.Context, institutionID, userID, hash string, now time.Time) error
 	AddPasswordHistory(ctx context.Context, institutionID, userID, hash string, now time.Time, keep int) error
 	// LockUser blocks new sends to a user until a time.
@@ -332,6 +345,10 @@ type Store interface {
 	// one short transaction, and returns how many it deleted; with dryRun
 	// it deletes nothing and counts every such row.
 	Purge(ctx context.Context, kind PurgeKind, cutoff time.Time, limit int, dryRun bool) (int, error)
+	// Forget makes what was deleted unrecoverable from the database files
+	// where the backend can: SQLite (which zeroes deleted content, its
+	// secure_delete) checkpoints and truncates its write-ahead log.
+	Forget(ctx context.Context) error
 	// QueueStats counts deliveries not yet sent or failed, and the
 	// creation time of the oldest (zero when none), in one query: a
 	// metrics scrape should call it once for both gauges.

@@ -754,6 +754,39 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRe
 	return out, nil
 }
 
+// EraseUser: see the SQLite backend for why the jobs are touched.
+func (t *txn) EraseUser(ctx context.Context, e store.Erasure) error {
+	if !storable(e.InstitutionID, e.UserID, e.Pseudonym) {
+		return nil
+	}
+	in, uid, p := e.InstitutionID, e.UserID, e.Pseudonym
+	for _, st := range []struct {
+		q    string
+		args []any
+	}{
+		{`UPDATE river_job SET errors = NULL, args = jsonb_set(args, '{user_id}', to_jsonb($1::text)) WHERE kind = 'resetd_send'
+			AND args->>'institution_id' = $2 AND args->>'user_id' = $3`, []any{p, in, uid}},
+		{`UPDATE river_job SET args = jsonb_set(args, '{event,userId}', to_jsonb($1::text)) WHERE kind = 'resetd_webhook'
+			AND args->'event'->>'institutionId' = $2 AND args->'event'->>'userId' = $3`, []any{p, in, uid}},
+		{`UPDATE audit SET user_id = $1 WHERE institution_id = $2 AND user_id = $3`, []any{p, in, uid}},
+		{`UPDATE deliveries SET user_id = $1, destination = '', last_error = '' WHERE institution_id = $2 AND user_id = $3`, []any{p, in, uid}},
+		{`UPDATE tokens SET user_id = $1 WHERE institution_id = $2 AND user_id = $3`, []any{p, in, uid}},
+		{`UPDATE approvals SET user_id = $1 WHERE institution_id = $2 AND user_id = $3`, []any{p, in, uid}},
+		{`DELETE FROM otps WHERE institution_id = $1 AND user_id = $2`, []any{in, uid}},
+		{`DELETE FROM rate_counters WHERE key = ANY($1)`, []any{counterKeys(e.CounterKeys)}},
+	} {
+		if _, err := t.q.Exec(ctx, st.q, st.args...); err != nil {
+			return wrap(err, "erase user")
+		}
+	}
+	return nil
+}
+
+// Forget has nothing to do: PostgreSQL's dead row versions are reclaimed
+// by (auto)vacuum, and its write-ahead log recycled, on their own schedule
+// (docs/OPERATIONS.md).
+func (s *Store) Forget(context.Context) error { return nil }
+
 // purgeWhere is, per kind, the table and the condition that a row is past
 // the cutoff $1.
 func purgeWhere(kind store.PurgeKind) (table, cond string, ok bool) {
@@ -859,4 +892,13 @@ func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
 		return n, time.Time{}, nil
 	}
 	return n, fromTS(*oldest), nil
+}
+
+// counterKeys are rate-counter keys as the bytea column holds them.
+func counterKeys(keys []string) [][]byte {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = []byte(k)
+	}
+	return out
 }

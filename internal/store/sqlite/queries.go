@@ -166,6 +166,37 @@ func (t *txn) DeleteUser(ctx context.Context, institutionID, userID string) erro
 	return nil
 }
 
+// EraseUser: send jobs carry the user id beside their sealed message, and
+// their errors may quote a relay's answer naming the address; webhook
+// events carry the user id.
+func (t *txn) EraseUser(ctx context.Context, e store.Erasure) error {
+	in, uid, p := e.InstitutionID, e.UserID, e.Pseudonym
+	for _, st := range []struct {
+		q    string
+		args []any
+	}{
+		{`UPDATE river_job SET errors = NULL, args = jsonb_replace(args, '$.user_id', ?) WHERE kind = 'resetd_send'
+			AND json_extract(args, '$.institution_id') = ? AND json_extract(args, '$.user_id') = ?`, []any{p, in, uid}},
+		{`UPDATE river_job SET args = jsonb_replace(args, '$.event.userId', ?) WHERE kind = 'resetd_webhook'
+			AND json_extract(args, '$.event.institutionId') = ? AND json_extract(args, '$.event.userId') = ?`, []any{p, in, uid}},
+		{`UPDATE audit SET user_id = ? WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
+		{`UPDATE deliveries SET user_id = ?, destination = '', last_error = '' WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
+		{`UPDATE tokens SET user_id = ? WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
+		{`UPDATE approvals SET user_id = ? WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
+		{`DELETE FROM otps WHERE institution_id = ? AND user_id = ?`, []any{in, uid}},
+	} {
+		if _, err := t.q.ExecContext(ctx, st.q, st.args...); err != nil {
+			return fmt.Errorf("sqlite: erase user: %w", err)
+		}
+	}
+	for _, k := range e.CounterKeys {
+		if _, err := t.q.ExecContext(ctx, `DELETE FROM rate_counters WHERE key = ?`, k); err != nil {
+			return fmt.Errorf("sqlite: erase user: %w", err)
+		}
+	}
+	return nil
+}
+
 func (t *txn) SetPassword(ctx context.Context, institutionID, userID, hash string, now time.Time) error {
 	res, err := t.q.ExecContext(ctx, `UPDATE users SET password_hash = ?, updated_at = ? WHERE institution_id = ? AND id = ?`, hash, ms(now), institutionID, userID)
 	if err != nil {
@@ -490,6 +521,19 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRe
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// Forget checkpoints the write-ahead log into the database and truncates
+// it, so the page images written before an erasure are gone from disk.
+func (s *Store) Forget(ctx context.Context) error {
+	var busy, logged, done int
+	if err := s.write.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logged, &done); err != nil {
+		return fmt.Errorf("sqlite: checkpoint: %w", err)
+	}
+	if busy != 0 {
+		return fmt.Errorf("sqlite: checkpoint: readers kept the log busy")
+	}
+	return nil
 }
 
 // purgeWhere is, per kind, the table, its key (tokens, OTPs and counters
