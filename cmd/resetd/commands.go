@@ -23,6 +23,7 @@ import (
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/server"
+	"github.com/resetd/resetd/internal/tracing"
 )
 
 func asExit(err error, target *interface{ ExitCode() int }) bool { return errors.As(err, target) }
@@ -92,6 +93,8 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		Addr: ln.Addr().String(), DB: g.DB, PublicURL: c.PublicURL, SMTP: c.SMTP, SMS: c.SMS, SecretKey: g.SecretKey,
 		TrustedProxies: c.TrustedProxies, NoMigrate: c.NoMigrate, Logger: logger, QueueWorkers: c.QueueWorkers,
 		Retention: c.config(),
+		// OpenTelemetry's own variables turn traces on (docs/OPERATIONS.md).
+		Tracing: tracing.Options{Enabled: os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""},
 	})
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/resetd/resetd/internal/auth"
 	"github.com/resetd/resetd/internal/config"
@@ -30,6 +31,7 @@ import (
 	"github.com/resetd/resetd/internal/store"
 	"github.com/resetd/resetd/internal/store/postgres"
 	"github.com/resetd/resetd/internal/store/sqlite"
+	"github.com/resetd/resetd/internal/tracing"
 	"github.com/resetd/resetd/internal/web"
 )
 
@@ -61,6 +63,8 @@ type Config struct {
 	Retention reset.Retention
 	// Purged hears the counts of each periodic purge (tests wait on it).
 	Purged func(reset.PurgeCounts)
+	// Tracing turns OpenTelemetry traces on (internal/tracing).
+	Tracing tracing.Options
 }
 
 // App is a wired resetd.
@@ -75,8 +79,9 @@ type App struct {
 	// Hasher is the bounded argon2id hasher the domain uses (tests watch
 	// its slots).
 	Hasher *password.Hasher
-	email  delivery.Sender
-	queue  lifecycle
+	email   delivery.Sender
+	queue   lifecycle
+	tracing *tracing.Tracing
 }
 
 // lifecycle is the part of the queue (internal/queue) that Serve runs.
@@ -136,23 +141,28 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		}
 	}
 
+	if a.tracing, err = tracing.New(ctx, cfg.Tracing); err != nil {
+		return nil, err
+	}
 	workers := river.NewWorkers()
-	st, q, err := openStore(ctx, cfg, workers)
+	st, q, err := openStore(ctx, cfg, workers, a.tracing.QueueMiddleware())
 	if err != nil {
 		return nil, err
 	}
 	a.Store, a.queue = st, q
+	// The domain's transactions and the workers' writes get spans.
+	traced := a.tracing.Store(st)
 	if a.Key, err = loadKey(ctx, st, cfg.SecretKey); err != nil {
 		st.Close()
 		return nil, err
 	}
 	sendWorker := &delivery.Worker{
-		Key: a.Key, Email: a.email, SMS: sms, Recorder: st, Logger: cfg.Logger, Now: cfg.Now,
+		Key: a.Key, Email: a.email, SMS: sms, Recorder: traced, Logger: cfg.Logger, Now: cfg.Now,
 		Observe: a.Metrics.ObserveMessage,
 	}
 	river.AddWorker(workers, sendWorker)
 	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Client: cfg.HTTPClient, Now: cfg.Now, Logger: cfg.Logger})
-	if a.Auth, err = auth.New(ctx, st, a.Key, cfg.PublicURL, cfg.Now); err != nil {
+	if a.Auth, err = auth.New(ctx, traced, a.Key, cfg.PublicURL, cfg.Now); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -165,7 +175,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	a.Metrics.WatchHasher(hasher)
 	a.Metrics.WatchQueue(st, cfg.Now)
 	a.Reset = reset.New(reset.Config{
-		Store: st, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
+		Store: traced, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
 	})
 	river.AddWorker(workers, &purgeWorker{reset: a.Reset, retention: cfg.Retention, done: cfg.Purged})
@@ -176,8 +186,8 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 
 // openStore opens (and unless told not to migrates) the backend cfg.DB
 // names, and attaches the queue that works workers (nil: insert only).
-func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.Store, lifecycle, error) {
-	q := queue.Options{Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts, Logger: cfg.Logger}
+func openStore(ctx context.Context, cfg Config, workers *river.Workers, mw []rivertype.Middleware) (store.Store, lifecycle, error) {
+	q := queue.Options{Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts, Logger: cfg.Logger, Middleware: mw}
 	if workers != nil {
 		q.Periodic = []queue.Periodic{{Every: reset.PurgeEvery, Job: purgeJob}}
 	}
@@ -245,7 +255,7 @@ func attached[TTx any](st store.Store, b queue.Backend[TTx], o queue.Options) (s
 
 // Migrate opens the store, applies migrations and closes it.
 func Migrate(ctx context.Context, db string, logger *slog.Logger) error {
-	s, _, err := openStore(ctx, Config{DB: db, Logger: logger}, nil)
+	s, _, err := openStore(ctx, Config{DB: db, Logger: logger}, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -303,7 +313,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	hs := &http.Server{
-		Handler:           a.Server,
+		Handler:           a.tracing.Handler(a.Server, a.Server.Route),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -346,5 +356,9 @@ func (a *App) Close() error {
 	if c, ok := a.email.(interface{ Close() error }); ok {
 		err = c.Close()
 	}
+	// Spans of the last requests and jobs are exported before the end.
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = errors.Join(err, a.tracing.Shutdown(shutdown))
 	return errors.Join(err, a.Store.Close())
 }

@@ -52,6 +52,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Periodic jobs are inserted on a schedule (needs Workers).
 	Periodic []Periodic
+	// Middleware wraps inserting and working jobs (tracing).
+	Middleware []rivertype.Middleware
 }
 
 // Periodic is a job inserted every Every, and once when the queue starts.
@@ -100,6 +102,7 @@ func New[TTx any](driver riverdriver.Driver[TTx], o Options) (*Queue[TTx], error
 		RetryPolicy:          o.RetryPolicy,
 		JobTimeout:           jobTimeout,
 		RescueStuckJobsAfter: rescueStuckJobsAfter,
+		Middleware:           o.Middleware,
 	}
 	if o.Poll {
 		cfg.FetchCooldown = 20 * time.Millisecond

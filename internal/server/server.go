@@ -112,6 +112,12 @@ func (p *headerProbe) Header() http.Header         { return p.header }
 func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
 func (p *headerProbe) WriteHeader(code int)        { p.status = code }
 
+// Route is the pattern that serves r ("" for none): a name for its span.
+func (s *Server) Route(r *http.Request) string {
+	_, p := s.mux.Handler(r)
+	return p
+}
+
 // Handle lets other packages (the reset page) add routes.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
