@@ -78,7 +78,7 @@ type App struct {
 	Metrics *metrics.Metrics
 	// Hasher is the bounded argon2id hasher the domain uses (tests watch
 	// its slots).
-	Hasher *password.Hasher
+	Hasher  *password.Hasher
 	email   delivery.Sender
 	queue   lifecycle
 	tracing *tracing.Tracing
