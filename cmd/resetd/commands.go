@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 	"unicode"
@@ -21,6 +23,7 @@ import (
 	"github.com/resetd/resetd/internal/app"
 	"github.com/resetd/resetd/internal/auth"
 	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/server"
 	"github.com/resetd/resetd/internal/tracing"
@@ -74,15 +77,29 @@ type ServeCmd struct {
 	SMTP           string   `name:"smtp" env:"RESETD_SMTP_URL" help:"smtp://user:pass@host:port?tls=none|starttls|implicit&from=addr; unset: messages go to the log."`
 	SMS            string   `name:"sms" env:"RESETD_SMS_URL" help:"twilio://SID:TOKEN@host:port?from=+1555…&scheme=https|http or webhook+https://host/path?secret=…; unset: messages go to the log."`
 	TrustedProxies []string `name:"trusted-proxy" env:"RESETD_TRUSTED_PROXIES" sep:"," help:"CIDRs whose X-Forwarded-For is believed."`
+	TLSCert        string   `name:"tls-cert" env:"RESETD_TLS_CERT" help:"PEM certificate (chain): serve HTTPS on --addr; reread on SIGHUP."`
+	TLSKey         string   `name:"tls-key" env:"RESETD_TLS_KEY" help:"PEM private key of --tls-cert."`
+	ClientCA       string   `name:"client-ca" env:"RESETD_CLIENT_CA" help:"PEM CA bundle: ask for client certificates and verify them (tls_client_auth, certificate-bound tokens)."`
+	MetricsAddr    string   `name:"metrics-addr" env:"RESETD_METRICS_ADDR" help:"Serve /metrics, /healthz and /readyz on this address instead of --addr (where /metrics then answers 404)."`
 	NoMigrate      bool     `name:"no-migrate" help:"Do not apply migrations on start."`
 	Dev            bool     `name:"dev" help:"Seed a demo institution, user and client and print how to use them."`
 	QueueWorkers   int      `name:"queue-workers" default:"${default_queue_workers}" help:"Concurrent deliveries."`
 	Retention
+	Argon2Memory  uint32 `name:"argon2-memory" env:"RESETD_ARGON2_MEMORY" default:"${default_argon2_memory}" help:"argon2id memory of new password hashes, KiB (8·threads to 1048576)."`
+	Argon2Time    uint32 `name:"argon2-time" env:"RESETD_ARGON2_TIME" default:"${default_argon2_time}" help:"argon2id passes of new password hashes (1 to 10)."`
+	Argon2Threads uint8  `name:"argon2-threads" env:"RESETD_ARGON2_THREADS" default:"${default_argon2_threads}" help:"argon2id parallelism of new password hashes (1 to 16)."`
 }
 
 // Run serves until the context ends (SIGINT/SIGTERM).
 func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	logger := g.logger(c.Dev)
+	argon2 := password.DefaultParams
+	argon2.Memory, argon2.Time, argon2.Threads = c.Argon2Memory, c.Argon2Time, c.Argon2Threads
+	// Checked before listening: a value argon2 cannot run is a start-up
+	// error with its reason, not a panic at the first login.
+	if err := argon2.Validate(); err != nil {
+		return err
+	}
 	// Listen first so that --addr 127.0.0.1:0 yields links with the real port.
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -95,6 +112,8 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		Retention: c.config(),
 		// OpenTelemetry's own variables turn traces on (docs/OPERATIONS.md).
 		Tracing: tracing.Options{Enabled: os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""},
+		TLSCert: c.TLSCert, TLSKey: c.TLSKey, ClientCA: c.ClientCA, MetricsAddr: c.MetricsAddr,
+		Argon2: &argon2,
 	})
 	if err != nil {
 		return err
@@ -105,8 +124,33 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 	}
-	logger.Info("resetd listening", "addr", ln.Addr().String(), "public_url", a.PublicURL(), "db", redactDSN(g.DB), "version", version)
+	if c.TLSCert != "" {
+		reloadOnHangup(ctx, a, logger)
+	}
+	logger.Info("resetd listening", "addr", ln.Addr().String(), "public_url", a.PublicURL(), "metrics_addr", a.MetricsAddr(), "tls", c.TLSCert != "", "db", redactDSN(g.DB), "version", version)
 	return a.Serve(ctx, ln)
+}
+
+// reloadOnHangup rereads the TLS files on each SIGHUP until ctx ends:
+// certificates rotate without a restart or a dropped connection.
+func reloadOnHangup(ctx context.Context, a *app.App, logger *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := a.ReloadTLS(); err != nil {
+					logger.Error("reloading TLS files; the old ones stay in use", "err", err)
+					continue
+				}
+				logger.Info("TLS files reloaded")
+			}
+		}
+	}()
 }
 
 // Demo identifiers of serve --dev.
@@ -221,9 +265,10 @@ func (c *InstitutionPutCmd) Run(ctx context.Context, g *Globals) error {
 
 // UserCmd groups user commands.
 type UserCmd struct {
-	Put    UserPutCmd    `cmd:"" help:"Create or replace a user."`
-	Import UserImportCmd `cmd:"" help:"Import users from a CSV file (userId,username,email,phone); upserts in batches."`
-	Delete UserDeleteCmd `cmd:"" help:"Delete a user (--erase: and pseudonymise them everywhere, for a GDPR request)."`
+	Put          UserPutCmd          `cmd:"" help:"Create or replace a user."`
+	Import       UserImportCmd       `cmd:"" help:"Import users from a CSV file (userId,username,email,phone[,passwordHash]); upserts in batches."`
+	FromKeycloak UserFromKeycloakCmd `cmd:"" name:"from-keycloak" help:"Convert a Keycloak export to the CSV user import reads, password hashes included (docs/MIGRATION.md)."`
+	Delete       UserDeleteCmd       `cmd:"" help:"Delete a user (--erase: and pseudonymise them everywhere, for a GDPR request)."`
 }
 
 // UserDeleteCmd deletes a user.
@@ -323,6 +368,10 @@ type ClientCreateCmd struct {
 	Institution string   `name:"institution" required:"" help:"Institution id, or '*' for all."`
 	Scopes      []string `name:"scope" required:"" help:"Scope (repeatable)."`
 	Name        string   `name:"name" help:"A name for operators."`
+	Auth        string   `name:"auth" default:"client_secret_basic" enum:"client_secret_basic,client_secret_post,private_key_jwt,tls_client_auth" help:"How the client authenticates: a secret, private_key_jwt (--jwks-file) or tls_client_auth (--tls-subject)."`
+	JWKSFile    string   `name:"jwks-file" type:"existingfile" help:"The client's public JWK Set (private_key_jwt): P-256, Ed25519 or RSA >= 2048 keys."`
+	TLSSubject  string   `name:"tls-subject" help:"Subject DN of the client's certificate (tls_client_auth), as openssl x509 -noout -subject -nameopt RFC2253 prints it."`
+	RequireDPoP bool     `name:"require-dpop" help:"Issue this client DPoP-bound tokens only: a token request without a DPoP proof is refused."`
 }
 
 // Run creates the client.
@@ -340,12 +389,25 @@ func (c *ClientCreateCmd) Run(ctx context.Context, g *Globals) error {
 			return describe(err)
 		}
 	}
-	id, secret, err := a.Auth.CreateClient(ctx, c.Institution, c.Name, c.Scopes)
+	spec := auth.ClientSpec{InstitutionID: c.Institution, Name: c.Name, Scopes: c.Scopes, AuthMethod: c.Auth, TLSSubject: c.TLSSubject, RequireDPoP: c.RequireDPoP}
+	if c.JWKSFile != "" {
+		if spec.JWKS, err = os.ReadFile(c.JWKSFile); err != nil {
+			return err
+		}
+	}
+	id, secret, err := a.Auth.CreateClientSpec(ctx, spec)
 	if err != nil {
 		return err
 	}
-	// The secret is shown here once; only its hash is stored.
-	return json.NewEncoder(g.stdout).Encode(map[string]string{"client_id": id, "client_secret": secret})
+	out := map[string]any{"client_id": id, "token_endpoint_auth_method": c.Auth}
+	if secret != "" {
+		// The secret is shown here once; only its hash is stored.
+		out["client_secret"] = secret
+	}
+	if c.RequireDPoP {
+		out["dpop_bound_access_tokens"] = true
+	}
+	return json.NewEncoder(g.stdout).Encode(out)
 }
 
 // OutboxCmd groups outbox commands.

@@ -16,7 +16,7 @@ import (
 // UserImportCmd streams a CSV of users into the directory.
 type UserImportCmd struct {
 	Institution string `name:"institution" required:"" help:"Institution id."`
-	File        string `arg:"" name:"file" help:"CSV file with the header userId,username,email,phone ('-' for standard input)."`
+	File        string `arg:"" name:"file" help:"CSV file with the header userId,username,email,phone and optionally passwordHash ('-' for standard input)."`
 	DryRun      bool   `name:"dry-run" help:"Validate every row, write nothing."`
 	Batch       int    `name:"batch" default:"1000" help:"Rows per transaction."`
 }
@@ -134,7 +134,7 @@ func (c *UserImportCmd) Run(ctx context.Context, g *Globals) error {
 		return nil
 	}
 	field := func(rec []string, name string) string {
-		if i := cols[name]; i < len(rec) {
+		if i, ok := cols[name]; ok && i < len(rec) {
 			return strings.TrimSpace(rec[i])
 		}
 		return ""
@@ -155,7 +155,7 @@ func (c *UserImportCmd) Run(ctx context.Context, g *Globals) error {
 			}
 			return err
 		}
-		batch = append(batch, reset.ImportRow{Line: line, UserID: field(rec, "userId"), Username: field(rec, "username"), Email: field(rec, "email"), Phone: field(rec, "phone")})
+		batch = append(batch, reset.ImportRow{Line: line, UserID: field(rec, "userId"), Username: field(rec, "username"), Email: field(rec, "email"), Phone: field(rec, "phone"), PasswordHash: field(rec, "passwordHash")})
 		if len(batch) == c.Batch {
 			if err := flush(); err != nil {
 				return err

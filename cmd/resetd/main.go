@@ -15,6 +15,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/resetd/resetd/internal/config"
+	"github.com/resetd/resetd/internal/password"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -90,6 +91,10 @@ func defaults() kong.Vars {
 		"default_queue_workers":        strconv.Itoa(config.QueueWorkers),
 		"default_retention_deliveries": strconv.Itoa(int(config.RetentionDeliveries/(24*time.Hour))) + "d",
 		"default_retention_audit":      strconv.Itoa(int(config.RetentionAudit/(24*time.Hour))) + "d",
+		// argon2's defaults are OWASP's, stated in the package that owns them.
+		"default_argon2_memory":  strconv.FormatUint(uint64(password.DefaultParams.Memory), 10),
+		"default_argon2_time":    strconv.FormatUint(uint64(password.DefaultParams.Time), 10),
+		"default_argon2_threads": strconv.FormatUint(uint64(password.DefaultParams.Threads), 10),
 	}
 }
 

@@ -5,7 +5,9 @@
 package app
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -46,6 +49,18 @@ type Config struct {
 	SecretKey      string
 	TrustedProxies []string
 	NoMigrate      bool
+	// TLSCert and TLSKey are PEM files: serve HTTPS (SPEC §15); ClientCA
+	// a PEM bundle: ask for client certificates and verify them.
+	TLSCert, TLSKey, ClientCA string
+	// MetricsAddr serves /metrics, /healthz and /readyz apart from the
+	// main listener, which then answers 404 for /metrics.
+	MetricsAddr string
+
+	// ConnsPerIP and MaxConns lower the connection caps of SPEC §15
+	// (256 per source, 10,000 in all); 0 is the default.
+	ConnsPerIP, MaxConns int
+	// ReadTimeout bounds reading one request, body included; 0 is 15 s.
+	ReadTimeout time.Duration
 
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now. Tests inject one.
@@ -78,9 +93,15 @@ type App struct {
 	Metrics *metrics.Metrics
 	// Hasher is the bounded argon2id hasher the domain uses (tests watch
 	// its slots).
-	Hasher  *password.Hasher
-	email   delivery.Sender
-	queue   lifecycle
+	Hasher *password.Hasher
+	email  delivery.Sender
+	queue  lifecycle
+	tls    *tlsFiles
+	// metricsLn is the --metrics-addr listener, opened by Open so a bad
+	// address fails at start.
+	metricsLn net.Listener
+	// conns is the main listener's limiter while Serve runs.
+	conns   atomic.Pointer[limitListener]
 	tracing *tracing.Tracing
 }
 
@@ -93,6 +114,15 @@ type lifecycle interface {
 // Open builds an App: opens and (unless NoMigrate) migrates the store and
 // loads the secret key. The queue is not worked until Serve.
 func Open(ctx context.Context, cfg Config) (*App, error) {
+	params := password.DefaultParams
+	if cfg.Argon2 != nil {
+		params = *cfg.Argon2
+	}
+	// NewHasher panics on parameters argon2 cannot run; here they are a
+	// configuration error with its reason.
+	if err := params.Validate(); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -104,6 +134,9 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = config.Addr
+	}
+	if cfg.PublicURL == "" && cfg.TLSCert != "" {
+		cfg.PublicURL = "https://" + cfg.Addr
 	}
 	cfg.PublicURL = config.PublicURL(cfg.PublicURL, cfg.Addr)
 	if cfg.QueueWorkers == 0 {
@@ -120,6 +153,9 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	a := &App{cfg: cfg, Metrics: metrics.New()}
+	if a.tls, err = newTLSFiles(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA); err != nil {
+		return nil, err
+	}
 
 	// Senders first: a bad URL should fail before anything is opened.
 	var sms delivery.Sender = delivery.LogSender{Logger: cfg.Logger}
@@ -166,20 +202,24 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	params := password.DefaultParams
-	if cfg.Argon2 != nil {
-		params = *cfg.Argon2
-	}
 	hasher := password.NewHasher(params, cfg.HashSlots, 0)
 	a.Hasher = hasher
 	a.Metrics.WatchHasher(hasher)
 	a.Metrics.WatchQueue(st, cfg.Now)
+	a.Metrics.WatchPasswordSchemes(st, hasher.CurrentPrefix(), cfg.Now)
 	a.Reset = reset.New(reset.Config{
 		Store: traced, Hasher: hasher, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
 	})
 	river.AddWorker(workers, &purgeWorker{reset: a.Reset, retention: cfg.Retention, done: cfg.Purged})
-	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies})
+	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies,
+		MTLS: cfg.ClientCA != "", HSTS: strings.HasPrefix(cfg.PublicURL, "https://"), MetricsElsewhere: cfg.MetricsAddr != ""})
+	if cfg.MetricsAddr != "" {
+		if a.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("app: --metrics-addr: %w", err)
+		}
+	}
 	web.Register(a.Server, web.Config{Reset: a.Reset, Key: a.Key, PublicURL: cfg.PublicURL, Now: cfg.Now, Logger: cfg.Logger}) // the reset page (SPEC §6)
 	return a, nil
 }
@@ -203,24 +243,24 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers, mw []riv
 			if k, v, _ := strings.Cut(kv, "="); k == "synchronous" {
 				o.Synchronous = v
 			} else if kv != "" {
-				return nil, nil, fmt.Errorf("app: unknown sqlite option %q", kv)
+				return store.Store{}, nil, fmt.Errorf("app: unknown sqlite option %q", kv)
 			}
 		}
 		s, err := sqlite.Open(ctx, path, o)
 		if err := migrated(ctx, s, err, cfg.NoMigrate); err != nil {
-			return nil, nil, err
+			return store.Store{}, nil, err
 		}
 		q.Poll = true // SQLite has no LISTEN/NOTIFY
-		return attached(s, s, q)
+		return attached(store.Of(s, s, s), s, q)
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		// pgx's pool_* parameters in the URL size the pool (docs/DEPLOYMENT.md).
 		s, err := postgres.Open(ctx, dsn, postgres.Options{Logger: cfg.Logger})
 		if err := migrated(ctx, s, err, cfg.NoMigrate); err != nil {
-			return nil, nil, err
+			return store.Store{}, nil, err
 		}
-		return attached(s, s, q)
+		return attached(store.Of(s, s, s), s, q)
 	default:
-		return nil, nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
+		return store.Store{}, nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
 	}
 }
 
@@ -248,7 +288,7 @@ func attached[TTx any](st store.Store, b queue.Backend[TTx], o queue.Options) (s
 	q, err := queue.Attach(b, o)
 	if err != nil {
 		st.Close()
-		return nil, nil, err
+		return store.Store{}, nil, err
 	}
 	return st, q, nil
 }
@@ -305,21 +345,68 @@ func (a *App) Purge(ctx context.Context, dryRun bool) (reset.PurgeCounts, error)
 // PublicURL is the base of links resetd serves.
 func (a *App) PublicURL() string { return a.cfg.PublicURL }
 
-// Serve works the delivery queue and serves HTTP on ln until ctx ends,
-// then shuts down in order: stop accepting, finish in-flight requests,
-// finish running deliveries (bounded).
+// MetricsAddr is the address of the --metrics-addr listener, "" without.
+func (a *App) MetricsAddr() string {
+	if a.metricsLn == nil {
+		return ""
+	}
+	return a.metricsLn.Addr().String()
+}
+
+// ReloadTLS rereads the TLS certificate, key and client CA (SIGHUP): new
+// handshakes use them, open connections go on. On an error the files in
+// use stay.
+func (a *App) ReloadTLS() error {
+	if a.tls == nil {
+		return errors.New("app: no TLS configured")
+	}
+	return a.tls.load()
+}
+
+// OpenConns is the number of connections the main listener holds (0
+// outside Serve).
+func (a *App) OpenConns() int {
+	if l := a.conns.Load(); l != nil {
+		return l.count()
+	}
+	return 0
+}
+
+// Serve works the delivery queue and serves HTTP (HTTPS with TLS
+// configured) on ln until ctx ends, then shuts down in order: stop
+// accepting, finish in-flight requests, finish running deliveries
+// (bounded).
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if err := a.queue.Start(ctx); err != nil {
 		return err
 	}
+	readTimeout := cmp.Or(a.cfg.ReadTimeout, 15*time.Second)
+	limited := newLimitListener(ln, cmp.Or(a.cfg.ConnsPerIP, connsPerIP), cmp.Or(a.cfg.MaxConns, connsTotal), a.Metrics.RateLimited)
+	a.conns.Store(limited)
+	var serving net.Listener = limited
 	hs := &http.Server{
 		Handler:           a.tracing.Handler(a.Server, a.Server.Route),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
+		ReadHeaderTimeout: min(5*time.Second, readTimeout),
+		ReadTimeout:       readTimeout,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelWarn),
+		// Short: a parked keep-alive connection holds a slot (SPEC §15).
+		IdleTimeout:    30 * time.Second,
+		MaxHeaderBytes: 32 << 10,
+		ConnState:      limited.connState,
+		ErrorLog:       slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	if a.tls != nil {
+		hs.TLSConfig = a.tls.config()
+		serving = tls.NewListener(limited, hs.TLSConfig)
+	}
+	servers := []*http.Server{hs}
+	errc := make(chan error, 2)
+	go func() { errc <- hs.Serve(serving) }()
+	if a.metricsLn != nil {
+		ms := &http.Server{Handler: a.Server.Management(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second, ErrorLog: hs.ErrorLog}
+		servers = append(servers, ms)
+		go func() { errc <- ms.Serve(a.metricsLn) }()
 	}
 	// Failed authentications are audited aggregated, after their minute
 	// (reset.AuthFailures); the last are written once no request is left.
@@ -327,8 +414,6 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopFails()
 	failsDone := make(chan error, 1)
 	go func() { failsDone <- a.Reset.AuthFailures().Run(failCtx) }()
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -336,7 +421,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
-	err := hs.Shutdown(shutdown)
+	var err error
+	for _, s := range servers {
+		err = errors.Join(err, s.Shutdown(shutdown))
+	}
 	stopFails()
 	if ferr := <-failsDone; ferr != nil {
 		err = errors.Join(err, ferr)
@@ -360,5 +448,8 @@ func (a *App) Close() error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = errors.Join(err, a.tracing.Shutdown(shutdown))
+	if a.metricsLn != nil {
+		a.metricsLn.Close() // already closed when Serve ran
+	}
 	return errors.Join(err, a.Store.Close())
 }

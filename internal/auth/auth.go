@@ -65,6 +65,12 @@ type Claims struct {
 	InstitutionID string
 	Scopes        []string
 	Expiry        time.Time
+	// X5T is the SHA-256 thumbprint of the client certificate the token
+	// is bound to (cnf.x5t#S256, RFC 8705); "" when not bound.
+	X5T string
+	// JKT is the thumbprint of the DPoP key the token is bound to
+	// (cnf.jkt, RFC 9449); "" when not bound.
+	JKT string
 }
 
 // Has reports whether the token carries scope.
@@ -76,8 +82,9 @@ func (c Claims) Allows(institutionID string) bool {
 }
 
 type customClaims struct {
-	Scope       string `json:"scope"`
-	Institution string `json:"inst"`
+	Scope       string   `json:"scope"`
+	Institution string   `json:"inst"`
+	Cnf         *Binding `json:"cnf,omitempty"`
 }
 
 type verifyKey struct {
@@ -94,6 +101,7 @@ type Store interface {
 	InsertClient(ctx context.Context, c store.Client) error
 	SigningKeys(ctx context.Context) ([]store.SigningKey, error)
 	InsertSigningKey(ctx context.Context, k store.SigningKey) error
+	UseOnce(ctx context.Context, key string, expires, now time.Time) error
 }
 
 // Service issues and verifies tokens.
@@ -246,8 +254,9 @@ func (s *Service) Authenticate(ctx context.Context, id, secret string) (store.Cl
 }
 
 // Issue signs an access token for c with the requested scopes (all of the
-// client's when none are asked for).
-func (s *Service) Issue(c store.Client, requested []string) (token string, scopes []string, err error) {
+// client's when none are asked for), bound to a certificate or DPoP key
+// when a binding is given (SPEC §15).
+func (s *Service) Issue(c store.Client, requested []string, bound ...Binding) (token string, scopes []string, err error) {
 	scopes = c.Scopes
 	if len(requested) > 0 {
 		for _, r := range requested {
@@ -273,7 +282,7 @@ func (s *Service) Issue(c store.Client, requested []string) (token string, scope
 	if signer == nil {
 		return "", nil, errors.New("auth: no signing key")
 	}
-	token, err = jwt.Signed(signer).Claims(std).Claims(customClaims{Scope: strings.Join(scopes, " "), Institution: c.InstitutionID}).Serialize()
+	token, err = jwt.Signed(signer).Claims(std).Claims(customClaims{Scope: strings.Join(scopes, " "), Institution: c.InstitutionID, Cnf: cnf(bound)}).Serialize()
 	if err != nil {
 		return "", nil, fmt.Errorf("auth: sign: %w", err)
 	}
@@ -314,7 +323,11 @@ func (s *Service) Verify(ctx context.Context, token string) (Claims, error) {
 	if std.Expiry == nil || std.Subject == "" || cc.Institution == "" {
 		return Claims{}, ErrInvalidToken
 	}
-	return Claims{ClientID: std.Subject, InstitutionID: cc.Institution, Scopes: strings.Fields(cc.Scope), Expiry: std.Expiry.Time()}, nil
+	out := Claims{ClientID: std.Subject, InstitutionID: cc.Institution, Scopes: strings.Fields(cc.Scope), Expiry: std.Expiry.Time()}
+	if cc.Cnf != nil {
+		out.X5T, out.JKT = cc.Cnf.X5T, cc.Cnf.JKT
+	}
+	return out, nil
 }
 
 // JWKS returns the public keys as a JSON Web Key Set.

@@ -1,9 +1,16 @@
 package auth
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/resetd/resetd/internal/seal"
 	"github.com/resetd/resetd/internal/store"
@@ -64,5 +71,42 @@ func BenchmarkHashSecret(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = hashSecret("Oy_qCz7tXbq3vV1n0mJ9x0lS3o2oQk8pQyW3b1a2c3d")
+	}
+}
+
+// BenchmarkCheckDPoP verifies a fresh ES256 DPoP proof and records its
+// jti in the shared store: the work every DPoP-bound API request adds.
+func BenchmarkCheckDPoP(b *testing.B) {
+	s, _ := benchService(b)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{EmbedJWK: true}).WithType("dpop+jwt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const u = "http://127.0.0.1:8080/a/password-reset/api/v0/institutions/acme/settings"
+	proofs := make([]string, 0, 1024)
+	mk := func(i int) string {
+		p, err := jwt.Signed(signer).Claims(map[string]any{"jti": fmt.Sprint("j", i), "htm": "GET", "htu": u, "iat": time.Now().Unix()}).Serialize()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		if len(proofs) == 0 {
+			for range 1024 {
+				proofs = append(proofs, mk(i))
+				i++
+			}
+		}
+		p := proofs[len(proofs)-1]
+		proofs = proofs[:len(proofs)-1]
+		b.StartTimer()
+		if _, err := s.CheckDPoP(b.Context(), p, "GET", u, ""); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

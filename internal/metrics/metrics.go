@@ -9,6 +9,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -146,4 +147,57 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(queueDepth, prometheus.GaugeValue, float64(n))
 	ch <- prometheus.MustNewConstMetric(queueOldest, prometheus.GaugeValue, age)
+}
+
+// PasswordSchemeStats is what the users-per-scheme gauge reads.
+type PasswordSchemeStats interface {
+	PasswordSchemes(ctx context.Context, current string) (map[string]int, error)
+}
+
+// passwordSchemes is resetd_users_by_password_scheme: the progress of an
+// import's upgrade to argon2id (SPEC §13). Counting scans the users table,
+// so a scrape reuses a count younger than maxAge.
+type passwordSchemes struct {
+	desc    *prometheus.Desc
+	stats   PasswordSchemeStats
+	current string
+	now     func() time.Time
+	maxAge  time.Duration
+
+	mu     sync.Mutex
+	at     time.Time
+	counts map[string]int
+}
+
+func (p *passwordSchemes) Describe(ch chan<- *prometheus.Desc) { ch <- p.desc }
+
+func (p *passwordSchemes) Collect(ch chan<- prometheus.Metric) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.counts == nil || p.now().Sub(p.at) >= p.maxAge {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		counts, err := p.stats.PasswordSchemes(ctx, p.current)
+		cancel()
+		if err != nil && p.counts == nil {
+			return // no figure rather than a wrong one
+		}
+		if err == nil {
+			p.counts, p.at = counts, p.now()
+		}
+	}
+	for scheme, n := range p.counts {
+		ch <- prometheus.MustNewConstMetric(p.desc, prometheus.GaugeValue, float64(n), scheme)
+	}
+}
+
+// WatchPasswordSchemes exports how many users have a password hash of each
+// scheme; "argon2id" counts those with current (the PHC prefix of the
+// current parameters), the others are waiting for their next login.
+func (m *Metrics) WatchPasswordSchemes(s PasswordSchemeStats, current string, now func() time.Time) {
+	m.registry.MustRegister(&passwordSchemes{
+		desc: prometheus.NewDesc("resetd_users_by_password_scheme",
+			"Users by the scheme of their stored password hash (argon2id: current parameters; argon2id-old-params, argon2i, bcrypt, pbkdf2-sha256, pbkdf2-sha512, scrypt: upgraded at the next successful verify; none: no password). Counted at most once a minute.",
+			[]string{"scheme"}, nil),
+		stats: s, current: current, now: now, maxAge: time.Minute,
+	})
 }

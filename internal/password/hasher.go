@@ -1,7 +1,8 @@
 // Package password owns what resetd knows about passwords: argon2id hashing
 // with a bounded amount of concurrent work (so an overload turns into ErrBusy
 // instead of an out-of-memory kill), the PHC string format hashes are stored
-// in, and the policy a new password must meet (length, a shipped blocklist of
+// in, verification of the hashes a bank brings from its old system (argon2i,
+// bcrypt, PBKDF2, scrypt; SPEC §13), and the policy a new password must meet (length, a shipped blocklist of
 // common passwords, the username, and the user's recent password history).
 //
 // The package keeps no mutable global state: the only package-level data is
@@ -11,12 +12,13 @@ package password
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"runtime"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/crypto/argon2"
 )
 
 // Params are argon2id cost parameters.
@@ -51,7 +53,7 @@ const (
 	waitersPerSlot = 8
 )
 
-// Hasher computes and verifies argon2id hashes. Each computation holds
+// Hasher computes argon2id hashes and verifies hashes of every scheme. Each computation holds
 // Params.Memory KiB, so the number running at once is bounded; callers beyond
 // that wait a bounded time in a bounded queue. A Hasher is safe for
 // concurrent use.
@@ -75,8 +77,9 @@ type Hasher struct {
 // without waiting.
 //
 // NewHasher panics if p cannot be computed by argon2 or is outside the bounds
-// Verify accepts (see validate): that is a wiring mistake to catch at start-up,
-// not at the first password reset.
+// Verify accepts: parameters from configuration are checked with
+// Params.Validate first (app.Open does, and serve reports the reason), so a
+// panic here is a wiring mistake, caught at start-up, not at the first reset.
 func NewHasher(p Params, maxConcurrent int, maxWait time.Duration) *Hasher {
 	if err := p.validate(); err != nil {
 		panic(fmt.Sprintf("password: invalid params: %v", err))
@@ -97,6 +100,12 @@ func NewHasher(p Params, maxConcurrent int, maxWait time.Duration) *Hasher {
 
 // Params returns the parameters new hashes are made with.
 func (h *Hasher) Params() Params { return h.params }
+
+// CurrentPrefix is the start of every hash Current accepts, up to the salt:
+// $argon2id$v=19$m=19456,t=2,p=1$ (for counting users still to upgrade).
+func (h *Hasher) CurrentPrefix() string {
+	return fmt.Sprintf("$%s$v=%d$m=%d,t=%d,p=%d$", SchemeArgon2id, argon2.Version, h.params.Memory, h.params.Time, h.params.Threads)
+}
 
 // Waiting reports how many callers currently wait for a slot.
 func (h *Hasher) Waiting() int { return int(h.waiting.Load()) }
@@ -121,13 +130,15 @@ func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
 	return p.String(), nil
 }
 
-// Verify reports whether pw matches the PHC string encoded, using the
-// parameters in encoded rather than h's, so hashes made under older
-// parameters still verify. A malformed or out-of-bounds PHC string is an
-// error. The comparison runs in constant time.
+// Verify reports whether pw matches the stored hash encoded, of any scheme
+// CheckHash accepts, using the parameters in encoded rather than h's, so
+// hashes made under older parameters or imported from another system still
+// verify. A malformed or out-of-bounds hash is an error wrapping
+// ErrInvalidHash. The computation takes one of h's slots whatever the scheme,
+// and the comparison runs in constant time.
 func (h *Hasher) Verify(ctx context.Context, encoded, pw string) (bool, error) {
-	// Parse before taking a slot: a bad string must not cost argon2 time.
-	p, err := parsePHC(encoded)
+	// Parse before taking a slot: a bad string must not cost hashing time.
+	p, err := parseHash(encoded)
 	if err != nil {
 		return false, err
 	}
@@ -136,7 +147,15 @@ func (h *Hasher) Verify(ctx context.Context, encoded, pw string) (bool, error) {
 		return false, err
 	}
 	defer release()
-	return subtle.ConstantTimeCompare(p.derive(pw), p.key) == 1, nil
+	return p.matches(pw), nil
+}
+
+// Current reports whether encoded is an argon2id hash made with h's
+// parameters. A hash that is not should be replaced by Hash of the password
+// once Verify has accepted it (SPEC §13: rehash on verify).
+func (h *Hasher) Current(encoded string) bool {
+	p, err := parsePHC(encoded)
+	return err == nil && p.scheme() == SchemeArgon2id && p.params == h.params
 }
 
 // acquire takes a computation slot, waiting at most h.maxWait in a queue of at

@@ -155,8 +155,9 @@ func TestVerifyMalformed(t *testing.T) {
 		{"empty", ""},
 		{"dollar only", "$"},
 		{"algorithm only", "$argon2id$"},
-		{"argon2i", "$argon2i$v=19$m=64,t=1,p=1$" + salt + "$" + key},
-		{"bcrypt", "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"},
+		{"argon2d", "$argon2d$v=19$m=64,t=1,p=1$" + salt + "$" + key},
+		{"time 11", "$argon2id$v=19$m=64,t=11,p=1$" + salt + "$" + key},
+		{"memory 1 GiB + 1", "$argon2id$v=19$m=1048577,t=1,p=1$" + salt + "$" + key},
 		{"no leading dollar", "argon2id$v=19$m=64,t=1,p=1$" + salt + "$" + key},
 		{"version 16", "$argon2id$v=16$m=64,t=1,p=1$" + salt + "$" + key},
 		{"no version", "$argon2id$m=64,t=1,p=1$" + salt + "$" + key},
@@ -194,8 +195,8 @@ func TestVerifyMalformed(t *testing.T) {
 			if err == nil || ok {
 				t.Fatalf("Verify = %v, %v; want false and an error", ok, err)
 			}
-			if !errors.Is(err, errMalformed) {
-				t.Errorf("error %v does not wrap errMalformed", err)
+			if !errors.Is(err, ErrInvalidHash) {
+				t.Errorf("error %v does not wrap ErrInvalidHash", err)
 			}
 			if len(tt.phc) > 8 && strings.Contains(err.Error(), tt.phc) {
 				t.Errorf("error %q repeats the stored hash", err)
@@ -362,17 +363,35 @@ func FuzzVerify(f *testing.F) {
 	f.Add("$$$$$", "pw")
 	f.Add("$argon2id$v=19$m=10,t=1,p=1$00000000000$00000000000000000000\r000", "0")
 	f.Add("", "")
+	f.Add("$2b$04$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui", "pw")
+	f.Add("$pbkdf2-sha256$i=1000,l=16$c2FsdA$AAAAAAAAAAAAAAAAAAAAAA", "pw")
+	f.Add("$scrypt$ln=10,r=1,p=1$c2FsdA$AAAAAAAAAAAAAAAAAAAAAA", "pw")
 	h := setup(f)
 	f.Fuzz(func(t *testing.T, encoded, pw string) {
-		p, perr := parsePHC(encoded)
-		if perr == nil {
+		sp, perr := parseHash(encoded)
+		if p, isPHC := sp.(phc); isPHC {
 			// Canonical: what parses re-encodes to the same string.
 			if got := p.String(); got != encoded {
 				t.Fatalf("parse/encode round trip: %q became %q", encoded, got)
 			}
-			// Parsing may accept up to 256 MiB and t=16; only compute
-			// the cheap ones, so the fuzzer keeps its speed.
+		}
+		// Parsing accepts costs up to 1 GiB and seconds of CPU; only
+		// compute the cheap ones, so the fuzzer keeps its speed.
+		switch p := sp.(type) {
+		case phc:
 			if p.params.Memory > 1024 || p.params.Time > 2 {
+				return
+			}
+		case bcryptHash:
+			if string(p.encoded[4:6]) != "04" {
+				return
+			}
+		case pbkdf2Hash:
+			if p.iter > 5000 {
+				return
+			}
+		case scryptHash:
+			if p.ln > 10 || p.r > 2 || p.p > 2 {
 				return
 			}
 		}

@@ -57,11 +57,18 @@ func (p Policy) maxLength() int {
 // the ctx error, or a malformed history entry (a corrupt row should be seen,
 // not silently skipped). Violations are then nil.
 func (p Policy) Check(ctx context.Context, h *Hasher, pw, username string, history []string) ([]Violation, error) {
+	vs, _, err := p.Assess(ctx, h, pw, username, history)
+	return vs, err
+}
+
+// Assess is Check that also returns the history entry pw matched ("" when
+// none): that entry has just been verified, so a caller can replace it with a
+// current hash when h.Current says it is not (SPEC §13).
+func (p Policy) Assess(ctx context.Context, h *Hasher, pw, username string, history []string) (vs []Violation, matched string, err error) {
 	if !utf8.ValidString(pw) {
-		return []Violation{{Code: codeInvalid, Message: "The password contains invalid characters."}}, nil
+		return []Violation{{Code: codeInvalid, Message: "The password contains invalid characters."}}, "", nil
 	}
 
-	var vs []Violation
 	n := utf8.RuneCountInString(pw)
 	if n < p.MinLength {
 		vs = append(vs, Violation{Code: codeTooShort, Message: fmt.Sprintf("Use at least %s.", characters(p.MinLength))})
@@ -79,20 +86,21 @@ func (p Policy) Check(ctx context.Context, h *Hasher, pw, username string, histo
 
 	if p.History > 0 && len(history) > 0 {
 		if h == nil {
-			return nil, errors.New("password: history check needs a hasher")
+			return nil, "", errors.New("password: history check needs a hasher")
 		}
 		for i, encoded := range history[:min(p.History, len(history))] {
 			same, err := h.Verify(ctx, encoded, pw)
 			if err != nil {
-				return nil, fmt.Errorf("password: history entry %d: %w", i, err)
+				return nil, "", fmt.Errorf("password: history entry %d: %w", i, err)
 			}
 			if same {
 				vs = append(vs, Violation{Code: codeReused, Message: reusedMessage(p.History)})
+				matched = encoded
 				break
 			}
 		}
 	}
-	return vs, nil
+	return vs, matched, nil
 }
 
 // Describe returns the policy in words for a web page, e.g. "At least 12

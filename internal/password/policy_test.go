@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func codes(vs []Violation) []string {
@@ -129,7 +131,7 @@ func TestCheckErrors(t *testing.T) {
 		history []string
 		want    error // nil: any error
 	}{
-		{name: "malformed entry", h: h, history: []string{"$argon2id$v=19$garbage"}, want: errMalformed},
+		{name: "malformed entry", h: h, history: []string{"$argon2id$v=19$garbage"}, want: ErrInvalidHash},
 		{name: "no hasher", h: nil, history: []string{stored}},
 		{name: "busy", h: func() *Hasher {
 			busy := NewHasher(cheapParams, 1, 1)
@@ -249,5 +251,31 @@ func BenchmarkCheck(b *testing.B) {
 		if _, err := policy.Check(ctx, nil, "violet-tractor-harbour", "alice", nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestAssessReturnsMatchedLegacyEntry: a reused password matching an
+// imported bcrypt entry is refused, and the entry is returned so the caller
+// can upgrade it.
+func TestAssessReturnsMatchedLegacyEntry(t *testing.T) {
+	t.Parallel()
+	h := setup(t)
+	const pw = "violet-tractor-harbour"
+	legacy, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := h.Hash(t.Context(), "something-else-entirely")
+	if err != nil {
+		t.Fatal(err)
+	}
+	history := []string{other, string(legacy)}
+	vs, matched, err := Policy{History: 4}.Assess(t.Context(), h, pw, "alice", history)
+	if err != nil || len(vs) != 1 || vs[0].Code != "reused" || matched != string(legacy) {
+		t.Fatalf("Assess = %v, %q, %v; want [reused], the bcrypt entry, nil", vs, matched, err)
+	}
+	vs, matched, err = Policy{History: 4}.Assess(t.Context(), h, "a-new-one-never-used", "alice", history)
+	if err != nil || len(vs) != 0 || matched != "" {
+		t.Fatalf("Assess(new) = %v, %q, %v; want none, \"\", nil", vs, matched, err)
 	}
 }

@@ -58,8 +58,9 @@ func SetClientID(ctx context.Context, id string) {
 }
 
 // PeerIP is the TCP peer of r, or, when the peer is one of the trusted
-// proxies, the rightmost address in X-Forwarded-For that is not itself
-// trusted.
+// proxies, the rightmost address that is not itself trusted in
+// X-Forwarded-For, or without one in the RFC 7239 Forwarded header.
+// Entries may carry ports ("192.0.2.7:4711", "[2001:db8::1]:4711").
 func PeerIP(r *http.Request, trusted []netip.Prefix) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -69,10 +70,18 @@ func PeerIP(r *http.Request, trusted []netip.Prefix) string {
 	if err != nil || !isTrusted(trusted, peer) {
 		return host
 	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	// X-Forwarded-For first: most proxies set it and pass a client's own
+	// Forwarded header through untouched, so preferring Forwarded would let
+	// a client name its address. Forwarded counts only without XFF.
+	var hops []string
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		hops = strings.Split(strings.Join(xff, ","), ",")
+	} else {
+		hops = forwardedFor(r.Header.Values("Forwarded"))
+	}
 	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
+		a, ok := hopAddr(hops[i])
+		if !ok {
 			break
 		}
 		if !isTrusted(trusted, a) {
@@ -80,6 +89,62 @@ func PeerIP(r *http.Request, trusted []netip.Prefix) string {
 		}
 	}
 	return host
+}
+
+// forwardedFor returns the for= values of RFC 7239 Forwarded headers, in
+// order (hops are comma-separated, parameters semicolon-separated).
+func forwardedFor(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, elem := range strings.Split(v, ",") {
+			for _, pair := range strings.Split(elem, ";") {
+				k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+				if ok && strings.EqualFold(k, "for") {
+					out = append(out, strings.Trim(val, `"`))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// hopAddr parses one forwarded hop: an address, with or without a port,
+// IPv6 in brackets or bare.
+func hopAddr(s string) (netip.Addr, bool) {
+	s = strings.TrimSpace(s)
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a, true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr(), true
+	}
+	if h, _, err := net.SplitHostPort(s); err == nil {
+		if a, err := netip.ParseAddr(h); err == nil {
+			return a, true
+		}
+	}
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// Bucket is the key per-IP limits count an address under: an IPv4
+// address itself, an IPv6 address by its /64 (one customer's network is
+// usually a /64, and each of its 2^64 addresses must not get a budget of
+// its own). Anything that does not parse is its own bucket.
+func Bucket(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	return netip.PrefixFrom(a.WithZone(""), 64).Masked().String()
 }
 
 func isTrusted(trusted []netip.Prefix, a netip.Addr) bool {

@@ -59,6 +59,10 @@ func TestPeerIP(t *testing.T) {
 		{"garbage hop stops the walk", "10.1.2.3:80", []string{"203.0.113.9, junk"}, "10.1.2.3"},
 		{"mapped IPv4", "[::ffff:192.0.2.1]:80", []string{"::ffff:203.0.113.9"}, "203.0.113.9"},
 		{"no port", "198.51.100.4", nil, "198.51.100.4"},
+		{"XFF entry with a port", "10.1.2.3:80", []string{"203.0.113.9:4711"}, "203.0.113.9"},
+		{"XFF IPv6 entry with a port", "10.1.2.3:80", []string{"[2001:db8::1]:4711"}, "2001:db8::1"},
+		{"XFF bracketed IPv6 without a port", "10.1.2.3:80", []string{"[2001:db8::2]"}, "2001:db8::2"},
+		{"XFF trusted hop with a port skipped", "10.1.2.3:80", []string{"203.0.113.9:1, 10.9.9.9:2"}, "203.0.113.9"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -71,6 +75,58 @@ func TestPeerIP(t *testing.T) {
 				t.Errorf("got %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+func TestPeerIPForwarded(t *testing.T) {
+	t.Parallel()
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	for _, c := range []struct {
+		name, remote string
+		fwd, xff     []string
+		want         string
+	}{
+		{"for with a port", "10.1.2.3:80", []string{"for=192.0.2.43:47011"}, nil, "192.0.2.43"},
+		{"quoted IPv6 with a port", "10.1.2.3:80", []string{`for="[2001:db8:cafe::17]:4711"`}, nil, "2001:db8:cafe::17"},
+		{"several hops and parameters", "10.1.2.3:80", []string{"for=198.51.100.17;proto=https, for=192.0.2.60;by=10.0.0.1", "for=10.2.2.2"}, nil, "192.0.2.60"},
+		// A proxy that sets X-Forwarded-For passes a client's own Forwarded
+		// through: that header must not name the client's address.
+		{"X-Forwarded-For wins over a Forwarded the client sent", "10.1.2.3:80", []string{"for=192.0.2.43"}, []string{"203.0.113.9"}, "203.0.113.9"},
+		{"obfuscated identifier stops the walk", "10.1.2.3:80", []string{"for=_hidden"}, nil, "10.1.2.3"},
+		{"untrusted peer's header ignored", "198.51.100.4:1", []string{"for=192.0.2.43"}, nil, "198.51.100.4"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = c.remote
+			for _, v := range c.fwd {
+				r.Header.Add("Forwarded", v)
+			}
+			for _, v := range c.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := PeerIP(r, trusted); got != c.want {
+				t.Errorf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestBucketKeysIPv6ByItsSlash64(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{
+		{"2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", true},
+		{"2001:db8:1:2::1", "2001:db8:1:3::1", false},
+		{"192.0.2.1", "192.0.2.2", false},
+		{"::ffff:192.0.2.1", "192.0.2.1", true},
+		{"fe80::1%eth0", "fe80::2", true},
+	} {
+		if got := Bucket(c.a) == Bucket(c.b); got != c.same {
+			t.Errorf("Bucket(%q)=%q, Bucket(%q)=%q: same=%v, want %v", c.a, Bucket(c.a), c.b, Bucket(c.b), got, c.same)
+		}
 	}
 }
 

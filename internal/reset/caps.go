@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/resetd/resetd/internal/request"
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -15,7 +16,8 @@ import (
 func sendKey(institutionID, userID string) string { return "send:" + institutionID + ":" + userID }
 
 // ipKey counts one client IP's public requests (publicPerIPMinute).
-func ipKey(institutionID, ip string) string { return "ip:" + institutionID + ":" + ip }
+// IPv6 clients are counted by their /64 (request.Bucket).
+func ipKey(institutionID, ip string) string { return "ip:" + institutionID + ":" + request.Bucket(ip) }
 
 // selfServiceNameKey counts self-service requests naming one username
 // (publicPerUsernameHour).

@@ -12,12 +12,21 @@ func policyFor(st Settings) password.Policy {
 	return password.Policy{MinLength: st.PasswordMinLength, History: st.PasswordHistory}
 }
 
-func (s *Service) checkAndHash(ctx context.Context, st Settings, pw, username string, history []string) (string, error) {
-	v, err := policyFor(st).Check(ctx, s.hasher, pw, username, history)
+// checkAndHash applies the policy to a new password and hashes it. A
+// password refused as reused has just been verified against the history
+// entry it matched: an entry that is not a current argon2id hash is
+// upgraded on the way out (SPEC §13).
+func (s *Service) checkAndHash(ctx context.Context, a Actor, st Settings, institutionID, userID, pw, username string, history []string) (string, error) {
+	v, matched, err := policyFor(st).Assess(ctx, s.hasher, pw, username, history)
 	if err != nil {
 		return "", err
 	}
 	if len(v) > 0 {
+		if matched != "" {
+			if err := s.rehash(ctx, a, institutionID, userID, matched, pw); err != nil {
+				return "", err
+			}
+		}
 		return "", &PolicyError{Violations: v}
 	}
 	return s.hasher.Hash(ctx, pw)
@@ -70,7 +79,7 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 			return err
 		}
 	}
-	newHash, err := s.checkAndHash(ctx, st, newPassword, u.Username, history)
+	newHash, err := s.checkAndHash(ctx, a, st, t.InstitutionID, t.UserID, newPassword, u.Username, history)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -22,6 +23,10 @@ type UserInput struct {
 	Status   string
 	// Password, when set, replaces the current one (after the policy).
 	Password *string
+	// PasswordHash, when set, replaces the current password with a hash
+	// brought from another system, stored as given (SPEC §13). It excludes
+	// Password.
+	PasswordHash *string
 	// Facts, when set, replace the stored knowledge facts.
 	Facts map[string]string
 }
@@ -75,6 +80,15 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 	if err := in.normalize(); err != nil {
 		return false, err
 	}
+	var given string // a hash from another system, checked once
+	if in.PasswordHash != nil {
+		if in.Password != nil {
+			return false, invalid("passwordHash", "give password or passwordHash, not both")
+		}
+		if given, err = importedHash(*in.PasswordHash); err != nil {
+			return false, err
+		}
+	}
 	for try := 0; ; try++ {
 		// Read and render first (see prepare.go), then write.
 		var inst store.Institution
@@ -100,9 +114,9 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		}); err != nil {
 			return false, err
 		}
-		var newHash string
+		newHash := given
 		if in.Password != nil {
-			if newHash, err = s.checkAndHash(ctx, st, *in.Password, in.Username, history); err != nil {
+			if newHash, err = s.checkAndHash(ctx, a, st, institutionID, userID, *in.Password, in.Username, history); err != nil {
 				return false, err
 			}
 		}
@@ -115,13 +129,27 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 			if !sameSettings(inst, fresh) {
 				return errStale
 			}
-			created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, newHash, notices, true)
+			old, err := existingUser(ctx, tx, institutionID, userID)
+			if err != nil {
+				return err
+			}
+			created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, old, newHash, notices, true)
 			return err
 		})
 		if err = staleOrDone(err, try); err != errStale {
 			return created, err
 		}
 	}
+}
+
+// importedHash validates a hash brought from another system for its form
+// and cost bounds, without computing it (an import of a million rows must not
+// run a million KDFs); it is stored as given and verified at the first login.
+func importedHash(h string) (string, error) {
+	if err := password.CheckHash(h); err != nil {
+		return "", invalid("passwordHash", strings.TrimPrefix(err.Error(), password.ErrInvalidHash.Error()+": "))
+	}
+	return h, nil
 }
 
 // normalize validates a user's fields and puts them in stored form.
@@ -145,20 +173,32 @@ func (in *UserInput) normalize() error {
 	return nil
 }
 
-// putUserTx writes a normalised user in tx, with every rule that goes
-// with it: kept password and facts, the contact-change cooldown and its
-// notice, killed tokens for a disabled user, the audit record.
-func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, newHash string, notices contactNotices, audit bool) (bool, error) {
+// existingUser returns the stored user, or nil when there is none.
+func existingUser(ctx context.Context, tx store.ReadTx, institutionID, userID string) (*store.User, error) {
+	u, err := tx.User(ctx, institutionID, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// putUserTx writes a normalised user in tx over found (nil: none), with
+// every rule that goes with it: kept password and facts, the contact-change
+// cooldown and its notice, killed tokens for a disabled user, the audit
+// record. The caller has read found in tx (an import reads it once per row).
+func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, found *store.User, newHash string, notices contactNotices, audit bool) (bool, error) {
 	email, phone, status := in.Email, in.Phone, in.Status
 	u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
-	old, err := tx.User(ctx, institutionID, userID)
-	existed := err == nil
-	switch {
-	case existed:
+	var old store.User
+	existed := found != nil
+	var err error
+	if existed {
+		old = *found
 		u.PasswordHash, u.CreatedAt, u.Facts, u.LockedUntil = old.PasswordHash, old.CreatedAt, old.Facts, old.LockedUntil
 		u.EmailChangedAt, u.PhoneChangedAt = old.EmailChangedAt, old.PhoneChangedAt
-	case !errors.Is(err, store.ErrNotFound):
-		return false, err
 	}
 	if newHash != "" {
 		u.PasswordHash = newHash
@@ -193,7 +233,13 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 		}
 	}
 	if newHash != "" {
-		if err := tx.AddPasswordHistory(ctx, institutionID, userID, newHash, now, MaxPasswordHistory); err != nil {
+		// A new user has no history to trim (a deleted user's went with
+		// them): one statement less per imported row.
+		keep := MaxPasswordHistory
+		if !existed {
+			keep = -1
+		}
+		if err := tx.AddPasswordHistory(ctx, institutionID, userID, newHash, now, keep); err != nil {
 			return false, err
 		}
 	}

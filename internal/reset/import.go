@@ -8,13 +8,17 @@ import (
 	"github.com/resetd/resetd/internal/store"
 )
 
-// ImportRow is one line of a user import (header userId,username,email,phone).
+// ImportRow is one line of a user import (header userId,username,email,phone
+// and optionally passwordHash).
 type ImportRow struct {
 	Line     int
 	UserID   string
 	Username string
 	Email    string
 	Phone    string
+	// PasswordHash, when not empty, is a hash from the old system in one
+	// of the forms of SPEC §13; it replaces the user's password.
+	PasswordHash string
 }
 
 // RowError says why a line was not imported.
@@ -25,7 +29,7 @@ type RowError struct {
 
 // ImportUsers upserts a batch of users in one transaction. A bad row is
 // reported and skipped, never fatal to the rest. An existing user keeps
-// their password, facts and status; a changed contact starts its cooldown
+// their password (unless the row brings a passwordHash), facts and status; a changed contact starts its cooldown
 // and notifies the old one, as with PUT. dryRun validates only.
 func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string, rows []ImportRow, dryRun bool) (imported int, rejected []RowError, err error) {
 	if err := checkIDs(institutionID); err != nil {
@@ -78,26 +82,37 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 				if !ok {
 					continue
 				}
+				var newHash string
+				if r.PasswordHash != "" {
+					var err error
+					if newHash, err = importedHash(r.PasswordHash); err != nil {
+						reject(r.Line, err)
+						continue
+					}
+				}
 				key := store.UsernameKey(in.Username)
 				if prev, dup := seen[key]; dup {
 					reject(r.Line, fmt.Errorf("username: also on line %d", prev))
 					continue
 				}
 				// Checked before writing: a failed statement would abort a
-				// PostgreSQL transaction, and with it the batch.
-				if other, err := tx.UserByUsername(ctx, institutionID, in.Username); err == nil && other.ID != r.UserID {
-					reject(r.Line, errors.New("username: belongs to another user"))
-					continue
-				} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+				// PostgreSQL transaction, and with it the batch. One read
+				// gives the stored row and the username's holder (SPEC §13's
+				// import rate).
+				found, owner, err := tx.UserAndUsernameOwner(ctx, institutionID, r.UserID, in.Username)
+				if err != nil {
 					return err
 				}
+				if owner != "" && owner != r.UserID {
+					reject(r.Line, errors.New("username: belongs to another user"))
+					continue
+				}
 				seen[key] = r.Line
-				old, err := tx.User(ctx, institutionID, r.UserID)
-				existed := err == nil
+				var old store.User
+				existed := found != nil
 				if existed {
+					old = *found
 					in.Status = old.Status
-				} else if !errors.Is(err, store.ErrNotFound) {
-					return err
 				}
 				if !dryRun && notices[r.Line].stale(old, existed) {
 					observed[r.Line] = knownUser{old, existed}
@@ -105,7 +120,7 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 					continue
 				}
 				if !dryRun && !stale {
-					if _, err := s.putUserTx(ctx, tx, now, st, a, institutionID, r.UserID, in, "", notices[r.Line], false); err != nil {
+					if _, err := s.putUserTx(ctx, tx, now, st, a, institutionID, r.UserID, in, found, newHash, notices[r.Line], false); err != nil {
 						return fmt.Errorf("reset: import line %d: %w", r.Line, err)
 					}
 				}
@@ -157,19 +172,18 @@ func (s *Service) importNotices(ctx context.Context, institutionID string, rows 
 		if inst, st, err = s.institutionIn(ctx, tx, institutionID); err != nil {
 			return err
 		}
+		// One read for the batch, not one per row (SPEC §13's import rate).
+		ids := make([]string, 0, len(rows))
 		for _, r := range rows {
-			if _, ok := current[r.UserID]; ok || !ValidID(r.UserID) {
-				continue
-			}
-			u, err := tx.User(ctx, institutionID, r.UserID)
-			switch {
-			case err == nil:
-				current[r.UserID] = knownUser{u, true}
-			case !errors.Is(err, store.ErrNotFound):
-				return err
+			if ValidID(r.UserID) {
+				ids = append(ids, r.UserID)
 			}
 		}
-		return nil
+		found, err := tx.UsersByID(ctx, institutionID, ids)
+		for id, u := range found {
+			current[id] = knownUser{u, true}
+		}
+		return err
 	})
 	if err != nil {
 		return inst, nil, err

@@ -2,8 +2,10 @@ package reset
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -53,10 +55,23 @@ func (s *Service) VerifyPassword(ctx context.Context, a Actor, institutionID, us
 	if !ok {
 		outcome = "mismatch"
 	}
+	// A verified password whose hash is imported or made with older
+	// parameters is re-hashed now, while it is in hand (SPEC §13).
+	var upgraded string
+	if ok && !s.hasher.Current(u.PasswordHash) {
+		if upgraded, err = s.upgradedHash(ctx, pw); err != nil {
+			return err
+		}
+	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
 		now := s.now()
 		if !ok {
 			if _, err := tx.Hit(ctx, key, verifyFailuresWindow, now); err != nil {
+				return err
+			}
+		}
+		if upgraded != "" {
+			if err := s.rehashTx(ctx, tx, now, a, institutionID, userID, u.PasswordHash, upgraded); err != nil {
 				return err
 			}
 		}
@@ -69,4 +84,46 @@ func (s *Service) VerifyPassword(ctx context.Context, a Actor, institutionID, us
 		return ErrWrongPassword
 	}
 	return nil
+}
+
+// upgradedHash hashes a just-verified password with the current
+// parameters. A hasher at capacity skips the upgrade (the next successful
+// verify tries again) rather than fail a login that has succeeded.
+func (s *Service) upgradedHash(ctx context.Context, pw string) (string, error) {
+	h, err := s.hasher.Hash(ctx, pw)
+	if errors.Is(err, password.ErrBusy) {
+		s.logger.Warn("password rehash skipped: hashing capacity exhausted")
+		return "", nil
+	}
+	return h, err
+}
+
+// rehashTx replaces old by upgraded where old is still stored, and audits
+// it as password.rehash with the scheme it came from.
+func (s *Service) rehashTx(ctx context.Context, tx store.Tx, now time.Time, a Actor, institutionID, userID, old, upgraded string) error {
+	replaced, err := tx.RehashPassword(ctx, institutionID, userID, old, upgraded)
+	if err != nil {
+		return err
+	}
+	where := "history"
+	if replaced {
+		where = "current"
+	}
+	from, _ := password.Scheme(old)
+	return s.audit(ctx, tx, now, a, "password.rehash", institutionID, userID, from+" "+where)
+}
+
+// rehash upgrades a hash pw has just been verified against, in its own
+// transaction (the history check of a refused change).
+func (s *Service) rehash(ctx context.Context, a Actor, institutionID, userID, old, pw string) error {
+	if s.hasher.Current(old) {
+		return nil
+	}
+	upgraded, err := s.upgradedHash(ctx, pw)
+	if err != nil || upgraded == "" {
+		return err
+	}
+	return s.store.Update(ctx, func(tx store.Tx) error {
+		return s.rehashTx(ctx, tx, s.now(), a, institutionID, userID, old, upgraded)
+	})
 }

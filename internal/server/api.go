@@ -94,19 +94,21 @@ func (s *Server) findUsers(w http.ResponseWriter, r *http.Request, c auth.Claims
 
 func (s *Server) putUser(w http.ResponseWriter, r *http.Request, c auth.Claims) {
 	var body struct {
-		Username string            `json:"username"`
-		Email    string            `json:"email"`
-		Phone    string            `json:"phone"`
-		Status   string            `json:"status"`
-		Password *string           `json:"password"`
-		Facts    map[string]string `json:"facts"`
+		Username     string            `json:"username"`
+		Email        string            `json:"email"`
+		Phone        string            `json:"phone"`
+		Status       string            `json:"status"`
+		Password     *string           `json:"password"`
+		PasswordHash *string           `json:"passwordHash"`
+		Facts        map[string]string `json:"facts"`
 	}
 	if err := decode(r, &body, false); err != nil {
 		s.bad(w, r, err)
 		return
 	}
 	created, err := s.reset.PutUser(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId"), reset.UserInput{
-		Username: body.Username, Email: body.Email, Phone: body.Phone, Status: body.Status, Password: body.Password, Facts: body.Facts,
+		Username: body.Username, Email: body.Email, Phone: body.Phone, Status: body.Status,
+		Password: body.Password, PasswordHash: body.PasswordHash, Facts: body.Facts,
 	})
 	if err != nil {
 		s.fail(w, r, err)

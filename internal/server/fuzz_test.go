@@ -40,12 +40,13 @@ func decodeTargets() []func() any {
 		func() any { return &reset.SettingsPatch{} },
 		func() any {
 			return &struct {
-				Username string            `json:"username"`
-				Email    string            `json:"email"`
-				Phone    string            `json:"phone"`
-				Status   string            `json:"status"`
-				Password *string           `json:"password"`
-				Facts    map[string]string `json:"facts"`
+				Username     string            `json:"username"`
+				Email        string            `json:"email"`
+				Phone        string            `json:"phone"`
+				Status       string            `json:"status"`
+				Password     *string           `json:"password"`
+				PasswordHash *string           `json:"passwordHash"`
+				Facts        map[string]string `json:"facts"`
 			}{}
 		},
 		func() any { return &struct{}{} },
@@ -278,4 +279,4 @@ func FuzzAPI(f *testing.F) {
 // realToken is a reset token as links carry it.
 var realToken = regexp.MustCompile(`token=[A-Za-z0-9_-]{43}`)
 
-var _ store.Store = (*sqlite.Store)(nil)
+var _ store.Transactor = (*sqlite.Store)(nil)

@@ -59,6 +59,9 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 		r = r.WithContext(ctx)
 		w.Header().Set("TransactionId", tid)
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if s.hsts {
+			w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		r.Body = http.MaxBytesReader(rec, r.Body, maxBody)
 
 		defer func() {

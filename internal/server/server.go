@@ -41,6 +41,15 @@ type Config struct {
 	Metrics        Metrics
 	Logger         *slog.Logger
 	TrustedProxies []netip.Prefix
+	// MTLS: the listener verifies client certificates (--client-ca), so
+	// tls_client_auth is offered.
+	MTLS bool
+	// HSTS adds Strict-Transport-Security to every answer (an https
+	// public URL).
+	HSTS bool
+	// MetricsElsewhere: /metrics is served by Management on its own
+	// listener (--metrics-addr) and this handler answers 404 for it.
+	MetricsElsewhere bool
 }
 
 // Metrics is what the server reports to and serves at /metrics;
@@ -59,7 +68,9 @@ type Server struct {
 	metrics        Metrics
 	logger         *slog.Logger
 	trustedProxies []netip.Prefix
+	mtls, hsts     bool
 	mux            *recordingMux
+	management     *http.ServeMux
 }
 
 // New builds the server and its routes.
@@ -71,8 +82,8 @@ func New(c Config) *Server {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	c.Logger = request.Logger(c.Logger)
-	s := &Server{reset: c.Reset, auth: c.Auth, ready: c.Ready, metrics: c.Metrics, logger: c.Logger, trustedProxies: c.TrustedProxies, mux: newRecordingMux()}
-	s.routes()
+	s := &Server{reset: c.Reset, auth: c.Auth, ready: c.Ready, metrics: c.Metrics, logger: c.Logger, trustedProxies: c.TrustedProxies, mtls: c.MTLS, hsts: c.HSTS, mux: newRecordingMux()}
+	s.routes(!c.MetricsElsewhere)
 	return s
 }
 
@@ -118,19 +129,29 @@ func (s *Server) Route(r *http.Request) string {
 	return p
 }
 
+// Management serves /metrics, /healthz and /readyz for the operator's
+// listener (--metrics-addr), apart from the customer-facing one.
+func (s *Server) Management() http.Handler { return s.management }
+
 // Handle lets other packages (the reset page) add routes.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // routes registers the API. Every pattern goes through the recording mux, so
 // Patterns() (and the OpenAPI round trip) sees it.
-func (s *Server) routes() {
+func (s *Server) routes(metricsHere bool) {
 	m := s.mux
 	m.HandleFunc("POST "+TokenPath, s.token)
 	m.HandleFunc("GET /.well-known/jwks.json", s.jwks)
 	m.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /readyz", s.readyz)
-	m.Handle("GET /metrics", s.metrics.Handler())
+	if metricsHere {
+		m.Handle("GET /metrics", s.metrics.Handler())
+	}
+	s.management = http.NewServeMux()
+	s.management.Handle("GET /metrics", s.metrics.Handler())
+	s.management.HandleFunc("GET /healthz", s.healthz)
+	s.management.HandleFunc("GET /readyz", s.readyz)
 	m.HandleFunc("GET /openapi.yaml", s.openAPI)
 
 	inst := P + "/institutions/{institutionId}"
@@ -161,9 +182,12 @@ func actor(r *http.Request, clientID string) reset.Actor {
 // apiHandler is an authorized API handler: it knows the caller.
 type apiHandler func(w http.ResponseWriter, r *http.Request, c auth.Claims)
 
-// authorize checks the bearer token (header only), the scope, and the
-// institution binding. A token for another institution gets 404, so a
-// caller never learns that an institution exists.
+// authorize checks the access token (header only), its binding, the scope,
+// and the institution binding. A token bound to a certificate needs that
+// certificate on the connection; one bound to a DPoP key needs the DPoP
+// scheme and a fresh proof by that key (SPEC §15). A token for another
+// institution gets 404, so a caller never learns that an institution
+// exists.
 func (s *Server) authorize(scope string, next apiHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -173,15 +197,17 @@ func (s *Server) authorize(scope string, next apiHandler) http.HandlerFunc {
 		}
 		h := r.Header.Get("Authorization")
 		scheme, tok, ok := strings.Cut(h, " ")
+		tok = strings.TrimSpace(tok)
 		if h == "" {
 			s.unauthorized(w, r, "", "missing bearer token")
 			return
 		}
-		if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		dpop := strings.EqualFold(scheme, "DPoP")
+		if !ok || !(dpop || strings.EqualFold(scheme, "Bearer")) || tok == "" {
 			s.unauthorized(w, r, "invalid_request", "malformed Authorization header")
 			return
 		}
-		claims, err := s.auth.Verify(r.Context(), strings.TrimSpace(tok))
+		claims, err := s.auth.Verify(r.Context(), tok)
 		if err != nil {
 			fails := s.reset.AuthFailures()
 			if fails.Failed(actor(r, ""), "auth.bearer", r.PathValue("institutionId"), "invalid_token") {
@@ -191,6 +217,12 @@ func (s *Server) authorize(scope string, next apiHandler) http.HandlerFunc {
 				return
 			}
 			s.unauthorized(w, r, "invalid_token", "the access token is invalid or expired")
+			return
+		}
+		if !s.boundOK(w, r, claims, dpop, tok) {
+			// Audited aggregated like any failed authentication (boundOK
+			// has answered).
+			s.reset.AuthFailures().Failed(actor(r, claims.ClientID), "auth.bearer", r.PathValue("institutionId"), "unbound_token")
 			return
 		}
 		request.SetClientID(r.Context(), claims.ClientID)
@@ -207,12 +239,56 @@ func (s *Server) authorize(scope string, next apiHandler) http.HandlerFunc {
 	}
 }
 
+// boundOK checks a token's cnf against the request: the same client
+// certificate (RFC 8705 §3), or the DPoP scheme with a valid proof by the
+// bound key (RFC 9449 §7). On a refusal it has answered 401.
+func (s *Server) boundOK(w http.ResponseWriter, r *http.Request, c auth.Claims, dpop bool, tok string) bool {
+	if c.X5T != "" {
+		cert := peerCert(r)
+		if cert == nil || auth.CertThumbprint(cert) != c.X5T {
+			s.unauthorized(w, r, "invalid_token", "the access token is bound to a client certificate this connection did not present")
+			return false
+		}
+	}
+	switch {
+	case c.JKT == "" && dpop:
+		w.Header().Set("WWW-Authenticate", dpopChallenge("invalid_token", "the access token is not DPoP-bound; send it as a Bearer token"))
+		s.problem(w, r, http.StatusUnauthorized, "unauthorized", "the access token is not DPoP-bound")
+		return false
+	case c.JKT == "":
+		return true
+	case !dpop:
+		s.dpopUnauthorized(w, r, "a DPoP-bound access token must be sent with the DPoP scheme and a proof")
+		return false
+	}
+	jkt, err := s.dpopProof(r, r.Header.Values("DPoP"), tok)
+	if err != nil && !errors.Is(err, auth.ErrInvalidDPoPProof) {
+		s.fail(w, r, err)
+		return false
+	}
+	if err != nil {
+		s.dpopUnauthorized(w, r, strings.TrimPrefix(err.Error(), auth.ErrInvalidDPoPProof.Error()+": "))
+		return false
+	}
+	if jkt != c.JKT {
+		s.dpopUnauthorized(w, r, "the proof is signed by another key than the token is bound to")
+		return false
+	}
+	return true
+}
+
+func (s *Server) dpopUnauthorized(w http.ResponseWriter, r *http.Request, detail string) {
+	w.Header().Set("WWW-Authenticate", dpopChallenge("invalid_dpop_proof", detail))
+	s.problem(w, r, http.StatusUnauthorized, "invalid-dpop-proof", detail)
+}
+
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, code, detail string) {
 	v := `Bearer realm="resetd"`
 	if code != "" {
 		v += fmt.Sprintf(`, error=%q, error_description=%q`, code, detail)
 	}
 	w.Header().Set("WWW-Authenticate", v)
+	w.Header().Add("WWW-Authenticate", dpopChallenge("", ""))
 	s.problem(w, r, http.StatusUnauthorized, "unauthorized", detail)
 }
 
@@ -229,7 +305,13 @@ func decode(r *http.Request, v any, allowEmpty bool) error {
 	}
 	raw, err := io.ReadAll(r.Body)
 	if err != nil {
-		return err
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		// The body stalled past the read timeout or ended before its
+		// Content-Length: the client's fault, a 400, not ours.
+		return &reset.InvalidError{Field: "body", Detail: "the request body stalled or ended early"}
 	}
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 && allowEmpty {

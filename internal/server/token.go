@@ -5,7 +5,6 @@ import (
 	"errors"
 	"mime"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/resetd/resetd/internal/auth"
@@ -30,7 +29,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	if q.Has("client_secret") || q.Has("client_id") {
+	if q.Has("client_secret") || q.Has("client_id") || q.Has("client_assertion") {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "client credentials are not accepted in the query string")
 		return
 	}
@@ -50,33 +49,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	basicID, basicSecret, hasBasic := r.BasicAuth()
-	if hasBasic {
-		// RFC 6749 §2.3.1: Basic credentials are form-urlencoded first.
-		id, err1 := url.QueryUnescape(basicID)
-		sec, err2 := url.QueryUnescape(basicSecret)
-		if err1 != nil || err2 != nil {
-			oauthError(w, http.StatusBadRequest, "invalid_request", "malformed Basic credentials")
-			return
-		}
-		basicID, basicSecret = id, sec
-	}
-	postID, postSecret := form.Get("client_id"), form.Get("client_secret")
-	hasPost := form.Has("client_secret")
-	switch {
-	case hasBasic && hasPost:
-		oauthError(w, http.StatusBadRequest, "invalid_request", "use one client authentication method, not two")
+	cred, ok := s.credentials(w, r, form)
+	if !ok {
 		return
-	case !hasBasic && !hasPost:
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication required")
-		return
-	case hasBasic && postID != "" && postID != basicID:
-		oauthError(w, http.StatusBadRequest, "invalid_request", "client_id does not match the Basic credentials")
-		return
-	}
-	id, secret := basicID, basicSecret
-	if hasPost {
-		id, secret = postID, postSecret
 	}
 	gt := form.Get("grant_type")
 	if gt == "" {
@@ -87,29 +62,34 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "only client_credentials is supported")
 		return
 	}
-	if len(id) > 200 || len(secret) > 500 {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
-		return
+	var bound auth.Binding
+	if proofs := r.Header.Values("DPoP"); len(proofs) > 0 {
+		jkt, err := s.dpopProof(r, proofs, "")
+		if err != nil {
+			s.dpopTokenError(w, r, err)
+			return
+		}
+		bound.JKT = jkt
 	}
 	// An IP past its failed authentications is refused before the work
 	// (and the writes) of checking a secret.
 	fails := s.reset.AuthFailures()
-	if fails.Refused(actor(r, id), "auth.token", "") {
+	if fails.Refused(actor(r, cred.ID), "auth.token", "") {
 		s.metrics.RateLimited("authFailuresPerIPMinute")
 		request.RetryAfter(w, fails.RetryAfter())
 		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many failed attempts from this address; retry later")
 		return
 	}
-	client, err := s.auth.Authenticate(r.Context(), id, secret)
+	client, err := s.auth.AuthenticateCredentials(r.Context(), cred)
 	switch {
 	case errors.Is(err, auth.ErrThrottled):
 		s.metrics.RateLimited("clientSecretFailures")
-		fails.Failed(actor(r, id), "auth.token", "", "throttled")
+		fails.Failed(actor(r, cred.ID), "auth.token", "", "throttled")
 		request.RetryAfter(w, 15*60e9)
 		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many failed attempts for this client; retry later")
 		return
 	case errors.Is(err, auth.ErrInvalidClient):
-		if fails.Failed(actor(r, id), "auth.token", "", "invalid_client") {
+		if fails.Failed(actor(r, cred.ID), "auth.token", "", "invalid_client") {
 			s.metrics.RateLimited("authFailuresPerIPMinute")
 			request.RetryAfter(w, fails.RetryAfter())
 			oauthError(w, http.StatusTooManyRequests, "slow_down", "too many failed attempts from this address; retry later")
@@ -122,8 +102,15 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusInternalServerError, "server_error", "internal error")
 		return
 	}
+	if client.RequireDPoP && bound.JKT == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "this client must send a DPoP proof")
+		return
+	}
+	if client.AuthMethod == auth.MethodTLSClientAuth {
+		bound.X5T = auth.CertThumbprint(cred.Cert)
+	}
 	request.SetClientID(r.Context(), client.ID)
-	tok, scopes, err := s.auth.Issue(client, strings.Fields(form.Get("scope")))
+	tok, scopes, err := s.auth.Issue(client, strings.Fields(form.Get("scope")), bound)
 	if errors.Is(err, auth.ErrInvalidScope) {
 		oauthError(w, http.StatusBadRequest, "invalid_scope", "the client may not have the requested scope")
 		return
@@ -136,7 +123,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": tok, "token_type": "Bearer", "expires_in": int(auth.TokenTTL.Seconds()), "scope": strings.Join(scopes, " "),
+		"access_token": tok, "token_type": tokenType(bound), "expires_in": int(auth.TokenTTL.Seconds()), "scope": strings.Join(scopes, " "),
 	})
 }
 
@@ -153,8 +140,11 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                        iss + TokenPath,
 		"jwks_uri":                              iss + "/.well-known/jwks.json",
 		"grant_types_supported":                 []string{"client_credentials"},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"scopes_supported":                      auth.AllScopes,
-		"response_types_supported":              []string{"token"},
+		"token_endpoint_auth_methods_supported": s.authMethods(),
+		"token_endpoint_auth_signing_alg_values_supported": algNames(),
+		"dpop_signing_alg_values_supported":                algNames(),
+		"tls_client_certificate_bound_access_tokens":       s.mtls,
+		"scopes_supported":                                 auth.AllScopes,
+		"response_types_supported":                         []string{"token"},
 	})
 }

@@ -62,6 +62,15 @@ type Client struct {
 	SecretHash    []byte
 	Scopes        []string
 	CreatedAt     time.Time
+	// AuthMethod is how the client authenticates at the token endpoint:
+	// "" (a secret), "private_key_jwt" or "tls_client_auth" (SPEC §15).
+	AuthMethod string
+	// JWKS is the public JWK Set of a private_key_jwt client.
+	JWKS []byte
+	// TLSSubject is the certificate subject DN of a tls_client_auth client.
+	TLSSubject string
+	// RequireDPoP refuses bearer tokens for this client: only DPoP-bound.
+	RequireDPoP bool
 }
 
 // SigningKey is a JWT signing key; Private is sealed with the server's
@@ -228,6 +237,13 @@ type ReadTx interface {
 
 	User(ctx context.Context, institutionID, userID string) (User, error)
 	UserByUsername(ctx context.Context, institutionID, username string) (User, error)
+	// UsersByID returns the users among ids that exist, by id, in one
+	// query (an import reads its batch's stored rows with it).
+	UsersByID(ctx context.Context, institutionID string, ids []string) (map[string]User, error)
+	// UserAndUsernameOwner reads, in one query, the user userID (nil when
+	// none) and the id of the user whose username is username ("" when
+	// none): an import's per-row lookup.
+	UserAndUsernameOwner(ctx context.Context, institutionID, userID, username string) (*User, string, error)
 	// PasswordHistory returns up to n earlier hashes, newest first.
 	PasswordHistory(ctx context.Context, institutionID, userID string, n int) ([]string, error)
 
@@ -258,7 +274,14 @@ type DirectoryWriter interface {
 	// counters e.CounterKeys (SPEC §12). DeleteUser then removes the user.
 	EraseUser(ctx context.Context, e Erasure) error
 	SetPassword(ctx context.Context, institutionID, userID, hash string, now time.Time) error
+	// AddPasswordHistory records hash and keeps the newest keep entries;
+	// keep < 0 keeps every entry (nothing to trim, e.g. for a new user).
 	AddPasswordHistory(ctx context.Context, institutionID, userID, hash string, now time.Time, keep int) error
+	// RehashPassword replaces the hash old by new in the user's row and
+	// password history, only where old is still what is stored, so a
+	// concurrent change wins over the upgrade of the password it replaced.
+	// It reports whether the user's current hash was replaced.
+	RehashPassword(ctx context.Context, institutionID, userID, old, new string) (bool, error)
 	// LockUser blocks new sends to a user until a time.
 	LockUser(ctx context.Context, institutionID, userID string, until time.Time) error
 }
@@ -318,14 +341,33 @@ type Tx struct {
 	RecordWriter
 }
 
-// Store is a backend: transactions plus the few operations that stand
-// alone. Consumers that need less declare their own smaller interface.
-type Store interface {
+// Store is a backend as its consumers see it: one value holding the three
+// small interfaces every backend implements, so no consumer depends on
+// more than it uses and no interface grows past a handful of methods.
+// Backends are wrapped with Of.
+type Store struct {
+	Transactor
+	Credentials
+	Outbox
+}
+
+// Of wraps a backend's three faces into a Store.
+func Of(t Transactor, c Credentials, o Outbox) Store {
+	return Store{Transactor: t, Credentials: c, Outbox: o}
+}
+
+// Transactor runs transactions and answers for the connection.
+type Transactor interface {
 	// Update runs fn in a write transaction; an error from fn rolls back.
 	Update(ctx context.Context, fn func(Tx) error) error
 	// View runs fn against a consistent read-only view.
 	View(ctx context.Context, fn func(ReadTx) error) error
+	Ping(ctx context.Context) error
+	Close() error
+}
 
+// Credentials keeps OAuth clients, signing keys and server-wide values.
+type Credentials interface {
 	Client(ctx context.Context, id string) (Client, error)
 	InsertClient(ctx context.Context, c Client) error
 	SigningKeys(ctx context.Context) ([]SigningKey, error)
@@ -333,7 +375,16 @@ type Store interface {
 	// MetaSetIfAbsent stores value under key unless a value is there, and
 	// returns the value that is stored (so replicas agree on one).
 	MetaSetIfAbsent(ctx context.Context, key string, value []byte) ([]byte, error)
+	// UseOnce records key as used until expires; ErrConflict when it is
+	// already recorded and not yet expired. Every replica sees the same
+	// record, so a value replayed to another replica is refused too.
+	// Expired records are swept as new ones arrive.
+	UseOnce(ctx context.Context, key string, expires, now time.Time) error
+}
 
+// Outbox records deliveries and reads the listings and counts that span
+// more than one transaction's worth of rows.
+type Outbox interface {
 	// MarkDelivery records an attempt's outcome; a non-nil then is queued
 	// in the same transaction (a delivery.failed event), so the state and
 	// its consequence commit together.
@@ -353,9 +404,11 @@ type Store interface {
 	// creation time of the oldest (zero when none), in one query: a
 	// metrics scrape should call it once for both gauges.
 	QueueStats(ctx context.Context) (queued int, oldest time.Time, err error)
-
-	Ping(ctx context.Context) error
-	Close() error
+	// PasswordSchemes counts users by the scheme of their password hash
+	// (none, argon2id, argon2id-old-params, argon2i, bcrypt, pbkdf2-sha256,
+	// pbkdf2-sha512, scrypt, other); current is the PHC prefix of an up-to-date
+	// hash, e.g. "$argon2id$v=19$m=19456,t=2,p=1$".
+	PasswordSchemes(ctx context.Context, current string) (map[string]int, error)
 }
 
 // UsernameKey is the form usernames are unique and looked up in:
@@ -363,3 +416,17 @@ type Store interface {
 func UsernameKey(username string) string {
 	return strings.ToLower(strings.TrimSpace(username))
 }
+
+// PasswordSchemesSQL is the query both backends run for PasswordSchemes: the
+// same text in both dialects, with the current prefix as its one parameter
+// (written ? here; PostgreSQL's copy replaces it with $1).
+const PasswordSchemesSQL = `SELECT CASE
+	WHEN password_hash = '' THEN 'none'
+	WHEN substr(password_hash, 1, length(?)) = ? THEN 'argon2id'
+	WHEN password_hash LIKE '$argon2id$%' THEN 'argon2id-old-params'
+	WHEN password_hash LIKE '$argon2i$%' THEN 'argon2i'
+	WHEN password_hash LIKE '$2a$%' OR password_hash LIKE '$2b$%' OR password_hash LIKE '$2y$%' THEN 'bcrypt'
+	WHEN password_hash LIKE '$pbkdf2-sha256$%' THEN 'pbkdf2-sha256'
+	WHEN password_hash LIKE '$pbkdf2-sha512$%' THEN 'pbkdf2-sha512'
+	WHEN password_hash LIKE '$scrypt$%' THEN 'scrypt'
+	ELSE 'other' END AS scheme, count(*) FROM users GROUP BY 1`

@@ -113,21 +113,17 @@ func (t *Tracing) Handler(h http.Handler, route func(*http.Request) string) http
 		}))
 }
 
-// Store gives every transaction of s a span.
+// Store gives every transaction of s, and every delivery outcome a
+// worker records, a span.
 func (t *Tracing) Store(s store.Store) store.Store {
 	if t == nil {
 		return s
 	}
-	return tracedStore{Store: s, t: t}
+	return store.Of(tracedTransactor{Transactor: s.Transactor, t: t}, s.Credentials, tracedOutbox{Outbox: s.Outbox, t: t})
 }
 
-type tracedStore struct {
-	store.Store
-	t *Tracing
-}
-
-func (s tracedStore) span(ctx context.Context, name string) (context.Context, trace.Span) {
-	ctx, span := s.t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal))
+func (t *Tracing) span(ctx context.Context, name string) (context.Context, trace.Span) {
+	ctx, span := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal))
 	if id := request.TransactionID(ctx); id != "" {
 		span.SetAttributes(TransactionIDKey.String(id))
 	}
@@ -141,23 +137,33 @@ func end(span trace.Span, err error) {
 	span.End()
 }
 
-func (s tracedStore) Update(ctx context.Context, fn func(store.Tx) error) error {
-	ctx, span := s.span(ctx, "store.Update")
-	err := s.Store.Update(ctx, fn)
+type tracedTransactor struct {
+	store.Transactor
+	t *Tracing
+}
+
+func (s tracedTransactor) Update(ctx context.Context, fn func(store.Tx) error) error {
+	ctx, span := s.t.span(ctx, "store.Update")
+	err := s.Transactor.Update(ctx, fn)
 	end(span, err)
 	return err
 }
 
-func (s tracedStore) View(ctx context.Context, fn func(store.ReadTx) error) error {
-	ctx, span := s.span(ctx, "store.View")
-	err := s.Store.View(ctx, fn)
+func (s tracedTransactor) View(ctx context.Context, fn func(store.ReadTx) error) error {
+	ctx, span := s.t.span(ctx, "store.View")
+	err := s.Transactor.View(ctx, fn)
 	end(span, err)
 	return err
 }
 
-func (s tracedStore) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time, then store.Job) error {
-	ctx, span := s.span(ctx, "store.MarkDelivery")
-	err := s.Store.MarkDelivery(ctx, id, state, attempts, lastError, now, then)
+type tracedOutbox struct {
+	store.Outbox
+	t *Tracing
+}
+
+func (s tracedOutbox) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time, then store.Job) error {
+	ctx, span := s.t.span(ctx, "store.MarkDelivery")
+	err := s.Outbox.MarkDelivery(ctx, id, state, attempts, lastError, now, then)
 	end(span, err)
 	return err
 }

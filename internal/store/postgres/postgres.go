@@ -67,7 +67,11 @@ type Store struct {
 	logger *slog.Logger
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Transactor  = (*Store)(nil)
+	_ store.Credentials = (*Store)(nil)
+	_ store.Outbox      = (*Store)(nil)
+)
 
 // Open connects to the database named by dsn (postgres://…; pgx's pool_*
 // parameters are honoured). It does not migrate; call Migrate. Its

@@ -175,6 +175,76 @@ func (t *txn) User(ctx context.Context, institutionID, userID string) (store.Use
 	return u, nil
 }
 
+func (t *txn) UsersByID(ctx context.Context, institutionID string, ids []string) (map[string]store.User, error) {
+	out := make(map[string]store.User, len(ids))
+	var ok []string
+	for _, id := range ids {
+		if storable(id) {
+			ok = append(ok, id)
+		}
+	}
+	if len(ok) == 0 || !storable(institutionID) {
+		return out, nil
+	}
+	rows, err := t.q.Query(ctx, userSelect+` WHERE institution_id = $1 AND id = ANY($2)`, institutionID, ok)
+	if err != nil {
+		return nil, wrap(err, "users by id")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, wrap(err, "users by id")
+		}
+		out[u.ID] = u
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(err, "users by id")
+	}
+	return out, nil
+}
+
+func (t *txn) UserAndUsernameOwner(ctx context.Context, institutionID, userID, username string) (*store.User, string, error) {
+	if !storable(institutionID, userID, username) {
+		return nil, "", nil
+	}
+	key := store.UsernameKey(username)
+	rows, err := t.q.Query(ctx, `SELECT institution_id, id, username, email, phone, status, password_hash, created_at, updated_at,
+		email_changed_at, phone_changed_at, locked_until, facts::text, username_key = $3 FROM users
+		WHERE institution_id = $1 AND (id = $2 OR username_key = $3)`, institutionID, userID, key)
+	if err != nil {
+		return nil, "", wrap(err, "user and username owner")
+	}
+	defer rows.Close()
+	var byID *store.User
+	var owner string
+	for rows.Next() {
+		var holds bool
+		u, err := scanUser(scanPlus{rows, &holds})
+		if err != nil {
+			return nil, "", wrap(err, "user and username owner")
+		}
+		if u.ID == userID {
+			byID = &u
+		}
+		if holds {
+			owner = u.ID
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", wrap(err, "user and username owner")
+	}
+	return byID, owner, nil
+}
+
+// scanPlus scans a user row followed by extra columns.
+type scanPlus struct {
+	rows  pgx.Rows
+	extra *bool
+}
+
+func (s scanPlus) Scan(dest ...any) error { return s.rows.Scan(append(dest, s.extra)...) }
+
 func (t *txn) UserByUsername(ctx context.Context, institutionID, username string) (store.User, error) {
 	if !storable(institutionID, username) {
 		return store.User{}, fmt.Errorf("postgres: user by username: %w", store.ErrNotFound)
@@ -228,6 +298,20 @@ func (t *txn) DeleteUser(ctx context.Context, institutionID, userID string) erro
 		return fmt.Errorf("postgres: delete user: %w", store.ErrNotFound)
 	}
 	return nil
+}
+
+func (t *txn) RehashPassword(ctx context.Context, institutionID, userID, old, new string) (bool, error) {
+	if !storable(institutionID, userID, old, new) {
+		return false, nil
+	}
+	tag, err := t.q.Exec(ctx, `UPDATE users SET password_hash = $1 WHERE institution_id = $2 AND id = $3 AND password_hash = $4`, new, institutionID, userID, old)
+	if err != nil {
+		return false, wrap(err, "rehash password")
+	}
+	if _, err := t.q.Exec(ctx, `UPDATE password_history SET hash = $1 WHERE institution_id = $2 AND user_id = $3 AND hash = $4`, new, institutionID, userID, old); err != nil {
+		return false, wrap(err, "rehash password history")
+	}
+	return tag.RowsAffected() > 0, nil
 }
 
 func (t *txn) SetPassword(ctx context.Context, institutionID, userID, hash string, now time.Time) error {
@@ -510,8 +594,8 @@ func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
 	}
 	c := store.Client{ID: id}
 	var created time.Time
-	err := s.pool.QueryRow(ctx, `SELECT institution_id, name, secret_hash, scopes, created_at FROM clients WHERE id = $1`, id).
-		Scan(&c.InstitutionID, &c.Name, &c.SecretHash, &c.Scopes, &created)
+	err := s.pool.QueryRow(ctx, `SELECT institution_id, name, secret_hash, scopes, created_at, auth_method, jwks, tls_subject, require_dpop FROM clients WHERE id = $1`, id).
+		Scan(&c.InstitutionID, &c.Name, &c.SecretHash, &c.Scopes, &created, &c.AuthMethod, &c.JWKS, &c.TLSSubject, &c.RequireDPoP)
 	if err != nil {
 		return c, wrap(err, "client")
 	}
@@ -531,8 +615,12 @@ func (s *Store) InsertClient(ctx context.Context, c store.Client) error {
 	if secret == nil {
 		secret = []byte{}
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO clients (id, institution_id, name, secret_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		c.ID, c.InstitutionID, c.Name, secret, scopes, ts(c.CreatedAt))
+	jwks := c.JWKS
+	if jwks == nil {
+		jwks = []byte{}
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO clients (id, institution_id, name, secret_hash, scopes, created_at, auth_method, jwks, tls_subject, require_dpop) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		c.ID, c.InstitutionID, c.Name, secret, scopes, ts(c.CreatedAt), c.AuthMethod, jwks, c.TLSSubject, c.RequireDPoP)
 	if err != nil {
 		return wrap(err, "insert client")
 	}
@@ -881,6 +969,27 @@ func (t *txn) MarkApproved(ctx context.Context, institutionID, id, approvedBy st
 
 // QueueStats counts deliveries not yet sent or failed, and the creation
 // time of the oldest (zero when none).
+// passwordSchemesSQL is store.PasswordSchemesSQL in PostgreSQL's placeholders.
+var passwordSchemesSQL = strings.ReplaceAll(store.PasswordSchemesSQL, "?", "$1")
+
+func (s *Store) PasswordSchemes(ctx context.Context, current string) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, passwordSchemesSQL, current)
+	if err != nil {
+		return nil, wrap(err, "password schemes")
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var scheme string
+		var n int
+		if err := rows.Scan(&scheme, &n); err != nil {
+			return nil, wrap(err, "password schemes")
+		}
+		out[scheme] = n
+	}
+	return out, rows.Err()
+}
+
 func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
 	var n int
 	var oldest *time.Time
@@ -901,4 +1010,23 @@ func counterKeys(keys []string) [][]byte {
 		out[i] = []byte(k)
 	}
 	return out
+}
+
+func (s *Store) UseOnce(ctx context.Context, key string, expires, now time.Time) error {
+	if !storable(key) {
+		return fmt.Errorf("postgres: use once: %w", store.ErrConflict)
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM used_once WHERE expires_at <= $1`, ts(now)); err != nil {
+		return wrap(err, "use once")
+	}
+	// ON CONFLICT DO NOTHING: of two replicas inserting one key, exactly
+	// one inserts a row.
+	tag, err := s.pool.Exec(ctx, `INSERT INTO used_once (key, expires_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, key, ts(expires))
+	if err != nil {
+		return wrap(err, "use once")
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: use once: %w", store.ErrConflict)
+	}
+	return nil
 }

@@ -101,7 +101,7 @@ func (t *txn) SetSettings(ctx context.Context, id string, settings []byte, now t
 
 const userCols = `institution_id, id, username, email, phone, status, password_hash, created_at, updated_at, email_changed_at, phone_changed_at, locked_until, facts`
 
-func scanUser(row *sql.Row) (store.User, error) {
+func scanUser(row interface{ Scan(...any) error }) (store.User, error) {
 	var u store.User
 	var c, up, ec, pc, lu int64
 	var facts string
@@ -128,6 +128,64 @@ func (t *txn) UserByUsername(ctx context.Context, institutionID, username string
 	}
 	return u, nil
 }
+
+func (t *txn) UsersByID(ctx context.Context, institutionID string, ids []string) (map[string]store.User, error) {
+	out := make(map[string]store.User, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: users by id: %w", err)
+	}
+	// One statement text whatever the count, so the statement cache holds it.
+	rows, err := t.q.QueryContext(ctx, `SELECT `+userCols+` FROM users WHERE institution_id = ? AND id IN (SELECT value FROM json_each(?))`, institutionID, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: users by id: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: users by id: %w", err)
+		}
+		out[u.ID] = u
+	}
+	return out, rows.Err()
+}
+
+func (t *txn) UserAndUsernameOwner(ctx context.Context, institutionID, userID, username string) (*store.User, string, error) {
+	rows, err := t.q.QueryContext(ctx, `SELECT `+userCols+`, username_key = ? FROM users WHERE institution_id = ? AND (id = ? OR username_key = ?)`,
+		store.UsernameKey(username), institutionID, userID, store.UsernameKey(username))
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlite: user and username owner: %w", err)
+	}
+	defer rows.Close()
+	var byID *store.User
+	var owner string
+	for rows.Next() {
+		var holds bool
+		u, err := scanUser(scanPlus{rows, &holds})
+		if err != nil {
+			return nil, "", fmt.Errorf("sqlite: user and username owner: %w", err)
+		}
+		if u.ID == userID {
+			byID = &u
+		}
+		if holds {
+			owner = u.ID
+		}
+	}
+	return byID, owner, rows.Err()
+}
+
+// scanPlus scans a user row followed by extra columns.
+type scanPlus struct {
+	rows  *sql.Rows
+	extra *bool
+}
+
+func (s scanPlus) Scan(dest ...any) error { return s.rows.Scan(append(dest, s.extra)...) }
 
 func (t *txn) PutUser(ctx context.Context, u store.User) (bool, error) {
 	var exists int
@@ -232,6 +290,9 @@ func (t *txn) AddPasswordHistory(ctx context.Context, institutionID, userID, has
 	if _, err := t.q.ExecContext(ctx, `INSERT INTO password_history (institution_id, user_id, hash, created_at) VALUES (?, ?, ?, ?)`, institutionID, userID, hash, ms(now)); err != nil {
 		return fmt.Errorf("sqlite: add password history: %w", err)
 	}
+	if keep < 0 {
+		return nil // keep everything; LIMIT -1 would too, at the price of a statement
+	}
 	// Keep the history bounded: the policy never looks further back than
 	// its maximum, and old hashes are liabilities.
 	_, err := t.q.ExecContext(ctx, `DELETE FROM password_history WHERE institution_id = ? AND user_id = ? AND id NOT IN
@@ -241,6 +302,18 @@ func (t *txn) AddPasswordHistory(ctx context.Context, institutionID, userID, has
 		return fmt.Errorf("sqlite: trim password history: %w", err)
 	}
 	return nil
+}
+
+func (t *txn) RehashPassword(ctx context.Context, institutionID, userID, old, new string) (bool, error) {
+	res, err := t.q.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE institution_id = ? AND id = ? AND password_hash = ?`, new, institutionID, userID, old)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: rehash password: %w", err)
+	}
+	if _, err := t.q.ExecContext(ctx, `UPDATE password_history SET hash = ? WHERE institution_id = ? AND user_id = ? AND hash = ?`, new, institutionID, userID, old); err != nil {
+		return false, fmt.Errorf("sqlite: rehash password history: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 func (t *txn) InsertToken(ctx context.Context, tk store.Token) error {
@@ -364,8 +437,8 @@ func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
 	c := store.Client{ID: id}
 	var scopes string
 	var created int64
-	err := s.read.QueryRowContext(ctx, `SELECT institution_id, name, secret_hash, scopes, created_at FROM clients WHERE id = ?`, id).
-		Scan(&c.InstitutionID, &c.Name, &c.SecretHash, &scopes, &created)
+	err := s.read.QueryRowContext(ctx, `SELECT institution_id, name, secret_hash, scopes, created_at, auth_method, jwks, tls_subject, require_dpop FROM clients WHERE id = ?`, id).
+		Scan(&c.InstitutionID, &c.Name, &c.SecretHash, &scopes, &created, &c.AuthMethod, &c.JWKS, &c.TLSSubject, &c.RequireDPoP)
 	if err != nil {
 		return c, notFound(err, "client")
 	}
@@ -374,8 +447,8 @@ func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
 }
 
 func (s *Store) InsertClient(ctx context.Context, c store.Client) error {
-	_, err := s.write.ExecContext(ctx, `INSERT INTO clients (id, institution_id, name, secret_hash, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		c.ID, c.InstitutionID, c.Name, c.SecretHash, strings.Join(c.Scopes, " "), ms(c.CreatedAt))
+	_, err := s.write.ExecContext(ctx, `INSERT INTO clients (id, institution_id, name, secret_hash, scopes, created_at, auth_method, jwks, tls_subject, require_dpop) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.InstitutionID, c.Name, nonNil(c.SecretHash), strings.Join(c.Scopes, " "), ms(c.CreatedAt), c.AuthMethod, nonNil(c.JWKS), c.TLSSubject, c.RequireDPoP)
 	if isUnique(err) {
 		return fmt.Errorf("sqlite: insert client: %w", store.ErrConflict)
 	}
@@ -670,6 +743,24 @@ func (t *txn) MarkApproved(ctx context.Context, institutionID, id, approvedBy st
 	return nil
 }
 
+func (s *Store) PasswordSchemes(ctx context.Context, current string) (map[string]int, error) {
+	rows, err := s.read.QueryContext(ctx, store.PasswordSchemesSQL, current, current)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: password schemes: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var scheme string
+		var n int
+		if err := rows.Scan(&scheme, &n); err != nil {
+			return nil, fmt.Errorf("sqlite: password schemes: %w", err)
+		}
+		out[scheme] = n
+	}
+	return out, rows.Err()
+}
+
 func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
 	var n int
 	var oldest int64
@@ -678,4 +769,25 @@ func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
 		return 0, time.Time{}, fmt.Errorf("sqlite: queue stats: %w", err)
 	}
 	return n, fromMS(oldest), nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func (s *Store) UseOnce(ctx context.Context, key string, expires, now time.Time) error {
+	if _, err := s.write.ExecContext(ctx, `DELETE FROM used_once WHERE expires_at <= ?`, ms(now)); err != nil {
+		return fmt.Errorf("sqlite: use once: %w", err)
+	}
+	_, err := s.write.ExecContext(ctx, `INSERT INTO used_once (key, expires_at) VALUES (?, ?)`, key, ms(expires))
+	if isUnique(err) {
+		return fmt.Errorf("sqlite: use once: %w", store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: use once: %w", err)
+	}
+	return nil
 }

@@ -44,7 +44,11 @@ type Store struct {
 	commit *committer
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Transactor  = (*Store)(nil)
+	_ store.Credentials = (*Store)(nil)
+	_ store.Outbox      = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the database file at path. It does not
 // migrate; call Migrate. Its transactions can Enqueue once a queue is

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -85,5 +86,59 @@ func testConcurrentMeta(t *testing.T, s store.Store) {
 		if string(v) != string(stored) {
 			t.Fatalf("caller %d got %q, the store holds %q", i, v, stored)
 		}
+	}
+}
+
+func testClientAuthMethods(t *testing.T, s store.Store) {
+	for _, c := range []store.Client{
+		{ID: "rc_jwt", InstitutionID: "a", AuthMethod: "private_key_jwt", JWKS: []byte(`{"keys":[]}`), Scopes: []string{"s"}, CreatedAt: t0, RequireDPoP: true},
+		{ID: "rc_tls", InstitutionID: "a", AuthMethod: "tls_client_auth", TLSSubject: "CN=bank,O=Bank", Scopes: []string{"s"}, CreatedAt: t0},
+	} {
+		if err := s.InsertClient(ctx(t), c); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Client(ctx(t), c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.AuthMethod != c.AuthMethod || string(got.JWKS) != string(c.JWKS) || got.TLSSubject != c.TLSSubject || got.RequireDPoP != c.RequireDPoP || len(got.SecretHash) != 0 {
+			t.Errorf("client = %+v, want %+v", got, c)
+		}
+	}
+}
+
+// testUseOnce: a value is accepted once until it expires, however many
+// callers race for it; after expiry the key is free again.
+func testUseOnce(t *testing.T, s store.Store) {
+	exp := t0.Add(5 * time.Minute)
+	if err := s.UseOnce(ctx(t), "jti:a", exp, t0); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "UseOnce replay", s.UseOnce(ctx(t), "jti:a", exp, t0.Add(time.Minute)), store.ErrConflict)
+	if err := s.UseOnce(ctx(t), "jti:b", exp, t0); err != nil {
+		t.Fatalf("another key: %v", err)
+	}
+	if err := s.UseOnce(ctx(t), "jti:a", exp.Add(time.Hour), exp.Add(time.Second)); err != nil {
+		t.Fatalf("after expiry: %v", err)
+	}
+
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() { errs <- s.UseOnce(ctx(t), "jti:race", exp, t0) }()
+	}
+	won := 0
+	for range n {
+		err := <-errs
+		switch {
+		case err == nil:
+			won++
+		case errors.Is(err, store.ErrConflict):
+		default:
+			t.Errorf("UseOnce race: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d of %d concurrent UseOnce calls won, want 1", won, n)
 	}
 }
