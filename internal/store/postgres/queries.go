@@ -784,7 +784,7 @@ func (s *Store) auditBound(ctx context.Context) (uint64, error) {
 }
 
 // Audit lists a page in (txid, id) order, and only rows of transactions
-// below auditBound (migration 00004 says why): a row committed later
+// below auditBound (migration 00005 says why): a row committed later
 // always sorts after the rows listed now.
 func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error) {
 	afterTx, afterID := "0", int64(0)
