@@ -12,10 +12,13 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/resetd/resetd/internal/app"
 	"github.com/resetd/resetd/internal/auth"
@@ -24,6 +27,7 @@ import (
 	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/server"
+	"github.com/resetd/resetd/internal/tracing"
 )
 
 func asExit(err error, target *interface{ ExitCode() int }) bool { return errors.As(err, target) }
@@ -57,8 +61,12 @@ func isTerminal(w io.Writer) bool {
 
 // open wires the app for an operator command (no queue is worked).
 func (g *Globals) open(ctx context.Context) (*app.App, error) {
-	return app.Open(ctx, app.Config{DB: g.DB, SecretKey: g.SecretKey, Command: true, Version: version,
-		Logger: slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	return app.Open(ctx, app.Config{DB: g.DB, SecretKey: g.SecretKey, Command: true, Version: version, Logger: g.quietLogger()})
+}
+
+// quietLogger logs warnings and errors of an operator command.
+func (g *Globals) quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 func (g *Globals) printJSON(v any) error {
@@ -86,12 +94,13 @@ func (f ServerFlags) config(g *Globals) app.Config {
 // ServeCmd runs the server.
 type ServeCmd struct {
 	ServerFlags   `embed:""`
-	NoMigrate     bool     `name:"no-migrate" help:"Do not apply migrations on start."`
-	QueueWorkers  int      `name:"queue-workers" default:"${default_queue_workers}" help:"Concurrent deliveries."`
-	TLSCert       string   `name:"tls-cert" env:"RESETD_TLS_CERT" help:"PEM certificate (chain): serve HTTPS on --addr; reread on SIGHUP."`
-	TLSKey        string   `name:"tls-key" env:"RESETD_TLS_KEY" help:"PEM private key of --tls-cert."`
-	ClientCA      string   `name:"client-ca" env:"RESETD_CLIENT_CA" help:"PEM CA bundle: ask for client certificates and verify them (tls_client_auth, certificate-bound tokens)."`
-	MetricsAddr   string   `name:"metrics-addr" env:"RESETD_METRICS_ADDR" help:"Serve /metrics, /healthz and /readyz on this address instead of --addr (where /metrics then answers 404)."`
+	NoMigrate     bool   `name:"no-migrate" help:"Do not apply migrations on start."`
+	QueueWorkers  int    `name:"queue-workers" default:"${default_queue_workers}" help:"Concurrent deliveries."`
+	TLSCert       string `name:"tls-cert" env:"RESETD_TLS_CERT" help:"PEM certificate (chain): serve HTTPS on --addr; reread on SIGHUP."`
+	TLSKey        string `name:"tls-key" env:"RESETD_TLS_KEY" help:"PEM private key of --tls-cert."`
+	ClientCA      string `name:"client-ca" env:"RESETD_CLIENT_CA" help:"PEM CA bundle: ask for client certificates and verify them (tls_client_auth, certificate-bound tokens)."`
+	MetricsAddr   string `name:"metrics-addr" env:"RESETD_METRICS_ADDR" help:"Serve /metrics, /healthz and /readyz on this address instead of --addr (where /metrics then answers 404)."`
+	Retention     `embed:""`
 	Argon2Memory  uint32   `name:"argon2-memory" env:"RESETD_ARGON2_MEMORY" default:"${default_argon2_memory}" help:"argon2id memory of new password hashes, KiB (8·threads to 1048576)."`
 	Argon2Time    uint32   `name:"argon2-time" env:"RESETD_ARGON2_TIME" default:"${default_argon2_time}" help:"argon2id passes of new password hashes (1 to 10)."`
 	Argon2Threads uint8    `name:"argon2-threads" env:"RESETD_ARGON2_THREADS" default:"${default_argon2_threads}" help:"argon2id parallelism of new password hashes (1 to 16)."`
@@ -109,6 +118,10 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	argon2 := password.DefaultParams
 	argon2.Memory, argon2.Time, argon2.Threads = c.Argon2Memory, c.Argon2Time, c.Argon2Threads
 	cfg.Argon2 = &argon2
+	cfg.WebhookAllow, cfg.BreachedPasswords = c.WebhookAllow, c.BreachedPasswords
+	cfg.Retention = c.retention()
+	// OpenTelemetry's own variables turn traces on (docs/OPERATIONS.md).
+	cfg.Tracing = tracing.Options{Enabled: os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""}
 	// Checked before listening: a value argon2 cannot run is a start-up
 	// error with its reason, not a panic at the first login.
 	if err := argon2.Validate(); err != nil {
@@ -125,7 +138,6 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer ln.Close()
 	cfg.Addr = ln.Addr().String()
-	cfg.WebhookAllow, cfg.BreachedPasswords = c.WebhookAllow, c.BreachedPasswords
 	a, err := app.Open(ctx, cfg)
 	if err != nil {
 		return err
@@ -298,6 +310,34 @@ type UserCmd struct {
 	FromKeycloak UserFromKeycloakCmd `cmd:"" name:"from-keycloak" help:"Convert a Keycloak export to the CSV user import reads, password hashes included (docs/MIGRATION.md)."`
 	State        UserStateCmd        `cmd:"" help:"Show why a user may be blocked: dispute lock, contact cooldowns, live links and code, budgets."`
 	Unlock       UserUnlockCmd       `cmd:"" help:"Lift a user's dispute lock and clear their wrong tries."`
+	Delete       UserDeleteCmd       `cmd:"" help:"Delete a user (--erase: and pseudonymise them everywhere, for a GDPR request)."`
+}
+
+// UserDeleteCmd deletes a user.
+type UserDeleteCmd struct {
+	Institution string `name:"institution" required:"" help:"Institution id."`
+	ID          string `arg:"" name:"userid" help:"User id."`
+	Erase       bool   `name:"erase" help:"Replace the user id everywhere else (audit, deliveries, tokens, counters, queued jobs) by a keyed pseudonym."`
+}
+
+// Run deletes.
+func (c *UserDeleteCmd) Run(ctx context.Context, g *Globals) error {
+	a, err := g.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	del := a.Reset.DeleteUser
+	if c.Erase {
+		del = a.Reset.EraseUser
+	}
+	if err := del(ctx, reset.Actor{ClientID: "cli"}, c.Institution, c.ID); err != nil {
+		return describeUser(err)
+	}
+	if !g.JSON {
+		fmt.Fprintln(g.stdout, "deleted", c.ID)
+	}
+	return nil
 }
 
 // UserStateCmd prints a user's blocks and budgets (audited).
@@ -534,39 +574,121 @@ func (c *OutboxListCmd) Run(ctx context.Context, g *Globals) error {
 
 // AuditCmd reads the audit log.
 type AuditCmd struct {
-	Institution string `name:"institution" help:"Only this institution."`
-	Since       string `name:"since" help:"RFC 3339 time or a duration ago (e.g. 24h)."`
-	Limit       int    `name:"limit" default:"1000" help:"At most this many (the newest)."`
+	Institution string `name:"institution" help:"Only this institution (without it: every institution, and failures that named none that exists)."`
+	Since       string `name:"since" help:"From this RFC 3339 time or duration ago (e.g. 24h), inclusive."`
+	Until       string `name:"until" help:"Up to this RFC 3339 time or duration ago, exclusive."`
+	JSONL       bool   `name:"jsonl" help:"Print one JSON record a line."`
 }
 
-// Run prints audit records, newest last.
+// auditTime is an RFC 3339 time or a duration before now.
+func auditTime(flag, v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--%s must be an RFC 3339 time or a duration", flag)
+	}
+	return t, nil
+}
+
+// Run streams every matching audit record, oldest first, a page at a
+// time: the log is never held in memory whole.
 func (c *AuditCmd) Run(ctx context.Context, g *Globals) error {
-	var since time.Time
-	if c.Since != "" {
-		if d, err := time.ParseDuration(c.Since); err == nil {
-			since = time.Now().Add(-d)
-		} else if since, err = time.Parse(time.RFC3339, c.Since); err != nil {
-			return errors.New("--since must be an RFC 3339 time or a duration")
-		}
+	if c.JSONL && g.JSON {
+		return errors.New("give --json or --jsonl, not both")
+	}
+	now := time.Now()
+	var q reset.AuditQuery
+	var err error
+	if q.Since, err = auditTime("since", c.Since, now); err != nil {
+		return err
+	}
+	if q.Until, err = auditTime("until", c.Until, now); err != nil {
+		return err
 	}
 	a, err := g.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	rs, err := a.Reset.OperatorAudit(ctx, c.Institution, since, c.Limit)
-	if err != nil {
-		return err
+	out := bufio.NewWriter(g.stdout)
+	defer out.Flush()
+	enc := json.NewEncoder(out)
+	switch {
+	case g.JSON:
+		fmt.Fprint(out, `{"records":[`)
+	case !c.JSONL:
+		fmt.Fprintln(out, "TIME\tACTION\tINSTITUTION\tUSER\tCLIENT\tIP\tOUTCOME\tCOUNT\tTRANSACTION")
+	}
+	first := true
+	for {
+		page, err := a.Reset.OperatorAudit(ctx, c.Institution, q)
+		if err != nil {
+			return describe(err)
+		}
+		for _, r := range page.Records {
+			switch {
+			case g.JSON:
+				if !first {
+					fmt.Fprint(out, ",")
+				}
+				b, err := json.Marshal(r)
+				if err != nil {
+					return err
+				}
+				out.Write(b)
+			case c.JSONL:
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			default:
+				fields := []string{r.Time.Format(time.RFC3339), r.Action, r.InstitutionID, r.UserID, r.ClientID, r.IP, r.Outcome, strconv.Itoa(r.Count), r.TransactionID}
+				for i, f := range fields {
+					fields[i] = escapeText(f)
+				}
+				fmt.Fprintln(out, strings.Join(fields, "\t"))
+			}
+			first = false
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		q.Cursor = page.NextCursor
 	}
 	if g.JSON {
-		return g.printJSON(map[string]any{"records": rs})
+		fmt.Fprintln(out, "]}")
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tACTION\tINSTITUTION\tUSER\tCLIENT\tIP\tOUTCOME\tTRANSACTION")
-	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format(time.RFC3339), r.Action, r.InstitutionID, r.UserID, r.ClientID, r.IP, r.Outcome, r.TransactionID)
+	return out.Flush()
+}
+
+// escapeText makes a field safe for one line of text output: control
+// characters (a newline that would forge a record, a tab that would shift
+// the columns, an escape sequence for the terminal), line and paragraph
+// separators, bidirectional overrides and bytes that are not UTF-8 are
+// written as Go escapes, and a backslash as two, so every output line is
+// one record and the escaping is unambiguous.
+func escapeText(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
+		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069'):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+		i += size
 	}
-	return tw.Flush()
+	return b.String()
 }
 
 // DoctorCmd checks a server's configuration, changing nothing.

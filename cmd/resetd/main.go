@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 	"github.com/willabides/kongplete"
@@ -51,6 +52,7 @@ type CLI struct {
 	Client      ClientCmd      `cmd:"" help:"Manage OAuth2 clients."`
 	Outbox      OutboxCmd      `cmd:"" help:"Inspect outgoing messages."`
 	Audit       AuditCmd       `cmd:"" help:"Read the audit log."`
+	Purge       PurgeCmd       `cmd:"" help:"Delete now what is past retention (the server also does so every hour)."`
 	Version     VersionCmd     `cmd:"" help:"Print the module version and VCS revision."`
 	Doctor      DoctorCmd      `cmd:"" help:"Check a configuration without changing anything (database, key, SMTP, SMS, URLs, clock)."`
 	Bench       BenchCmd       `cmd:"" help:"Benchmark every flow against a real server on loopback, beside the machine's raw limits."`
@@ -125,9 +127,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // states, so --help and app.Open cannot disagree.
 func defaults() kong.Vars {
 	return kong.Vars{
-		"default_addr":          config.Addr,
-		"default_db":            config.DB,
-		"default_queue_workers": strconv.Itoa(config.QueueWorkers),
+		"default_addr":                 config.Addr,
+		"default_db":                   config.DB,
+		"default_queue_workers":        strconv.Itoa(config.QueueWorkers),
+		"default_retention_deliveries": strconv.Itoa(int(config.RetentionDeliveries/(24*time.Hour))) + "d",
+		"default_retention_audit":      strconv.Itoa(int(config.RetentionAudit/(24*time.Hour))) + "d",
 		// argon2's defaults are OWASP's, stated in the package that owns them.
 		"default_argon2_memory":  strconv.FormatUint(uint64(password.DefaultParams.Memory), 10),
 		"default_argon2_time":    strconv.FormatUint(uint64(password.DefaultParams.Time), 10),

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/resetd/resetd/internal/auth"
 	"github.com/resetd/resetd/internal/buildinfo"
@@ -36,6 +37,7 @@ import (
 	"github.com/resetd/resetd/internal/store"
 	"github.com/resetd/resetd/internal/store/postgres"
 	"github.com/resetd/resetd/internal/store/sqlite"
+	"github.com/resetd/resetd/internal/tracing"
 	"github.com/resetd/resetd/internal/web"
 )
 
@@ -98,6 +100,13 @@ type Config struct {
 	// BreachedPasswords is the base URL of a k-anonymity range API
 	// (GET URL/range/{5 hex}); empty: no breached-password check.
 	BreachedPasswords string
+	// Retention of deliveries and audit; a zero field is its default
+	// (config.RetentionDeliveries, config.RetentionAudit).
+	Retention reset.Retention
+	// Purged hears the counts of each periodic purge (tests wait on it).
+	Purged func(reset.PurgeCounts)
+	// Tracing turns OpenTelemetry traces on (internal/tracing).
+	Tracing tracing.Options
 }
 
 // App is a wired resetd.
@@ -122,7 +131,8 @@ type App struct {
 	// address fails at start.
 	metricsLn net.Listener
 	// conns is the main listener's limiter while Serve runs.
-	conns atomic.Pointer[limitListener]
+	conns   atomic.Pointer[limitListener]
+	tracing *tracing.Tracing
 }
 
 // ConfigError is a setting that cannot work, found before anything was
@@ -168,6 +178,14 @@ func check(cfg Config) (carriers, error) {
 	}
 	if _, err := parseProxies(cfg.TrustedProxies); err != nil {
 		return c, &ConfigError{"--trusted-proxy", err.Error()}
+	}
+	// Retention: zero is the default (Open fills it in); a negative one
+	// would purge what is yet to come.
+	if cfg.Retention.Deliveries < 0 {
+		return c, &ConfigError{"--retention-deliveries", "must be a positive duration, e.g. 90d"}
+	}
+	if cfg.Retention.Audit < 0 {
+		return c, &ConfigError{"--retention-audit", "must be a positive duration, e.g. 400d"}
 	}
 	switch {
 	case cfg.SMTP != "":
@@ -267,6 +285,12 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 			return nil, fmt.Errorf("app: --breached-passwords must be an http(s) URL without query or fragment, not %q", cfg.BreachedPasswords)
 		}
 	}
+	if cfg.Retention.Deliveries == 0 {
+		cfg.Retention.Deliveries = config.RetentionDeliveries
+	}
+	if cfg.Retention.Audit == 0 {
+		cfg.Retention.Audit = config.RetentionAudit
+	}
 	// Every setting first: a bad one fails before anything is opened.
 	c, err := check(cfg)
 	if err != nil {
@@ -285,24 +309,30 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 
+	if a.tracing, err = tracing.New(ctx, cfg.Tracing); err != nil {
+		a.Close()
+		return nil, err
+	}
 	workers := river.NewWorkers()
-	st, q, err := openStore(ctx, cfg, workers)
+	st, q, err := openStore(ctx, cfg, workers, a.tracing.QueueMiddleware())
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
 	a.Store, a.queue = st, q
+	// The domain's transactions and the workers' writes get spans.
+	traced := a.tracing.Store(st)
 	if a.Key, err = loadKey(ctx, st, cfg.SecretKey); err != nil {
 		a.Close()
 		return nil, err
 	}
 	sendWorker := &delivery.Worker{
-		Key: a.Key, Email: a.email, SMS: sms, Recorder: st, Logger: cfg.Logger, Now: cfg.Now,
+		Key: a.Key, Email: a.email, SMS: sms, Recorder: traced, Logger: cfg.Logger, Now: cfg.Now,
 		Observe: a.Metrics.ObserveMessage,
 	}
 	river.AddWorker(workers, sendWorker)
 	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Client: webhooks.Client(10 * time.Second), Now: cfg.Now, Logger: cfg.Logger})
-	if a.Auth, err = auth.New(ctx, st, a.Key, cfg.PublicURL, cfg.Now); err != nil {
+	if a.Auth, err = auth.New(ctx, traced, a.Key, cfg.PublicURL, cfg.Now); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -328,11 +358,12 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		})
 	}
 	a.Reset = reset.New(reset.Config{
-		Store: st, Hasher: hasher, LoginHasher: a.LoginHasher, Breaches: breaches, Key: a.Key, Templates: delivery.DefaultTemplates(),
+		Store: traced, Hasher: hasher, LoginHasher: a.LoginHasher, Breaches: breaches, Key: a.Key, Templates: delivery.DefaultTemplates(),
 		PublicURL: cfg.PublicURL, DefaultFrom: defaultFrom, Now: cfg.Now, Logger: cfg.Logger, Observer: a.Metrics,
 		NoSMS:    sms == nil && !cfg.Command,
 		Webhooks: webhooks,
 	})
+	river.AddWorker(workers, &purgeWorker{reset: a.Reset, retention: cfg.Retention, done: cfg.Purged})
 	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies,
 		MTLS: cfg.ClientCA != "", HSTS: strings.HasPrefix(cfg.PublicURL, "https://"), MetricsElsewhere: cfg.MetricsAddr != "", PublicURL: cfg.PublicURL})
 	if cfg.MetricsAddr != "" {
@@ -347,11 +378,15 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 
 // openStore opens (and unless told not to migrates) the backend cfg.DB
 // names, and attaches the queue that works workers (nil: insert only).
-func openStore(ctx context.Context, cfg Config, workers *river.Workers) (store.Store, lifecycle, error) {
+func openStore(ctx context.Context, cfg Config, workers *river.Workers, mw []rivertype.Middleware) (store.Store, lifecycle, error) {
 	q := queue.Options{
 		Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts, Logger: queueLogger(ctx, cfg.Logger),
 		// Webhook events on a queue of their own (SPEC §11).
-		Queues: map[string]int{delivery.QueueWebhook: delivery.WebhookWorkers},
+		Queues:     map[string]int{delivery.QueueWebhook: delivery.WebhookWorkers},
+		Middleware: mw,
+	}
+	if workers != nil {
+		q.Periodic = []queue.Periodic{{Every: reset.PurgeEvery, Job: purgeJob}}
 	}
 	dsn := cfg.DB
 	if dsn == "" {
@@ -447,7 +482,7 @@ func attached[TTx any](st store.Store, b queue.Backend[TTx], o queue.Options) (s
 
 // Migrate opens the store, applies migrations and closes it.
 func Migrate(ctx context.Context, db string, logger *slog.Logger) error {
-	s, _, err := openStore(ctx, Config{DB: db, Logger: logger}, nil)
+	s, _, err := openStore(ctx, Config{DB: db, Logger: logger}, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -487,6 +522,11 @@ func parseProxies(list []string) ([]netip.Prefix, error) {
 		}
 	}
 	return out, nil
+}
+
+// Purge runs the purge now with the configured retention (resetd purge).
+func (a *App) Purge(ctx context.Context, dryRun bool) (reset.PurgeCounts, error) {
+	return a.Reset.Purge(ctx, a.cfg.Retention, dryRun)
 }
 
 // PublicURL is the base of links resetd serves.
@@ -539,7 +579,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.conns.Store(limited)
 	var serving net.Listener = limited
 	hs := &http.Server{
-		Handler:           a.Server,
+		Handler:           a.tracing.Handler(a.Server, a.Server.Route),
 		ReadHeaderTimeout: min(5*time.Second, readTimeout),
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      30 * time.Second,
@@ -562,6 +602,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		servers = append(servers, ms)
 		go func() { errc <- ms.Serve(a.metricsLn) }()
 	}
+	// Failed authentications are audited aggregated, after their minute
+	// (reset.AuthFailures); the last are written once no request is left.
+	failCtx, stopFails := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFails()
+	failsDone := make(chan error, 1)
+	go func() { failsDone <- a.Reset.AuthFailures().Run(failCtx) }()
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -574,6 +620,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	var err error
 	for _, s := range servers {
 		err = errors.Join(err, s.Shutdown(shutdown))
+	}
+	stopFails()
+	if ferr := <-failsDone; ferr != nil {
+		err = errors.Join(err, ferr)
 	}
 	if qerr := a.queue.Stop(shutdown); qerr != nil {
 		err = errors.Join(err, qerr)
@@ -596,6 +646,10 @@ func (a *App) Close() error {
 	if c, ok := a.email.(interface{ Close() error }); ok {
 		err = c.Close()
 	}
+	// Spans of the last requests and jobs are exported before the end.
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = errors.Join(err, a.tracing.Shutdown(shutdown))
 	if a.metricsLn != nil {
 		a.metricsLn.Close() // already closed when Serve ran
 	}

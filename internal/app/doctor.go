@@ -147,7 +147,7 @@ func openExisting(ctx context.Context, cfg Config) (store.Store, error) {
 		}
 	}
 	cfg.NoMigrate = true
-	st, _, err := openStore(ctx, cfg, nil)
+	st, _, err := openStore(ctx, cfg, nil, nil)
 	if err != nil {
 		return store.Store{}, err
 	}

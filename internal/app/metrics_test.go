@@ -31,8 +31,13 @@ func TestMetricsMoveWithTheFlows(t *testing.T) {
 	tok := h.admin()
 	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com"})
 	before := string(h.do("GET", "/metrics", "", nil).Body)
+	// SQLite has a write and a read pool; PostgreSQL one pgx pool.
+	writePool, readPool := "write", "read"
+	if onPostgres.Load() {
+		writePool, readPool = "pgx", "pgx"
+	}
 	for _, name := range []string{"resetd_http_request_duration_seconds", "resetd_argon2_in_flight", "resetd_argon2_waiting", "resetd_queue_depth", "resetd_queue_oldest_age_seconds", "go_goroutines",
-		`resetd_build_info{goversion="go`, `resetd_db_pool_connections{pool="write",state="in_use"}`, `resetd_db_pool_max_connections{pool="read"}`, "resetd_db_pool_wait_count_total", "resetd_disputes_total 0"} {
+		`resetd_build_info{goversion="go`, `resetd_db_pool_connections{pool="` + writePool + `",state="in_use"}`, `resetd_db_pool_max_connections{pool="` + readPool + `"}`, "resetd_db_pool_wait_count_total", "resetd_disputes_total 0"} {
 		if !strings.Contains(before, name) {
 			t.Errorf("/metrics lacks %s", name)
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Defaults of the settings SPEC §1 lets an operator leave unset.
@@ -20,6 +21,10 @@ const (
 	DB = "sqlite:resetd.db"
 	// QueueWorkers bounds concurrent deliveries.
 	QueueWorkers = 100
+	// RetentionDeliveries is how long delivery rows are kept (SPEC §12).
+	RetentionDeliveries = 90 * 24 * time.Hour
+	// RetentionAudit is how long audit records are kept (SPEC §12).
+	RetentionAudit = 400 * 24 * time.Hour
 )
 
 // PublicURL is the base of the links resetd serves: the operator's

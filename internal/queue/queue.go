@@ -16,6 +16,7 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/resetd/resetd/internal/config"
 	"github.com/resetd/resetd/internal/store"
@@ -53,6 +54,19 @@ type Options struct {
 	// the fallback.
 	Poll   bool
 	Logger *slog.Logger
+	// Periodic jobs are inserted on a schedule (needs Workers).
+	Periodic []Periodic
+	// Middleware wraps inserting and working jobs (tracing).
+	Middleware []rivertype.Middleware
+}
+
+// Periodic is a job inserted every Every, and once when the queue starts.
+// River's elected leader inserts it, so one replica at a time does; and
+// it is unique while queued or running, so two never overlap, however
+// long one takes or however often leadership changes.
+type Periodic struct {
+	Every time.Duration
+	Job   func() store.Job
 }
 
 // Backend is a store backend that can carry a queue: it names its River
@@ -92,6 +106,7 @@ func New[TTx any](driver riverdriver.Driver[TTx], o Options) (*Queue[TTx], error
 		RetryPolicy:          o.RetryPolicy,
 		JobTimeout:           jobTimeout,
 		RescueStuckJobsAfter: rescueStuckJobsAfter,
+		Middleware:           o.Middleware,
 	}
 	if o.Poll {
 		cfg.FetchCooldown = 20 * time.Millisecond
@@ -105,6 +120,15 @@ func New[TTx any](driver riverdriver.Driver[TTx], o Options) (*Queue[TTx], error
 		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: n}}
 		for name, workers := range o.Queues {
 			cfg.Queues[name] = river.QueueConfig{MaxWorkers: workers}
+		}
+		for _, p := range o.Periodic {
+			cfg.PeriodicJobs = append(cfg.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(p.Every),
+				func() (river.JobArgs, *river.InsertOpts) {
+					return p.Job(), &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByState: []rivertype.JobState{
+						rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+						rivertype.JobStateRetryable, rivertype.JobStateScheduled,
+					}}}
+				}, &river.PeriodicJobOpts{RunOnStart: true}))
 		}
 	}
 	c, err := river.NewClient(driver, cfg)

@@ -2,6 +2,7 @@ package reset
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -387,6 +388,60 @@ func (s *Service) DeleteUser(ctx context.Context, a Actor, institutionID, userID
 		}
 		return s.audit(ctx, tx, now, a, "user.delete", institutionID, userID, "ok")
 	})
+}
+
+// EraseUser deletes a user for a GDPR erasure request (SPEC §12): as
+// DeleteUser, and everywhere else the user id stood (audit, deliveries,
+// tokens, approvals, queued events) it is replaced by a keyed pseudonym —
+// the same for every row, so the trail still reads as one person's, and
+// not reversible without the server's key. The counters naming the user,
+// their username or their phone are deleted; nothing else holds the
+// username, contacts or facts. Afterwards the store forgets the deleted
+// bytes where it can (SQLite: zeroed pages, WAL truncated).
+func (s *Service) EraseUser(ctx context.Context, a Actor, institutionID, userID string) error {
+	if err := checkIDs(institutionID, userID); err != nil {
+		return err
+	}
+	p := s.pseudonym(institutionID, userID)
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		now := s.now()
+		if _, err := s.settingsIn(ctx, tx, institutionID); err != nil {
+			return err
+		}
+		u, err := tx.User(ctx, institutionID, userID)
+		if err != nil {
+			return mapNotFound(err)
+		}
+		name := store.UsernameKey(u.Username)
+		keys := []string{
+			sendKey(institutionID, userID), verifyFailKey(institutionID, userID), otpFailKey(institutionID, userID),
+			otpShadowKey(institutionID, name+"\x00"+userID), otpShadowKey(institutionID, name+"\x00"), otpShadowKey(institutionID, "\x00"+userID),
+			selfServiceNameKey(institutionID, u.Username),
+		}
+		if u.Phone != "" {
+			keys = append(keys, smsDestKey(u.Phone), smsInstitutionDestKey(institutionID, u.Phone))
+		}
+		if err := tx.KillTokens(ctx, institutionID, userID, now); err != nil {
+			return err
+		}
+		if err := tx.EraseUser(ctx, store.Erasure{InstitutionID: institutionID, UserID: userID, Pseudonym: p, CounterKeys: keys}); err != nil {
+			return err
+		}
+		if err := tx.DeleteUser(ctx, institutionID, userID); err != nil {
+			return mapNotFound(err)
+		}
+		return s.audit(ctx, tx, now, a, "user.delete", institutionID, p, "erased")
+	})
+	if err != nil {
+		return err
+	}
+	return s.store.Forget(ctx)
+}
+
+// pseudonym is what an erased user's id becomes: a MAC under the server's
+// key, so equal for all of one user's rows and unguessable without it.
+func (s *Service) pseudonym(institutionID, userID string) string {
+	return "erased-" + hex.EncodeToString(s.key.MAC("erase", []byte(institutionID+"\x00"+userID)))[:32]
 }
 
 // UserSummary is a directory entry as a lookup shows it.

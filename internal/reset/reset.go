@@ -42,7 +42,7 @@ const (
 )
 
 // Store is what the domain needs of persistence: transactions, and the
-// two listings that read beyond one transaction's worth of rows.
+// listings and the purge that reach beyond one transaction's worth of rows.
 type Store interface {
 	// Update runs fn in a write transaction; an error from fn rolls back.
 	Update(ctx context.Context, fn func(store.Tx) error) error
@@ -51,6 +51,8 @@ type Store interface {
 	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error)
 	Deliveries(ctx context.Context, institutionID, userID string, limit int) ([]store.Delivery, error)
 	AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]store.Delivery, error)
+	Purge(ctx context.Context, kind store.PurgeKind, cutoff time.Time, limit int, dryRun bool) (int, error)
+	Forget(ctx context.Context) error
 }
 
 // Config is what New needs. It is read once: a running Service keeps its
@@ -129,6 +131,8 @@ type Service struct {
 	overrides *overrideCache
 	// selfServicePad holds self-service answers until a floor (timing).
 	selfServicePad latencyFloor
+	// failures counts failed authentication (failures.go).
+	failures *AuthFailures
 }
 
 // New returns a Service.
@@ -148,12 +152,14 @@ func New(c Config) *Service {
 	if c.LoginHasher == nil {
 		c.LoginHasher = c.Hasher
 	}
-	return &Service{
+	s := &Service{
 		store: c.Store, hasher: c.Hasher, loginHasher: c.LoginHasher, breaches: c.Breaches, key: c.Key, templates: c.Templates,
 		publicURL: config.BaseURL(c.PublicURL), defaultFrom: c.DefaultFrom,
 		now: c.Now, logger: c.Logger, observer: c.Observer, webhooks: c.Webhooks, noSMS: c.NoSMS,
 		overrides: newOverrideCache(overrideCacheBytes),
 	}
+	s.failures = newAuthFailures(s)
+	return s
 }
 
 // Actor is who asked: the client, its IP and the request's transaction id.

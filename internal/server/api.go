@@ -2,6 +2,8 @@ package server
 
 import (
 	"net/http"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/resetd/resetd/internal/auth"
@@ -120,7 +122,16 @@ func (s *Server) putUser(w http.ResponseWriter, r *http.Request, c auth.Claims) 
 }
 
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, c auth.Claims) {
-	if err := s.reset.DeleteUser(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId")); err != nil {
+	del := s.reset.DeleteUser
+	switch v := r.URL.Query()["erase"]; {
+	case len(v) == 0 || (len(v) == 1 && v[0] == "false"):
+	case len(v) == 1 && v[0] == "true":
+		del = s.reset.EraseUser
+	default:
+		s.fail(w, r, &reset.InvalidError{Field: "erase", Detail: "erase must be given at most once, as true or false"})
+		return
+	}
+	if err := del(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId")); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -173,25 +184,49 @@ func (s *Server) verifyPassword(w http.ResponseWriter, r *http.Request, c auth.C
 }
 
 func (s *Server) audit(w http.ResponseWriter, r *http.Request, c auth.Claims) {
-	var since time.Time
-	if len(r.URL.Query()["since"]) > 1 {
-		s.fail(w, r, &reset.InvalidError{Field: "since", Detail: "give since at most once"})
-		return
-	}
-	if v := r.URL.Query().Get("since"); v != "" {
-		t, err := time.Parse(time.RFC3339, v)
-		if err != nil {
-			s.fail(w, r, &reset.InvalidError{Field: "since", Detail: "since must be an RFC 3339 time"})
-			return
-		}
-		since = t
-	}
-	rs, err := s.reset.Audit(r.Context(), r.PathValue("institutionId"), since)
+	q, err := auditQuery(r.URL.Query())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"records": rs})
+	page, err := s.reset.Audit(r.Context(), r.PathValue("institutionId"), q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	body := map[string]any{"records": page.Records}
+	if page.NextCursor != "" {
+		body["nextCursor"] = page.NextCursor
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// auditQuery reads since, until, limit and cursor, each at most once.
+func auditQuery(v url.Values) (reset.AuditQuery, error) {
+	var q reset.AuditQuery
+	for _, k := range []string{"since", "until", "limit", "cursor"} {
+		if len(v[k]) > 1 {
+			return q, &reset.InvalidError{Field: k, Detail: "give " + k + " at most once"}
+		}
+	}
+	for k, t := range map[string]*time.Time{"since": &q.Since, "until": &q.Until} {
+		if s := v.Get(k); s != "" {
+			p, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				return q, &reset.InvalidError{Field: k, Detail: k + " must be an RFC 3339 time"}
+			}
+			*t = p
+		}
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > reset.AuditMaxLimit {
+			return q, &reset.InvalidError{Field: "limit", Detail: "limit must be an integer from 1 to 10000"}
+		}
+		q.Limit = n
+	}
+	q.Cursor = v.Get("cursor")
+	return q, nil
 }
 
 // changePassword is P/password/change: 204 on success.

@@ -126,6 +126,12 @@ func (p *headerProbe) Header() http.Header         { return p.header }
 func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
 func (p *headerProbe) WriteHeader(code int)        { p.status = code }
 
+// Route is the pattern that serves r ("" for none): a name for its span.
+func (s *Server) Route(r *http.Request) string {
+	_, p := s.mux.Handler(r)
+	return p
+}
+
 // Management serves /metrics, /healthz and /readyz for the operator's
 // listener (--metrics-addr), apart from the customer-facing one.
 func (s *Server) Management() http.Handler { return s.management }
@@ -209,12 +215,20 @@ func (s *Server) authorize(scope string, next apiHandler) http.HandlerFunc {
 		}
 		claims, err := s.auth.Verify(r.Context(), tok)
 		if err != nil {
-			s.reset.AuditFailure(r.Context(), actor(r, ""), "auth.bearer", r.PathValue("institutionId"), "", "invalid_token")
+			fails := s.reset.AuthFailures()
+			if fails.Failed(actor(r, ""), "auth.bearer", r.PathValue("institutionId"), "invalid_token") {
+				s.metrics.RateLimited("authFailuresPerIPMinute")
+				request.RetryAfter(w, fails.RetryAfter())
+				s.problem(w, r, http.StatusTooManyRequests, "rate-limited", "too many failed authentications from this address; retry later")
+				return
+			}
 			s.unauthorized(w, r, "invalid_token", "the access token is invalid or expired")
 			return
 		}
 		if !s.boundOK(w, r, claims, dpop, tok) {
-			s.reset.AuditFailure(r.Context(), actor(r, claims.ClientID), "auth.bearer", r.PathValue("institutionId"), "", "unbound_token")
+			// Audited aggregated like any failed authentication (boundOK
+			// has answered).
+			s.reset.AuthFailures().Failed(actor(r, claims.ClientID), "auth.bearer", r.PathValue("institutionId"), "unbound_token")
 			return
 		}
 		request.SetClientID(r.Context(), claims.ClientID)

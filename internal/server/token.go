@@ -71,16 +71,30 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 		bound.JKT = jkt
 	}
+	// An IP past its failed authentications is refused before the work
+	// (and the writes) of checking a secret.
+	fails := s.reset.AuthFailures()
+	if fails.Refused(actor(r, cred.ID), "auth.token", "") {
+		s.metrics.RateLimited("authFailuresPerIPMinute")
+		request.RetryAfter(w, fails.RetryAfter())
+		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many failed attempts from this address; retry later")
+		return
+	}
 	client, err := s.auth.AuthenticateCredentials(r.Context(), cred)
 	switch {
 	case errors.Is(err, auth.ErrThrottled):
 		s.metrics.RateLimited("clientSecretFailures")
-		s.reset.AuditFailure(r.Context(), actor(r, cred.ID), "auth.token", "", "", "throttled")
+		fails.Failed(actor(r, cred.ID), "auth.token", "", "throttled")
 		request.RetryAfter(w, 15*60e9)
 		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many failed attempts for this client; retry later")
 		return
 	case errors.Is(err, auth.ErrInvalidClient):
-		s.reset.AuditFailure(r.Context(), actor(r, cred.ID), "auth.token", "", "", "invalid_client")
+		if fails.Failed(actor(r, cred.ID), "auth.token", "", "invalid_client") {
+			s.metrics.RateLimited("authFailuresPerIPMinute")
+			request.RetryAfter(w, fails.RetryAfter())
+			oauthError(w, http.StatusTooManyRequests, "slow_down", "too many failed attempts from this address; retry later")
+			return
+		}
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
 		return
 	case err != nil:

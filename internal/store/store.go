@@ -18,6 +18,9 @@ import (
 var (
 	ErrNotFound = errors.New("store: not found")
 	ErrConflict = errors.New("store: conflict")
+	// ErrBadPosition: an audit position (a cursor) this backend did not
+	// hand out.
+	ErrBadPosition = errors.New("store: bad audit position")
 )
 
 // Institution is a tenant. Settings are kept as the JSON document the
@@ -156,13 +159,55 @@ type AuditRecord struct {
 	IP            string
 	TransactionID string
 	Outcome       string
+	// Count is how many requests an aggregated failure record stands for;
+	// 0 on insert is 1.
+	Count int
+	// Pos is the record's place in the log, opaque outside its backend:
+	// AuditFilter.After continues after it.
+	Pos string
 }
 
-// AuditFilter selects audit records; empty fields match everything.
+// AuditFilter selects a page of audit records, oldest first; empty fields
+// match everything.
 type AuditFilter struct {
 	InstitutionID string
-	Since         time.Time
-	Limit         int
+	// Since is inclusive, Until exclusive (zero: no bound).
+	Since, Until time.Time
+	// After is the Pos of the last record of the previous page; "" starts
+	// at the beginning. Following After from page to page lists every
+	// record once, however writers commit meanwhile: a backend lists a
+	// record only when no record before it can still appear.
+	After string
+	// Limit is the page size; 0 is 1000.
+	Limit int
+}
+
+// PurgeKind names what a purge deletes.
+type PurgeKind string
+
+// The kinds of rows the purge deletes (SPEC §12), and when a row is past:
+// tokens and OTPs that expired or were used, approvals that expired, rate
+// counters whose window began, deliveries created and audit records
+// written, before the cutoff.
+const (
+	PurgeTokens       PurgeKind = "tokens"
+	PurgeOTPs         PurgeKind = "otps"
+	PurgeApprovals    PurgeKind = "approvals"
+	PurgeRateCounters PurgeKind = "rateCounters"
+	PurgeDeliveries   PurgeKind = "deliveries"
+	PurgeAudit        PurgeKind = "audit"
+)
+
+// PurgeKinds is every kind, in the order a purge runs them.
+func PurgeKinds() []PurgeKind {
+	return []PurgeKind{PurgeTokens, PurgeOTPs, PurgeApprovals, PurgeRateCounters, PurgeDeliveries, PurgeAudit}
+}
+
+// Erasure names what EraseUser replaces and deletes.
+type Erasure struct {
+	InstitutionID, UserID string
+	Pseudonym             string
+	CounterKeys           []string
 }
 
 // Job is a unit of background work a transaction queues: an email, an
@@ -236,6 +281,13 @@ type DirectoryWriter interface {
 	// ErrConflict: the username belongs to another user.
 	PutUser(ctx context.Context, u User) (created bool, err error)
 	DeleteUser(ctx context.Context, institutionID, userID string) error
+	// EraseUser replaces a user's id by e.Pseudonym in every other row
+	// that names it — audit, deliveries (whose masked destination and last
+	// error are cleared), tokens, approvals, queued webhook events — and
+	// deletes the user's OTP, any tombstone of theirs, the send jobs'
+	// recorded errors and the rate events of e.CounterKeys (SPEC §12).
+	// DeleteUser then removes the user.
+	EraseUser(ctx context.Context, e Erasure) error
 	SetPassword(ctx context.Context, institutionID, userID, hash string, now time.Time) error
 	// AddPasswordHistory records hash and keeps the newest keep entries;
 	// keep < 0 keeps every entry (nothing to trim, e.g. for a new user).
@@ -367,6 +419,14 @@ type Outbox interface {
 	Deliveries(ctx context.Context, institutionID, userID string, limit int) ([]Delivery, error)
 	AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]Delivery, error)
 	Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
+	// Purge deletes at most limit rows of kind that are past cutoff, in
+	// one short transaction, and returns how many it deleted; with dryRun
+	// it deletes nothing and counts every such row.
+	Purge(ctx context.Context, kind PurgeKind, cutoff time.Time, limit int, dryRun bool) (int, error)
+	// Forget makes what was deleted unrecoverable from the database files
+	// where the backend can: SQLite (which zeroes deleted content, its
+	// secure_delete) checkpoints and truncates its write-ahead log.
+	Forget(ctx context.Context) error
 	// QueueStats counts deliveries not yet sent or failed, and the
 	// creation time of the oldest (zero when none), in one query: a
 	// metrics scrape should call it once for both gauges.

@@ -93,3 +93,52 @@ func TestOpenOptions(t *testing.T) {
 		t.Errorf("bad URL: %v", err)
 	}
 }
+
+// An identity value is taken at insert, not commit: a transaction that
+// inserted first and commits last must still be listed after a cursor
+// that went past the record of one that committed before it.
+func TestAuditCursorOutOfOrderCommit(t *testing.T) {
+	pgtest.AdminURL(t)
+	t.Parallel()
+	s := open(t, pgtest.NewDatabase(t))
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queue.Attach(s, queue.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	inserted, release, firstDone := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		firstDone <- s.Update(t.Context(), func(tx store.Tx) error {
+			if err := tx.InsertAudit(t.Context(), store.AuditRecord{Action: "first"}); err != nil {
+				return err
+			}
+			close(inserted)
+			<-release
+			return nil
+		})
+	}()
+	<-inserted
+	if err := s.Update(t.Context(), func(tx store.Tx) error {
+		return tx.InsertAudit(t.Context(), store.AuditRecord{Action: "second"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.Audit(t.Context(), store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "second" committed, but is held back while "first" (a lower id)
+	// may still commit.
+	if len(page) != 0 {
+		t.Fatalf("page while an older writer runs: %+v", page)
+	}
+	close(release)
+	if err := <-firstDone; err != nil {
+		t.Fatal(err)
+	}
+	page, err = s.Audit(t.Context(), store.AuditFilter{})
+	if err != nil || len(page) != 2 || page[0].Action != "first" || page[1].Action != "second" {
+		t.Fatalf("page after both commit: %+v %v", page, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -516,8 +517,8 @@ func (t *txn) Enqueue(ctx context.Context, job store.Job) error {
 // say) becomes U+FFFD, where SQLite would keep the bytes. An audit record
 // must be written, and cannot be refused for what it reports.
 func (t *txn) InsertAudit(ctx context.Context, r store.AuditRecord) error {
-	_, err := t.q.Exec(ctx, `INSERT INTO audit (time, action, institution_id, user_id, client_id, ip, transaction_id, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		ts(r.Time), text(r.Action), text(r.InstitutionID), text(r.UserID), text(r.ClientID), text(r.IP), text(r.TransactionID), text(r.Outcome))
+	_, err := t.q.Exec(ctx, `INSERT INTO audit (time, action, institution_id, user_id, client_id, ip, transaction_id, outcome, count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		ts(r.Time), text(r.Action), text(r.InstitutionID), text(r.UserID), text(r.ClientID), text(r.IP), text(r.TransactionID), text(r.Outcome), max(r.Count, 1))
 	if err != nil {
 		return wrap(err, "insert audit")
 	}
@@ -823,7 +824,55 @@ func (s *Store) AllDeliveries(ctx context.Context, failedOnly bool, limit int) (
 	return scanDeliveries(rows)
 }
 
+// auditBound is a transaction id below which every transaction of this
+// database has ended: the next transaction id as of a first statement,
+// lowered to the oldest transaction of this database still running as of
+// a second. A transaction not listed by the second began after it, so
+// its id is at least the first's. Only this database's transactions count
+// (pg_snapshot_xmin would wait for every database of the cluster); they
+// are read from pg_stat_activity, which shows them to the role resetd's
+// replicas share.
+func (s *Store) auditBound(ctx context.Context) (uint64, error) {
+	var next uint64
+	if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint`).Scan(&next); err != nil {
+		return 0, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT backend_xid::text::bigint FROM pg_stat_activity
+		WHERE datname = current_database() AND backend_xid IS NOT NULL`)
+	if err != nil {
+		return 0, err
+	}
+	running, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, err
+	}
+	bound := next
+	for _, x := range running {
+		// backend_xid is the low 32 bits of a full transaction id within
+		// 2^31 of next: widen it relative to next.
+		back := uint32(next) - uint32(x)
+		if back == 0 || back >= 1<<31 {
+			continue // began after the first statement: not below next
+		}
+		bound = min(bound, next-uint64(back))
+	}
+	return bound, nil
+}
+
+// Audit lists a page in (txid, id) order, and only rows of transactions
+// below auditBound (migration 00005 says why): a row committed later
+// always sorts after the rows listed now.
 func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error) {
+	afterTx, afterID := "0", int64(0)
+	if f.After != "" {
+		x, id, ok := strings.Cut(f.After, ".")
+		xn, err1 := strconv.ParseUint(x, 10, 64)
+		idn, err2 := strconv.ParseInt(id, 10, 64)
+		if !ok || err1 != nil || err2 != nil || idn < 0 || strconv.FormatUint(xn, 10)+"."+strconv.FormatInt(idn, 10) != f.After {
+			return nil, store.ErrBadPosition
+		}
+		afterTx, afterID = x, idn
+	}
 	if !storable(f.InstitutionID) {
 		return []store.AuditRecord{}, nil
 	}
@@ -831,19 +880,23 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRe
 	if limit <= 0 {
 		limit = 1000
 	}
-	// Newest last, but the limit keeps the newest records. Two statements
-	// rather than one with "$2 = '' OR …", whose generic plan could not use
-	// the institution index.
-	const cols = `id, time, action, institution_id, user_id, client_id, ip, transaction_id, outcome`
-	var rows pgx.Rows
-	var err error
-	if f.InstitutionID == "" {
-		rows, err = s.pool.Query(ctx, `SELECT * FROM (SELECT `+cols+` FROM audit WHERE time >= $1
-			ORDER BY time DESC, id DESC LIMIT $2) newest ORDER BY time, id`, ts(f.Since), limit)
-	} else {
-		rows, err = s.pool.Query(ctx, `SELECT * FROM (SELECT `+cols+` FROM audit WHERE institution_id = $1 AND time >= $2
-			ORDER BY time DESC, id DESC LIMIT $3) newest ORDER BY time, id`, f.InstitutionID, ts(f.Since), limit)
+	bound, err := s.auditBound(ctx)
+	if err != nil {
+		return nil, wrap(err, "audit")
 	}
+	q := `SELECT id, txid::text, time, action, institution_id, user_id, client_id, ip, transaction_id, outcome, count FROM audit
+		WHERE (txid, id) > ($1::text::xid8, $2::bigint) AND txid < $3::text::xid8 AND time >= $4`
+	args := []any{afterTx, afterID, strconv.FormatUint(bound, 10), ts(f.Since)}
+	if !f.Until.IsZero() {
+		args = append(args, ts(f.Until))
+		q += ` AND time < $` + strconv.Itoa(len(args))
+	}
+	if f.InstitutionID != "" {
+		args = append(args, f.InstitutionID)
+		q += ` AND institution_id = $` + strconv.Itoa(len(args))
+	}
+	args = append(args, limit)
+	rows, err := s.pool.Query(ctx, q+` ORDER BY txid, id LIMIT $`+strconv.Itoa(len(args)), args...)
 	if err != nil {
 		return nil, wrap(err, "audit")
 	}
@@ -851,17 +904,93 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRe
 	out := []store.AuditRecord{}
 	for rows.Next() {
 		var r store.AuditRecord
+		var txid string
 		var tm time.Time
-		if err := rows.Scan(&r.ID, &tm, &r.Action, &r.InstitutionID, &r.UserID, &r.ClientID, &r.IP, &r.TransactionID, &r.Outcome); err != nil {
+		if err := rows.Scan(&r.ID, &txid, &tm, &r.Action, &r.InstitutionID, &r.UserID, &r.ClientID, &r.IP, &r.TransactionID, &r.Outcome, &r.Count); err != nil {
 			return nil, wrap(err, "audit")
 		}
-		r.Time = fromTS(tm)
+		r.Time, r.Pos = fromTS(tm), txid+"."+strconv.FormatInt(r.ID, 10)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, wrap(err, "audit")
 	}
 	return out, nil
+}
+
+// EraseUser: see the SQLite backend for why the jobs are touched.
+func (t *txn) EraseUser(ctx context.Context, e store.Erasure) error {
+	if !storable(e.InstitutionID, e.UserID, e.Pseudonym) {
+		return nil
+	}
+	in, uid, p := e.InstitutionID, e.UserID, e.Pseudonym
+	for _, st := range []struct {
+		q    string
+		args []any
+	}{
+		{`UPDATE river_job SET errors = NULL, args = jsonb_set(args, '{user_id}', to_jsonb($1::text)) WHERE kind = 'resetd_send'
+			AND args->>'institution_id' = $2 AND args->>'user_id' = $3`, []any{p, in, uid}},
+		{`UPDATE river_job SET args = jsonb_set(args, '{event,userId}', to_jsonb($1::text)) WHERE kind = 'resetd_webhook'
+			AND args->'event'->>'institutionId' = $2 AND args->'event'->>'userId' = $3`, []any{p, in, uid}},
+		{`UPDATE audit SET user_id = $1 WHERE institution_id = $2 AND user_id = $3`, []any{p, in, uid}},
+		{`UPDATE deliveries SET user_id = $1, destination = '', last_error = '' WHERE institution_id = $2 AND user_id = $3`, []any{p, in, uid}},
+		{`UPDATE tokens SET user_id = $1 WHERE institution_id = $2 AND user_id = $3`, []any{p, in, uid}},
+		{`UPDATE approvals SET user_id = $1 WHERE institution_id = $2 AND user_id = $3`, []any{p, in, uid}},
+		{`DELETE FROM otps WHERE institution_id = $1 AND user_id = $2`, []any{in, uid}},
+		{`DELETE FROM rate_events WHERE key = ANY($1)`, []any{counterKeys(e.CounterKeys)}},
+		{`DELETE FROM user_tombstones WHERE institution_id = $1 AND user_id = $2`, []any{in, uid}},
+	} {
+		if _, err := t.q.Exec(ctx, st.q, st.args...); err != nil {
+			return wrap(err, "erase user")
+		}
+	}
+	return nil
+}
+
+// Forget has nothing to do: PostgreSQL's dead row versions are reclaimed
+// by (auto)vacuum, and its write-ahead log recycled, on their own schedule
+// (docs/OPERATIONS.md).
+func (s *Store) Forget(context.Context) error { return nil }
+
+// purgeWhere is, per kind, the table and the condition that a row is past
+// the cutoff $1.
+func purgeWhere(kind store.PurgeKind) (table, cond string, ok bool) {
+	const ended = "expires_at < $1 OR used_at < $1"
+	switch kind {
+	case store.PurgeTokens:
+		return "tokens", ended, true
+	case store.PurgeOTPs:
+		return "otps", ended, true
+	case store.PurgeApprovals:
+		return "approvals", "expires_at < $1", true
+	case store.PurgeRateCounters:
+		return "rate_events", "at < $1", true
+	case store.PurgeDeliveries:
+		return "deliveries", "created_at < $1", true
+	case store.PurgeAudit:
+		return "audit", "time < $1", true
+	}
+	return "", "", false
+}
+
+// Purge deletes one bounded batch in its own short transaction.
+func (s *Store) Purge(ctx context.Context, kind store.PurgeKind, cutoff time.Time, limit int, dryRun bool) (int, error) {
+	table, cond, ok := purgeWhere(kind)
+	if !ok {
+		return 0, fmt.Errorf("postgres: purge: unknown kind %q", kind)
+	}
+	if dryRun {
+		var n int
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE `+cond, ts(cutoff)).Scan(&n); err != nil {
+			return 0, wrap(err, "purge "+string(kind))
+		}
+		return n, nil
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM `+table+` WHERE ctid IN (SELECT ctid FROM `+table+` WHERE `+cond+` LIMIT $2)`, ts(cutoff), limit)
+	if err != nil {
+		return 0, wrap(err, "purge "+string(kind))
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // LockUser sets the dispute lock (SPEC §7) that blocks new sends.
@@ -959,6 +1088,15 @@ func (t *txn) PruneTombstones(ctx context.Context, institutionID string, before 
 		return wrap(err, "prune tombstones")
 	}
 	return nil
+}
+
+// counterKeys are rate-counter keys as the bytea column holds them.
+func counterKeys(keys []string) [][]byte {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = []byte(k)
+	}
+	return out
 }
 
 func (s *Store) UseOnce(ctx context.Context, key string, expires, now time.Time) error {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"strings"
 	"time"
 
@@ -223,6 +224,38 @@ func (t *txn) DeleteUser(ctx context.Context, institutionID, userID string) erro
 	return nil
 }
 
+// EraseUser: send jobs carry the user id beside their sealed message, and
+// their errors may quote a relay's answer naming the address; webhook
+// events carry the user id.
+func (t *txn) EraseUser(ctx context.Context, e store.Erasure) error {
+	in, uid, p := e.InstitutionID, e.UserID, e.Pseudonym
+	for _, st := range []struct {
+		q    string
+		args []any
+	}{
+		{`UPDATE river_job SET errors = NULL, args = jsonb_replace(args, '$.user_id', ?) WHERE kind = 'resetd_send'
+			AND json_extract(args, '$.institution_id') = ? AND json_extract(args, '$.user_id') = ?`, []any{p, in, uid}},
+		{`UPDATE river_job SET args = jsonb_replace(args, '$.event.userId', ?) WHERE kind = 'resetd_webhook'
+			AND json_extract(args, '$.event.institutionId') = ? AND json_extract(args, '$.event.userId') = ?`, []any{p, in, uid}},
+		{`UPDATE audit SET user_id = ? WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
+		{`UPDATE deliveries SET user_id = ?, destination = '', last_error = '' WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
+		{`UPDATE tokens SET user_id = ? WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
+		{`UPDATE approvals SET user_id = ? WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
+		{`DELETE FROM otps WHERE institution_id = ? AND user_id = ?`, []any{in, uid}},
+		{`DELETE FROM user_tombstones WHERE institution_id = ? AND user_id = ?`, []any{in, uid}},
+	} {
+		if _, err := t.q.ExecContext(ctx, st.q, st.args...); err != nil {
+			return fmt.Errorf("sqlite: erase user: %w", err)
+		}
+	}
+	for _, k := range e.CounterKeys {
+		if _, err := t.q.ExecContext(ctx, `DELETE FROM rate_events WHERE key = ?`, k); err != nil {
+			return fmt.Errorf("sqlite: erase user: %w", err)
+		}
+	}
+	return nil
+}
+
 func (t *txn) SetPassword(ctx context.Context, institutionID, userID, hash string, now time.Time) error {
 	res, err := t.q.ExecContext(ctx, `UPDATE users SET password_hash = ?, updated_at = ? WHERE institution_id = ? AND id = ?`, hash, ms(now), institutionID, userID)
 	if err != nil {
@@ -364,8 +397,8 @@ func (t *txn) Enqueue(ctx context.Context, job store.Job) error {
 }
 
 func (t *txn) InsertAudit(ctx context.Context, r store.AuditRecord) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO audit (time, action, institution_id, user_id, client_id, ip, transaction_id, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		ms(r.Time), r.Action, r.InstitutionID, r.UserID, r.ClientID, r.IP, r.TransactionID, r.Outcome)
+	_, err := t.q.ExecContext(ctx, `INSERT INTO audit (time, action, institution_id, user_id, client_id, ip, transaction_id, outcome, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ms(r.Time), r.Action, r.InstitutionID, r.UserID, r.ClientID, r.IP, r.TransactionID, r.Outcome, max(r.Count, 1))
 	if err != nil {
 		return fmt.Errorf("sqlite: insert audit: %w", err)
 	}
@@ -587,9 +620,23 @@ func (s *Store) AllDeliveries(ctx context.Context, failedOnly bool, limit int) (
 	return scanDeliveries(rows)
 }
 
+// Audit lists a page by id: with one writer, ids are handed out in commit
+// order, so no record can appear behind one already listed.
 func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error) {
-	q := `SELECT id, time, action, institution_id, user_id, client_id, ip, transaction_id, outcome FROM audit WHERE time >= ?`
-	args := []any{ms(f.Since)}
+	var after int64
+	if f.After != "" {
+		n, err := strconv.ParseInt(f.After, 10, 64)
+		if err != nil || n < 0 || strconv.FormatInt(n, 10) != f.After {
+			return nil, store.ErrBadPosition
+		}
+		after = n
+	}
+	q := `SELECT id, time, action, institution_id, user_id, client_id, ip, transaction_id, outcome, count FROM audit WHERE id > ? AND time >= ?`
+	args := []any{after, ms(f.Since)}
+	if !f.Until.IsZero() {
+		q += ` AND time < ?`
+		args = append(args, ms(f.Until))
+	}
 	if f.InstitutionID != "" {
 		q += ` AND institution_id = ?`
 		args = append(args, f.InstitutionID)
@@ -598,9 +645,7 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRe
 	if limit <= 0 {
 		limit = 1000
 	}
-	// Newest last, but the limit keeps the newest records.
-	q = `SELECT * FROM (` + q + ` ORDER BY time DESC, id DESC LIMIT ?) ORDER BY time, id`
-	rows, err := s.read.QueryContext(ctx, q, append(args, limit)...)
+	rows, err := s.read.QueryContext(ctx, q+` ORDER BY id LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: audit: %w", err)
 	}
@@ -608,14 +653,78 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRe
 	out := []store.AuditRecord{}
 	for rows.Next() {
 		var r store.AuditRecord
-		var tm int64
-		if err := rows.Scan(&r.ID, &tm, &r.Action, &r.InstitutionID, &r.UserID, &r.ClientID, &r.IP, &r.TransactionID, &r.Outcome); err != nil {
+		var id, tm int64
+		if err := rows.Scan(&id, &tm, &r.Action, &r.InstitutionID, &r.UserID, &r.ClientID, &r.IP, &r.TransactionID, &r.Outcome, &r.Count); err != nil {
 			return nil, fmt.Errorf("sqlite: audit: %w", err)
 		}
-		r.Time = fromMS(tm)
+		r.ID, r.Pos, r.Time = id, strconv.FormatInt(id, 10), fromMS(tm)
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// Forget checkpoints the write-ahead log into the database and truncates
+// it, so the page images written before an erasure are gone from disk.
+func (s *Store) Forget(ctx context.Context) error {
+	var busy, logged, done int
+	if err := s.write.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logged, &done); err != nil {
+		return fmt.Errorf("sqlite: checkpoint: %w", err)
+	}
+	if busy != 0 {
+		return fmt.Errorf("sqlite: checkpoint: readers kept the log busy")
+	}
+	return nil
+}
+
+// purgeWhere is, per kind, the table, its key (tokens and OTPs have no
+// rowid; rate events have nothing but their rowid) and the condition that a row is past the cutoff ?1.
+func purgeWhere(kind store.PurgeKind) (table, key, cond string, ok bool) {
+	const ended = "expires_at < ?1 OR (used_at != 0 AND used_at < ?1)"
+	switch kind {
+	case store.PurgeTokens:
+		return "tokens", "hash", ended, true
+	case store.PurgeOTPs:
+		return "otps", "institution_id, user_id", ended, true
+	case store.PurgeApprovals:
+		return "approvals", "id", "expires_at < ?1", true
+	case store.PurgeRateCounters:
+		return "rate_events", "rowid", "at < ?1", true
+	case store.PurgeDeliveries:
+		return "deliveries", "id", "created_at < ?1", true
+	case store.PurgeAudit:
+		return "audit", "id", "time < ?1", true
+	}
+	return "", "", "", false
+}
+
+// Purge deletes one bounded batch in its own short write transaction, so
+// the single writer is never held for long.
+func (s *Store) Purge(ctx context.Context, kind store.PurgeKind, cutoff time.Time, limit int, dryRun bool) (int, error) {
+	table, key, cond, ok := purgeWhere(kind)
+	if !ok {
+		return 0, fmt.Errorf("sqlite: purge: unknown kind %q", kind)
+	}
+	if dryRun {
+		var n int
+		err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM `+table+` WHERE `+cond, ms(cutoff)).Scan(&n)
+		if err != nil {
+			return 0, fmt.Errorf("sqlite: purge %s: %w", kind, err)
+		}
+		return n, nil
+	}
+	var n int64
+	err := s.Update(ctx, func(tx store.Tx) error {
+		res, err := tx.ReadTx.(*txn).q.ExecContext(ctx, `DELETE FROM `+table+` WHERE (`+key+`) IN (SELECT `+key+` FROM `+table+` WHERE `+cond+` LIMIT ?2)`, ms(cutoff), limit)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: purge %s: %w", kind, err)
+	}
+	return int(n), nil
 }
 
 func (t *txn) PutOTP(ctx context.Context, o store.OTP) error {

@@ -97,64 +97,6 @@ func testDeliveries(t *testing.T, s store.Store) {
 	}
 }
 
-func testAudit(t *testing.T, s store.Store) {
-	recs := []store.AuditRecord{
-		{Time: t0, Action: "reset.send", InstitutionID: "i1", UserID: "u", ClientID: "c", IP: "192.0.2.1", TransactionID: "tx1", Outcome: "ok"},
-		{Time: t0.Add(time.Second), Action: "settings.update", InstitutionID: "i2", ClientID: "c", Outcome: "ok"},
-		{Time: t0.Add(time.Second), Action: "reset.change", InstitutionID: "i1", UserID: "u", Outcome: "ok"},
-		{Time: t0.Add(2 * time.Second), Action: "auth.fail", ClientID: "x", IP: "2001:db8::1", Outcome: "invalid_client"},
-	}
-	update(t, s, func(tx store.Tx) error {
-		for _, r := range recs {
-			if err := tx.InsertAudit(ctx(t), r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	actions := func(f store.AuditFilter) []string {
-		t.Helper()
-		got, err := s.Audit(ctx(t), f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := []string{}
-		for _, r := range got {
-			out = append(out, r.Action)
-		}
-		return out
-	}
-	for _, c := range []struct {
-		name string
-		f    store.AuditFilter
-		want []string
-	}{
-		{"all, newest last (ties in insertion order)", store.AuditFilter{}, []string{"reset.send", "settings.update", "reset.change", "auth.fail"}},
-		{"one institution", store.AuditFilter{InstitutionID: "i1"}, []string{"reset.send", "reset.change"}},
-		{"since is inclusive", store.AuditFilter{Since: t0.Add(time.Second)}, []string{"settings.update", "reset.change", "auth.fail"}},
-		{"institution and since", store.AuditFilter{InstitutionID: "i1", Since: t0.Add(time.Second)}, []string{"reset.change"}},
-		{"limit keeps the newest", store.AuditFilter{Limit: 2}, []string{"reset.change", "auth.fail"}},
-		{"nothing after", store.AuditFilter{Since: t0.Add(time.Hour)}, []string{}},
-	} {
-		if got := actions(c.f); !slices.Equal(got, c.want) {
-			t.Errorf("%s: %v, want %v", c.name, got, c.want)
-		}
-	}
-	got, err := s.Audit(ctx(t), store.AuditFilter{InstitutionID: "i1", Limit: 1})
-	if err != nil || len(got) != 1 {
-		t.Fatalf("audit: %v %v", got, err)
-	}
-	r := got[0]
-	if r.ID == 0 || r.Action != "reset.change" || r.UserID != "u" || r.Outcome != "ok" || r.ClientID != "" {
-		t.Errorf("audit record = %+v", r)
-	}
-	sameTime(t, "audit time", r.Time, t0.Add(time.Second))
-	got, _ = s.Audit(ctx(t), store.AuditFilter{})
-	if f := got[0]; f.IP != "192.0.2.1" || f.TransactionID != "tx1" || f.ClientID != "c" || f.InstitutionID != "i1" {
-		t.Errorf("audit record fields = %+v", f)
-	}
-}
-
 func hit(t *testing.T, s store.Store, key string, window time.Duration, now time.Time) int {
 	t.Helper()
 	var n int

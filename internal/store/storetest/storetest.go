@@ -5,7 +5,8 @@
 // SQLite and PostgreSQL cannot drift apart. A backend's test calls Run
 // with a function that opens a fresh, migrated store. The tests are filed
 // by area: directory.go (institutions, users, settings), secrets.go
-// (tokens, OTPs), records.go (deliveries, audit, counters, approvals),
+// (tokens, OTPs), records.go (deliveries, counters, approvals), audit.go
+// (audit pages, purge),
 // clients.go (clients, keys, meta), hostile.go, tx.go (rollback, views,
 // jobs).
 package storetest
@@ -65,6 +66,9 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentOTPAttemptsCounted", testConcurrentOTP},
 		{"Deliveries", testDeliveries},
 		{"Audit", testAudit},
+		{"AuditPagesEveryRecordOnce", testAuditPages},
+		{"AuditPagesUnderConcurrentWrites", testAuditConcurrentPages},
+		{"Purge", testPurge},
 		{"RateCounters", testRateCounters},
 		{"ConcurrentHits", testConcurrentHits},
 		{"ConcurrentCountThenHitExact", testConcurrentCountThenHit},
