@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -99,7 +100,20 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 }
 
+// cliKey is RESETD_SECRET_KEY of the in-process CLI tests.
+const cliKey = "3b8e1f0a5c7d9e2b4a6c8d0e1f3a5b7c9d2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a"
+
+// runCLI runs a command with cliKey as --secret-key (unless args give one).
 func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	if !slices.Contains(args, "--secret-key") && !slices.Contains(args, "--help") {
+		args = append(args, "--secret-key", cliKey)
+	}
+	return runCLIRaw(t, stdin, args...)
+}
+
+// runCLIRaw runs a command exactly as given.
+func runCLIRaw(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
@@ -134,7 +148,7 @@ func TestOperatorCommands(t *testing.T) {
 	// What the CLI stored works through the real wiring: the secret
 	// authenticates, and the password from stdin (without its newline) verifies.
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db})
+	a, err := app.Open(ctx, app.Config{DB: db, SecretKey: cliKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +254,7 @@ func TestUserImport(t *testing.T) {
 		t.Errorf("stderr lacks the per-line reasons or progress:\n%s", errOut)
 	}
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db})
+	a, err := app.Open(ctx, app.Config{DB: db, SecretKey: cliKey})
 	if err != nil {
 		t.Fatal(err)
 	}

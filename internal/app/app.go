@@ -44,6 +44,8 @@ type Config struct {
 	SecretKey      string
 	TrustedProxies []string
 	NoMigrate      bool
+	// Dev allows generating a trial secret key (serve --dev only).
+	Dev bool
 
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now. Tests inject one.
@@ -125,13 +127,23 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		}
 	}
 
+	// The key before the store: a command refused for its key changes
+	// nothing (SPEC §9).
+	info, err := peekKeys(ctx, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := planKey(cfg, info)
+	if err != nil {
+		return nil, err
+	}
 	workers := river.NewWorkers()
 	st, q, err := openStore(ctx, cfg, workers)
 	if err != nil {
 		return nil, err
 	}
 	a.Store, a.queue = st, q
-	if a.Key, err = loadKey(ctx, st, cfg.SecretKey); err != nil {
+	if a.Key, err = recordKey(ctx, st, plan); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -140,7 +152,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Observe: a.Metrics.ObserveMessage,
 	}
 	river.AddWorker(workers, sendWorker)
-	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Client: cfg.HTTPClient, Now: cfg.Now, Logger: cfg.Logger})
+	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Secrets: st, Client: cfg.HTTPClient, Now: cfg.Now, Logger: cfg.Logger})
 	if a.Auth, err = auth.New(ctx, st, a.Key, cfg.PublicURL, cfg.Now); err != nil {
 		st.Close()
 		return nil, err
@@ -228,26 +240,29 @@ func attached[TTx any](st store.Store, b queue.Backend[TTx], o queue.Options) (s
 	return st, q, nil
 }
 
-// Migrate opens the store, applies migrations and closes it.
-func Migrate(ctx context.Context, db string, logger *slog.Logger) error {
-	s, _, err := openStore(ctx, Config{DB: db, Logger: logger}, nil)
+// Migrate checks the key as every command does, then opens the store,
+// applies migrations and closes it.
+func Migrate(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	info, err := peekKeys(ctx, cfg.DB)
 	if err != nil {
 		return err
 	}
-	return s.Close()
-}
-
-// loadKey uses the configured secret key, or the one stored in the
-// database (made on first start: fine for a trial, not for production).
-func loadKey(ctx context.Context, st store.Store, configured string) (*seal.Key, error) {
-	if configured != "" {
-		return seal.Parse(configured)
-	}
-	raw, err := st.MetaSetIfAbsent(ctx, "secret_key", seal.Generate())
+	plan, err := planKey(cfg, info)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return seal.New(raw)
+	s, _, err := openStore(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := recordKey(ctx, s, plan); err != nil {
+		s.Close()
+		return err
+	}
+	return s.Close()
 }
 
 func parseProxies(list []string) ([]netip.Prefix, error) {
@@ -279,6 +294,10 @@ func (a *App) PublicURL() string { return a.cfg.PublicURL }
 // then shuts down in order: stop accepting, finish in-flight requests,
 // finish running deliveries (bounded).
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	// Only a server makes the first signing key (SPEC §9).
+	if err := a.Auth.EnsureSigningKey(ctx); err != nil {
+		return err
+	}
 	if err := a.queue.Start(ctx); err != nil {
 		return err
 	}

@@ -3,13 +3,13 @@ package delivery
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -45,22 +45,18 @@ type WebhookArgs struct {
 // Kind names the job for River.
 func (WebhookArgs) Kind() string { return "resetd_webhook" }
 
-// WebhookSecret is the key an institution's receiver verifies events
-// with. It is derived from the server's secret key, so it is never stored,
-// and `resetd institution webhook-secret ID` prints it.
-func WebhookSecret(key *seal.Key, institutionID string) string {
-	return "whsec_" + hex.EncodeToString(key.MAC("webhook", []byte(institutionID)))
-}
-
 // WebhookWorker posts events, signed like the SMS webhook:
 // X-Resetd-Timestamp and X-Resetd-Signature: v1=hex(HMAC-SHA256(secret,
-// timestamp + "." + body)).
+// timestamp + "." + body)); during a secret rotation's overlap the header
+// holds one signature per secret, comma-separated, new first.
 type WebhookWorker struct {
 	river.WorkerDefaults[WebhookArgs]
-	Key    *seal.Key
-	Client *http.Client
-	Now    func() time.Time
-	Logger *slog.Logger
+	Key *seal.Key
+	// Secrets is where the institutions' webhook secrets are kept.
+	Secrets MetaStore
+	Client  *http.Client
+	Now     func() time.Time
+	Logger  *slog.Logger
 }
 
 // Work posts the event; a 4xx other than 408/429 is final, anything else retried.
@@ -69,7 +65,16 @@ func (w *WebhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) e
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("delivery: webhook: %w", err))
 	}
-	ts := w.Now().Unix()
+	now := w.Now()
+	ts := now.Unix()
+	secrets, err := WebhookSecrets(ctx, w.Secrets, w.Key, job.Args.Event.InstitutionID, now)
+	if err != nil {
+		return fmt.Errorf("delivery: webhook: %w", err)
+	}
+	sigs := make([]string, len(secrets))
+	for i, sec := range secrets {
+		sigs[i] = SignWebhook([]byte(sec), ts, body)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, job.Args.URL, bytes.NewReader(body))
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("delivery: webhook: %w", err))
@@ -78,7 +83,7 @@ func (w *WebhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) e
 	req.Header.Set("User-Agent", "resetd-webhook/1")
 	req.Header.Set("X-Resetd-Event", job.Args.Event.Type)
 	req.Header.Set("X-Resetd-Timestamp", strconv.FormatInt(ts, 10))
-	req.Header.Set("X-Resetd-Signature", SignWebhook([]byte(WebhookSecret(w.Key, job.Args.Event.InstitutionID)), ts, body))
+	req.Header.Set("X-Resetd-Signature", strings.Join(sigs, ","))
 	client := w.Client
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}

@@ -128,7 +128,10 @@ func (s *Service) checkFactsAtChange(ctx context.Context, a Actor, st Settings, 
 		if err := otpFailCap(ctx, tx, failKey, now); err != nil {
 			return err
 		}
-		if s.factsMatch(st, u, facts) {
+		if ok, rekeyed := s.factsMatch(st, u, facts); ok {
+			if rekeyed != nil {
+				return tx.SetFacts(ctx, u.InstitutionID, u.ID, rekeyed)
+			}
 			return nil
 		}
 		if _, err := tx.Hit(ctx, failKey, otpFailWindow, now); err != nil {

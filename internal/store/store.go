@@ -59,6 +59,65 @@ type Client struct {
 	SecretHash    []byte
 	Scopes        []string
 	CreatedAt     time.Time
+	UpdatedAt     time.Time
+	// DisabledAt is when an operator disabled the client (zero: enabled).
+	DisabledAt time.Time
+	// OldSecretHash still authenticates until OldSecretUntil (client
+	// rotate-secret --keep-old).
+	OldSecretHash  []byte
+	OldSecretUntil time.Time
+}
+
+// KeyedRecords are the stored records that depend on the secret key, for
+// `resetd keys status`: what each was sealed or keyed under is in its
+// leading key id (internal/seal).
+type KeyedRecords struct {
+	// OTPs are the MACs of live (unused, unexpired) OTPs.
+	OTPs [][]byte
+	// Facts are every stored fact MAC, hex.
+	Facts []string
+	// Jobs are queued jobs not yet finished.
+	Jobs []QueuedJob
+}
+
+// Meta keys of the secret key (SPEC §9).
+const (
+	// MetaTrialKey holds the key `serve --dev` generated (a trial setup).
+	MetaTrialKey = "secret_key"
+	// MetaKeyCheck + a key id holds that key's check value, never the key.
+	MetaKeyCheck = "key_check:"
+)
+
+// KeyInfo is what a database says about secret keys, read without
+// changing it (see the backends' PeekKeys).
+type KeyInfo struct {
+	// Exists is false for a database resetd has not yet set up.
+	Exists   bool
+	TrialKey []byte
+	// Checks are the check values of the keys the database has used.
+	Checks [][]byte
+	// SigningKey is the newest signing key (nil: none), to recognise the
+	// key of a database that predates check values.
+	SigningKey *SigningKey
+}
+
+// Fill takes the trial key and the check values from meta rows.
+func (k *KeyInfo) Fill(meta map[string][]byte) {
+	for key, v := range meta {
+		switch {
+		case key == MetaTrialKey:
+			k.TrialKey = v
+		case strings.HasPrefix(key, MetaKeyCheck):
+			k.Checks = append(k.Checks, v)
+		}
+	}
+}
+
+// QueuedJob is one unfinished job's kind and JSON arguments.
+type QueuedJob struct {
+	ID   int64
+	Kind string
+	Args []byte
 }
 
 // SigningKey is a JWT signing key; Private is sealed with the server's
@@ -210,6 +269,8 @@ type DirectoryWriter interface {
 	AddPasswordHistory(ctx context.Context, institutionID, userID, hash string, now time.Time, keep int) error
 	// LockUser blocks new sends to a user until a time.
 	LockUser(ctx context.Context, institutionID, userID string, until time.Time) error
+	// SetFacts replaces a user's fact MACs (re-keyed under a new key).
+	SetFacts(ctx context.Context, institutionID, userID string, facts map[string]string) error
 }
 
 // SecretWriter changes single-use secrets: reset tokens and OTPs.
@@ -279,6 +340,8 @@ type Store interface {
 	InsertClient(ctx context.Context, c Client) error
 	SigningKeys(ctx context.Context) ([]SigningKey, error)
 	InsertSigningKey(ctx context.Context, k SigningKey) error
+	ClientAdmin
+	KeyAdmin
 	// MetaSetIfAbsent stores value under key unless a value is there, and
 	// returns the value that is stored (so replicas agree on one).
 	MetaSetIfAbsent(ctx context.Context, key string, value []byte) ([]byte, error)
@@ -297,6 +360,38 @@ type Store interface {
 
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// ClientAdmin is the operator's management of clients (SPEC §9).
+type ClientAdmin interface {
+	// Clients lists the clients not deleted, oldest first.
+	Clients(ctx context.Context) ([]Client, error)
+	// UpdateClient saves a client's name, secrets, scopes and state;
+	// ErrNotFound when it does not exist or was deleted.
+	UpdateClient(ctx context.Context, c Client) error
+	// DeleteClient deletes a client. Its id stays behind as a tombstone
+	// so RevokedClients still names it.
+	DeleteClient(ctx context.Context, id string, now time.Time) error
+	// RevokedClients lists the ids of disabled and deleted clients.
+	RevokedClients(ctx context.Context) ([]string, error)
+}
+
+// KeyAdmin is what key rotation needs (SPEC §9): signing-key state, the
+// meta records of keys, and the keyed records to count and re-seal.
+type KeyAdmin interface {
+	// UpdateSigningKey saves a signing key's sealed private key and
+	// retirement time.
+	UpdateSigningKey(ctx context.Context, k SigningKey) error
+	// Meta reads one meta value (ErrNotFound when absent); MetaPut
+	// stores one; MetaPrefix reads every value whose key has prefix.
+	Meta(ctx context.Context, key string) ([]byte, error)
+	MetaPut(ctx context.Context, key string, value []byte) error
+	MetaPrefix(ctx context.Context, prefix string) (map[string][]byte, error)
+	// KeyedRecords reads what depends on the secret key.
+	KeyedRecords(ctx context.Context, now time.Time) (KeyedRecords, error)
+	// SetJobArgs rewrites a job's arguments if it is still waiting to
+	// run (not running or finished), and reports whether it did.
+	SetJobArgs(ctx context.Context, id int64, args []byte) (bool, error)
 }
 
 // UsernameKey is the form usernames are unique and looked up in:
