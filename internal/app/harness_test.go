@@ -92,7 +92,7 @@ func newHarness(t *testing.T, configure ...func(*app.Config)) *harness {
 	h := &harness{
 		t:         t,
 		dbPath:    filepath.Join(t.TempDir(), "resetd.db"),
-		secretKey: hex.EncodeToString(seal.Generate()),
+		secretKey: harnessKey(t),
 		clock:     &clock{t: time.Now().UTC()},
 		mail:      mailtest.NewServer(t),
 		sms:       mailtest.NewTwilio(t, "ACtest", "sekrit"),
@@ -334,4 +334,16 @@ func (h *harness) webhookSecret(institutionID string) string {
 		h.t.Fatal(err)
 	}
 	return secrets[0]
+}
+
+// harnessKeys holds one secret key per test: harnesses of one test share
+// a database on PostgreSQL (harnessDB), and so its key.
+var harnessKeys sync.Map
+
+func harnessKey(t *testing.T) string {
+	k, loaded := harnessKeys.LoadOrStore(t, hex.EncodeToString(seal.Generate()))
+	if !loaded {
+		t.Cleanup(func() { harnessKeys.Delete(t) })
+	}
+	return k.(string)
 }

@@ -234,6 +234,9 @@ func (s *Service) CreateClient(ctx context.Context, institutionID, name string, 
 	if err := s.store.InsertClient(ctx, c); err != nil {
 		return "", "", err
 	}
+	if err := s.auditClient(ctx, c.CreatedAt, "client.create", c); err != nil {
+		return "", "", err
+	}
 	return id, clientSecret, nil
 }
 
