@@ -311,7 +311,7 @@ func TestSecretKeyRotationLosesNothing(t *testing.T) {
 			mail.Stop()
 			a := c.start("old", mail.URL(from))
 			tok := c.token(a)
-			if r := a.do(t, "PUT", "/a/password-reset/api/v0/institutions/acme/settings", tok, map[string]any{"requireFacts": []string{"postalCode"}}); r.status != 200 {
+			if r := a.do(t, "PUT", "/a/password-reset/api/v0/institutions/acme/settings", tok, map[string]any{"requireFacts": []string{"postalCode"}}); r.status/100 != 2 {
 				t.Fatalf("settings: %d %s", r.status, r.body)
 			}
 			if r := a.do(t, "PUT", apiPrefix+"u1", tok, map[string]any{"username": "jane", "email": "jane@example.com", "facts": map[string]string{"postalCode": "SW1A 1AA"}}); r.status/100 != 2 {
@@ -326,7 +326,7 @@ func TestSecretKeyRotationLosesNothing(t *testing.T) {
 			if r := a.do(t, "POST", apiPrefix+"u1/password/otp", tok, map[string]string{"contactMethodId": oldContactID}); r.status != 202 {
 				t.Fatalf("send otp: %d %s", r.status, r.body)
 			}
-			if r := sendReset(t, a, tok, "u1"); r.status != 202 {
+			if r := sendReset(t, a, tok, "u1"); r.status/100 != 2 {
 				t.Fatalf("send link: %d %s", r.status, r.body)
 			}
 			// Both sends were tried and failed (SMTP down): they wait in the queue.

@@ -256,6 +256,9 @@ func hashSecret(secret string) []byte {
 // secret from another IP still works. A disabled or deleted client is
 // ErrInvalidClient.
 func (s *Service) Authenticate(ctx context.Context, id, secret string) (store.Client, error) {
+	// The token endpoint signs right after: pick up a rotated signing key
+	// as verification does.
+	s.refresh(ctx)
 	now := s.now()
 	key := failKey(id, request.ClientIP(ctx))
 	var failures int
