@@ -253,6 +253,11 @@ func TestTrialKey(t *testing.T) {
 	// serve --dev makes and keeps a trial key.
 	c := &cluster{t: t, bin: path, env: append(slices.Clone(b.env), "RESETD_PUBLIC_URL=http://127.0.0.1:8080"), mail: mailtest.NewServer(t)}
 	r := c.startArgs("dev", "serve", "--dev", "--addr", "127.0.0.1:0")
+	// While it runs (its recent writes may be only in the WAL), another
+	// command finds the trial key.
+	if code, out, errOut := b.run("", "client", "list", "--json"); code != 0 || !strings.Contains(out, "serve --dev") || !strings.Contains(errOut, "trial setup") {
+		t.Fatalf("client list beside a running serve --dev: exit %d %s %s", code, out, errOut)
+	}
 	r.stop(t)
 	code, out, errOut := b.run("", "keys", "list", "--json")
 	if code != 0 || !strings.Contains(errOut, "trial setup") {

@@ -90,6 +90,8 @@ func (c Claims) Allows(institutionID string) bool {
 type customClaims struct {
 	Scope       string `json:"scope"`
 	Institution string `json:"inst"`
+	// ClientID is RFC 9068's client_id, the same as sub here.
+	ClientID string `json:"client_id,omitempty"`
 }
 
 type verifyKey struct {
@@ -337,7 +339,7 @@ func (s *Service) Issue(c store.Client, requested []string) (token string, scope
 	if signer == nil {
 		return "", nil, errors.New("auth: no signing key")
 	}
-	token, err = jwt.Signed(signer).Claims(std).Claims(customClaims{Scope: strings.Join(scopes, " "), Institution: c.InstitutionID}).Serialize()
+	token, err = jwt.Signed(signer).Claims(std).Claims(customClaims{Scope: strings.Join(scopes, " "), Institution: c.InstitutionID, ClientID: c.ID}).Serialize()
 	if err != nil {
 		return "", nil, fmt.Errorf("auth: sign: %w", err)
 	}

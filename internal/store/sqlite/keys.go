@@ -160,7 +160,16 @@ func PeekKeys(ctx context.Context, path string) (store.KeyInfo, error) {
 	} else if err != nil {
 		return info, fmt.Errorf("sqlite: %w", err)
 	}
-	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?mode=ro&immutable=1")
+	// A WAL with content means a process has the database open (a server
+	// running): what it wrote recently (a trial key, a key's check value)
+	// may be only there, which immutable mode would not read. A read-only
+	// connection then reads it, and changes nothing the running process
+	// would not change anyway.
+	mode := "?mode=ro&immutable=1"
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
+		mode = "?mode=ro"
+	}
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+mode)
 	if err != nil {
 		return info, fmt.Errorf("sqlite: peek: %w", err)
 	}
