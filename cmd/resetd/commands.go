@@ -96,7 +96,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	defer ln.Close()
 	a, err := app.Open(ctx, app.Config{
 		Addr: ln.Addr().String(), DB: g.DB, PublicURL: c.PublicURL, SMTP: c.SMTP, SMS: c.SMS, SecretKey: g.SecretKey,
-		TrustedProxies: c.TrustedProxies, NoMigrate: c.NoMigrate, Logger: logger, QueueWorkers: c.QueueWorkers, Dev: c.Dev,
+		TrustedProxies: c.TrustedProxies, NoMigrate: c.NoMigrate, Logger: logger, QueueWorkers: c.QueueWorkers, Dev: c.Dev, Server: true,
 	})
 	if err != nil {
 		return g.keyFailure(err)

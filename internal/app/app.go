@@ -46,6 +46,9 @@ type Config struct {
 	NoMigrate      bool
 	// Dev allows generating a trial secret key (serve --dev only).
 	Dev bool
+	// Server marks the process that will Serve: it alone may make the
+	// first signing key, in Open, so the key exists when Open returns.
+	Server bool
 
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now. Tests inject one.
@@ -156,6 +159,12 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if a.Auth, err = auth.New(ctx, st, a.Key, cfg.PublicURL, cfg.Now); err != nil {
 		st.Close()
 		return nil, err
+	}
+	if cfg.Server {
+		if err := a.Auth.EnsureSigningKey(ctx); err != nil {
+			st.Close()
+			return nil, err
+		}
 	}
 	params := password.DefaultParams
 	if cfg.Argon2 != nil {

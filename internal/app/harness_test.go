@@ -133,6 +133,7 @@ func (h *harness) start() {
 		Argon2: &cheapArgon2,
 		// One key per harness, kept across restarts of its server.
 		SecretKey: h.secretKey,
+		Server:    true,
 	}
 	for _, c := range h.configure {
 		c(&cfg)
