@@ -6,7 +6,8 @@
 // with a function that opens a fresh, migrated store. The tests are filed
 // by area: directory.go (institutions, users, settings), secrets.go
 // (tokens, OTPs), records.go (deliveries, audit, counters, approvals),
-// clients.go (clients, keys, meta), hostile.go, tx.go (rollback, views,
+// clients.go (clients, keys, meta), keys.go (client management, key
+// rotation: SPEC §9), hostile.go, tx.go (rollback, views,
 // jobs).
 package storetest
 
@@ -71,6 +72,8 @@ func Run(t *testing.T, open Opener) {
 		{"Clients", testClients},
 		{"ClientAuthMethods", testClientAuthMethods},
 		{"UseOnce", testUseOnce},
+		{"ClientAdmin", testClientAdmin},
+		{"KeyAdmin", testKeyAdmin},
 		{"HostileStrings", testHostileStrings},
 		{"SigningKeys", testSigningKeys},
 		{"Meta", testMeta},
