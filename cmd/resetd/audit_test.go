@@ -26,7 +26,7 @@ func TestAuditCommandStreamsEveryRecord(t *testing.T) {
 	db := "sqlite:" + filepath.Join(t.TempDir(), "audit.db")
 	ok := func(args ...string) string {
 		t.Helper()
-		code, out, errOut := runCLI(t, "", append(args, "--db", db)...)
+		code, out, errOut := runCLI(t, "", append(args, "--db", db, "--secret-key", testKey)...)
 		if code != 0 {
 			t.Fatalf("resetd %v: exit %d\n%s%s", args, code, out, errOut)
 		}
@@ -35,7 +35,7 @@ func TestAuditCommandStreamsEveryRecord(t *testing.T) {
 	ok("migrate")
 	ok("institution", "put", "acme", "--name", "Acme Bank", "--default")
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db, Command: true})
+	a, err := app.Open(ctx, app.Config{DB: db, Command: true, SecretKey: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestAuditCommandStreamsEveryRecord(t *testing.T) {
 	if out := ok("audit", "--until", "2000-01-01T00:00:00Z"); strings.Count(out, "\n") != 1 {
 		t.Errorf("--until before everything: %q", out)
 	}
-	if code, _, _ := runCLI(t, "", "audit", "--json", "--jsonl", "--db", db); code == 0 {
+	if code, _, _ := runCLI(t, "", "audit", "--json", "--jsonl", "--db", db, "--secret-key", testKey); code == 0 {
 		t.Error("--json with --jsonl accepted")
 	}
 
@@ -142,7 +142,7 @@ func TestAuditCommandStreamsEveryRecord(t *testing.T) {
 	if out := ok("purge", "--retention-audit", "30d"); !strings.HasPrefix(out, "deleted: ") {
 		t.Errorf("purge: %q", out)
 	}
-	if code, _, _ := runCLI(t, "", "purge", "--retention-audit", "0d", "--db", db); code == 0 {
+	if code, _, _ := runCLI(t, "", "purge", "--retention-audit", "0d", "--db", db, "--secret-key", testKey); code == 0 {
 		t.Error("a retention of 0d accepted")
 	}
 }

@@ -47,7 +47,7 @@ func (c *BenchCmd) Run(ctx context.Context, g *Globals) error {
 		}
 	}
 	rep, err := bench.Run(ctx, bench.Config{
-		DB: db, URL: c.URL, Users: c.Users, Concurrency: c.Concurrency, Duration: c.Duration, Flows: flows,
+		DB: db, SecretKey: g.SecretKey, URL: c.URL, Users: c.Users, Concurrency: c.Concurrency, Duration: c.Duration, Flows: flows,
 		OverloadFactor: c.Overload, QueueWorkers: c.QueueWorkers, LimitDuration: c.LimitTime,
 		ClientID: c.ClientID, ClientSecret: c.ClientSecret, Institution: c.Institution, SMTPListen: c.SMTPListen, ServerPID: c.ServerPID,
 		CPUProfile: c.CPUProfile, MemProfile: c.MemProfile,

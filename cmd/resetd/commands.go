@@ -61,12 +61,27 @@ func isTerminal(w io.Writer) bool {
 
 // open wires the app for an operator command (no queue is worked).
 func (g *Globals) open(ctx context.Context) (*app.App, error) {
-	return app.Open(ctx, app.Config{DB: g.DB, SecretKey: g.SecretKey, Command: true, Version: version, Logger: g.quietLogger()})
+	a, err := app.Open(ctx, app.Config{DB: g.DB, SecretKey: g.SecretKey, Command: true, Version: version, Logger: g.warnLogger()})
+	return a, g.keyFailure(err)
+}
+
+func (g *Globals) warnLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// keyFailure turns a refused secret key into exit 2 (SPEC §9), the
+// message on stderr; other errors pass through.
+func (g *Globals) keyFailure(err error) error {
+	if errors.Is(err, app.ErrNoKey) || errors.Is(err, app.ErrKeyMismatch) {
+		fmt.Fprintln(g.stderr, "resetd:", err)
+		return exitError(2)
+	}
+	return err
 }
 
 // quietLogger logs warnings and errors of an operator command.
 func (g *Globals) quietLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return g.warnLogger()
 }
 
 func (g *Globals) printJSON(v any) error {
@@ -138,9 +153,10 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer ln.Close()
 	cfg.Addr = ln.Addr().String()
+	cfg.Server = true // only a server makes the first signing key (SPEC §9)
 	a, err := app.Open(ctx, cfg)
 	if err != nil {
-		return err
+		return g.keyFailure(err)
 	}
 	defer a.Close()
 	email, sms := a.Carriers()
@@ -235,8 +251,8 @@ type MigrateCmd struct{}
 
 // Run migrates.
 func (c *MigrateCmd) Run(ctx context.Context, g *Globals) error {
-	if err := app.Migrate(ctx, g.DB, slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))); err != nil {
-		return err
+	if err := app.Migrate(ctx, app.Config{DB: g.DB, SecretKey: g.SecretKey, Logger: g.warnLogger()}); err != nil {
+		return g.keyFailure(err)
 	}
 	if g.JSON {
 		return g.printJSON(map[string]string{"status": "migrated"})
@@ -251,15 +267,23 @@ type InstitutionCmd struct {
 	WebhookSecret InstitutionWebhookSecretCmd `cmd:"" name:"webhook-secret" help:"Print the key an institution's webhook receiver verifies events with."`
 }
 
-// InstitutionWebhookSecretCmd prints an institution's webhook key. It is
-// derived from the server's secret key, so it is the same on every replica
-// and changes only when that key does.
+// InstitutionWebhookSecretCmd prints (or rotates) an institution's webhook
+// secret. It is stored sealed under the server key, so it is the same on
+// every replica and survives a rotation of RESETD_SECRET_KEY.
 type InstitutionWebhookSecretCmd struct {
-	ID string `arg:"" name:"id" help:"Institution id."`
+	ID      string        `arg:"" name:"id" help:"Institution id."`
+	Rotate  bool          `name:"rotate" help:"Make a new secret (printed once here, and by later calls)."`
+	KeepOld time.Duration `name:"keep-old" help:"With --rotate: keep signing every event with the old secret too for this long (at most 168h)."`
 }
 
-// Run prints the secret.
+// Run prints the secret(s).
 func (c *InstitutionWebhookSecretCmd) Run(ctx context.Context, g *Globals) error {
+	if c.KeepOld != 0 && !c.Rotate {
+		return errors.New("--keep-old needs --rotate")
+	}
+	if c.KeepOld < 0 || c.KeepOld > delivery.MaxWebhookOverlap {
+		return fmt.Errorf("--keep-old must be between 0 and %s", delivery.MaxWebhookOverlap)
+	}
 	a, err := g.open(ctx)
 	if err != nil {
 		return err
@@ -268,11 +292,30 @@ func (c *InstitutionWebhookSecretCmd) Run(ctx context.Context, g *Globals) error
 	if _, err := a.Reset.Settings(ctx, c.ID); err != nil {
 		return describe(err)
 	}
-	secret := delivery.WebhookSecret(a.Key, c.ID)
-	if g.JSON {
-		return g.printJSON(map[string]string{"institutionId": c.ID, "webhook_secret": secret})
+	now := time.Now()
+	if c.Rotate {
+		if _, err := delivery.RotateWebhookSecret(ctx, a.Store, a.Key, c.ID, c.KeepOld, now); err != nil {
+			return err
+		}
+		if err := a.Reset.AuditOperator(ctx, "institution.webhook_secret_rotate", c.ID); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintln(g.stdout, secret)
+	secrets, err := delivery.WebhookSecrets(ctx, a.Store, a.Key, c.ID, now)
+	if err != nil {
+		return err
+	}
+	if g.JSON {
+		out := map[string]any{"institutionId": c.ID, "webhook_secret": secrets[0]}
+		if len(secrets) > 1 {
+			out["previous_webhook_secret"] = secrets[1]
+		}
+		return g.printJSON(out)
+	}
+	fmt.Fprintln(g.stdout, secrets[0])
+	if len(secrets) > 1 {
+		fmt.Fprintf(g.stderr, "the previous secret (%s…) also signs every event until the overlap ends\n", secrets[1][:12])
+	}
 	return nil
 }
 
@@ -489,7 +532,14 @@ func describe(err error) error {
 
 // ClientCmd groups client commands.
 type ClientCmd struct {
-	Create ClientCreateCmd `cmd:"" help:"Create an OAuth2 client; its secret is printed once."`
+	Create       ClientCreateCmd       `cmd:"" help:"Create an OAuth2 client; its secret is printed once."`
+	List         ClientListCmd         `cmd:"" help:"List clients."`
+	Show         ClientShowCmd         `cmd:"" help:"Show one client."`
+	Disable      ClientDisableCmd      `cmd:"" help:"Disable a client: invalid_client at once, its tokens refused by every replica within 10 s."`
+	Enable       ClientEnableCmd       `cmd:"" help:"Enable a disabled client."`
+	Delete       ClientDeleteCmd       `cmd:"" help:"Delete a client; its tokens are refused as a disabled one's."`
+	RotateSecret ClientRotateSecretCmd `cmd:"" name:"rotate-secret" help:"Give a client a new secret (printed once); --keep-old lets the old one work a while."`
+	SetScopes    ClientSetScopesCmd    `cmd:"" name:"set-scopes" help:"Replace a client's scopes."`
 }
 
 // ClientCreateCmd creates a client.

@@ -144,7 +144,7 @@ func TestUserFromKeycloak(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db, Command: true})
+	a, err := app.Open(ctx, app.Config{DB: db, SecretKey: cliKey, Command: true})
 	if err != nil {
 		t.Fatal(err)
 	}

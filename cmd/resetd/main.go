@@ -30,7 +30,7 @@ var version = ""
 // Globals are the flags every command takes.
 type Globals struct {
 	DB        string           `name:"db" env:"RESETD_DB" default:"${default_db}" help:"Database: sqlite:PATH or postgres://…"`
-	SecretKey string           `name:"secret-key" env:"RESETD_SECRET_KEY" help:"32-byte key (hex or base64) that keys OTP hashing and seals stored secrets; generated and kept in the database when unset (fine for a trial)."`
+	SecretKey string           `name:"secret-key" env:"RESETD_SECRET_KEY" help:"32-byte key (hex or base64) that seals stored secrets and keys OTP, fact and contact-id hashes; NEW,OLD is a keyring during a rotation. Required: only serve --dev generates one (a trial)."`
 	JSON      bool             `name:"json" help:"Print machine-readable JSON."`
 	LogLevel  string           `name:"log-level" env:"RESETD_LOG_LEVEL" enum:"debug,info,warn,error" default:"info" help:"Log level: debug, info, warn or error (the queue's own lines only at debug)."`
 	Config    kong.ConfigFlag  `name:"config" placeholder:"FILE" help:"YAML file with the same keys as the flags (e.g. addr, db, smtp). Flags win over environment variables, which win over the file."`
@@ -50,6 +50,7 @@ type CLI struct {
 	Institution InstitutionCmd `cmd:"" help:"Manage institutions."`
 	User        UserCmd        `cmd:"" help:"Manage users."`
 	Client      ClientCmd      `cmd:"" help:"Manage OAuth2 clients."`
+	Keys        KeysCmd        `cmd:"" help:"Secret keys and signing keys: status, rewrap, list, rotate, retire."`
 	Outbox      OutboxCmd      `cmd:"" help:"Inspect outgoing messages."`
 	Audit       AuditCmd       `cmd:"" help:"Read the audit log."`
 	Purge       PurgeCmd       `cmd:"" help:"Delete now what is past retention (the server also does so every hour)."`

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -81,8 +82,9 @@ func TestReadmeWalkthrough(t *testing.T) {
 			t.Errorf("serve exited %d; log:\n%s", code, stderr.String())
 		}
 		// Stopped, its deliveries recorded: the outbox says the message was
-		// written to the log, not sent.
-		if code, out, errOut := runCLI(t, "", "outbox", "list", "--json", "--db", db); code != 0 || !strings.Contains(out, `"state": "logged"`) || strings.Contains(out, `"state": "sent"`) {
+		// written to the log, not sent. No --secret-key: the command uses
+		// the trial key serve --dev stored (SPEC §9).
+		if code, out, errOut := runCLIRaw(t, "", "outbox", "list", "--json", "--db", db); code != 0 || !strings.Contains(out, `"state": "logged"`) || strings.Contains(out, `"state": "sent"`) {
 			t.Errorf("outbox after serve --dev: exit %d\n%s%s", code, out, errOut)
 		}
 	}()
@@ -107,7 +109,20 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 }
 
+// cliKey is RESETD_SECRET_KEY of the in-process CLI tests.
+const cliKey = "3b8e1f0a5c7d9e2b4a6c8d0e1f3a5b7c9d2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a"
+
+// runCLI runs a command with cliKey as --secret-key (unless args give one).
 func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	if !slices.Contains(args, "--secret-key") && !slices.Contains(args, "--help") {
+		args = append(args, "--secret-key", cliKey)
+	}
+	return runCLIRaw(t, stdin, args...)
+}
+
+// runCLIRaw runs a command exactly as given.
+func runCLIRaw(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
@@ -142,7 +157,7 @@ func TestOperatorCommands(t *testing.T) {
 	// What the CLI stored works through the real wiring: the secret
 	// authenticates, and the password from stdin (without its newline) verifies.
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db, Command: true})
+	a, err := app.Open(ctx, app.Config{DB: db, SecretKey: cliKey, Command: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +263,7 @@ func TestUserImport(t *testing.T) {
 		t.Errorf("stderr lacks the per-line reasons or progress:\n%s", errOut)
 	}
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db, Command: true})
+	a, err := app.Open(ctx, app.Config{DB: db, SecretKey: cliKey, Command: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +317,7 @@ func TestUserSupportCommands(t *testing.T) {
 	ok("", "institution", "put", "acme", "--name", "Acme Bank", "--link-base", "https://bank.example/reset", "--default")
 	ok("a long enough passphrase\n", "user", "put", "--institution", "acme", "u1", "--username", "jane", "--email", "jane@example.com", "--password-stdin")
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db, Command: true})
+	a, err := app.Open(ctx, app.Config{DB: db, SecretKey: cliKey, Command: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +356,7 @@ func TestUserSupportCommands(t *testing.T) {
 		t.Errorf("state of an unknown user: exit %d %q", code, out+errOut)
 	}
 
-	a, err = app.Open(ctx, app.Config{DB: db, Command: true})
+	a, err = app.Open(ctx, app.Config{DB: db, SecretKey: cliKey, Command: true})
 	if err != nil {
 		t.Fatal(err)
 	}

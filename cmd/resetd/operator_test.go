@@ -189,7 +189,7 @@ func TestServeWithoutSMS(t *testing.T) {
 	t.Parallel()
 	mail := mailtest.NewServer(t)
 	db := "sqlite:" + filepath.Join(t.TempDir(), "resetd.db")
-	okCLI(t, "", "migrate", "--db", db)
+	okCLI(t, "", "migrate", "--db", db, "--secret-key", testKey)
 	okCLI(t, "", "institution", "put", "acme", "--name", "Acme Bank", "--sender", "security@acme.example", "--link-base", "https://bank.example/reset", "--default", "--db", db, "--secret-key", testKey)
 	okCLI(t, "", "user", "put", "--institution", "acme", "u1", "--username", "jane", "--email", "jane@customer.example", "--phone", "+14155550100", "--db", db, "--secret-key", testKey)
 	id, secret := newClient(t, db, "acme")
@@ -562,7 +562,7 @@ func TestDoctorPostgres(t *testing.T) {
 			t.Fatalf("doctor on an empty database: exit %d\n%s", code, out)
 		}
 	}
-	okCLI(t, "", "migrate", "--db", dsn)
+	okCLI(t, "", "migrate", "--db", dsn, "--secret-key", testKey)
 	if out := okCLI(t, "", args...); !strings.Contains(out, "no problems found") {
 		t.Errorf("doctor on a migrated database:\n%s", out)
 	}

@@ -43,6 +43,8 @@ type cluster struct {
 	env    []string
 	mail   *mailtest.Server
 	client struct{ id, secret string }
+	// serveArgs replaces the serve command line of start when set.
+	serveArgs []string
 }
 
 // buildResetd compiles the binary under test once per test.
@@ -69,13 +71,18 @@ func (c *cluster) cli(args ...string) string {
 	return out.String()
 }
 
-var listening = regexp.MustCompile(`"msg":"resetd listening","addr":"([^"]+)"`)
+// listening matches the JSON log line and the text one (serve --dev).
+var listening = regexp.MustCompile(`resetd listening"[, ]"?addr"?[:=]"?([0-9.:]+)`)
 
 // start runs `resetd serve` on a free loopback port and waits until it
 // answers /readyz.
 func (c *cluster) start(name, smtpURL string) *replica {
 	c.t.Helper()
-	cmd := exec.Command(c.bin, "serve", "--addr", "127.0.0.1:0", "--smtp", smtpURL)
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--smtp", smtpURL}
+	if c.serveArgs != nil {
+		args = c.serveArgs
+	}
+	cmd := exec.Command(c.bin, args...)
 	cmd.Env = c.env
 	r := &replica{name: name, cmd: cmd, log: newWatched(), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = io.Discard, r.log

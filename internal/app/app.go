@@ -66,12 +66,16 @@ type Config struct {
 	ReadTimeout time.Duration
 	// Dev is serve --dev: without a carrier, messages are written to the
 	// log (recorded as "logged") instead of refusing to start (no SMTP) or
-	// making the channel unavailable (no SMS).
+	// making the channel unavailable (no SMS); and without a secret key a
+	// trial one is generated and stored in the database (SPEC §9).
 	Dev bool
 	// Command is an operator command: it may queue messages but never
 	// sends them, so it needs no carrier; the server that works the queue
 	// judges its own.
 	Command bool
+	// Server marks the process that will Serve: it alone may make the
+	// first signing key, in Open, so the key exists when Open returns.
+	Server bool
 	// Version is a link-time version override (see buildinfo.Read).
 	Version string
 
@@ -170,7 +174,7 @@ func check(cfg Config) (carriers, error) {
 	}
 	if cfg.SecretKey != "" {
 		if _, err := seal.Parse(cfg.SecretKey); err != nil {
-			return c, &ConfigError{"--secret-key", "must be 32 bytes written as 64 hex characters or base64 (make one with: openssl rand -hex 32)"}
+			return c, &ConfigError{"--secret-key", "must be 32 bytes written as 64 hex characters or base64, or a comma-separated keyring NEW,OLD with the current key first (make one with: openssl rand -hex 32): " + err.Error()}
 		}
 	}
 	if err := checkDB(cfg.DB); err != nil {
@@ -309,6 +313,18 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 
+	// The key before the store: a command refused for its key changes
+	// nothing (SPEC §9).
+	info, err := peekKeys(ctx, cfg.DB)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	plan, err := planKey(cfg, info)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
 	if a.tracing, err = tracing.New(ctx, cfg.Tracing); err != nil {
 		a.Close()
 		return nil, err
@@ -322,7 +338,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	a.Store, a.queue = st, q
 	// The domain's transactions and the workers' writes get spans.
 	traced := a.tracing.Store(st)
-	if a.Key, err = loadKey(ctx, st, cfg.SecretKey); err != nil {
+	if a.Key, err = recordKey(ctx, st, plan); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -331,10 +347,16 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Observe: a.Metrics.ObserveMessage,
 	}
 	river.AddWorker(workers, sendWorker)
-	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Client: webhooks.Client(10 * time.Second), Now: cfg.Now, Logger: cfg.Logger})
+	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Secrets: st, Client: webhooks.Client(10 * time.Second), Now: cfg.Now, Logger: cfg.Logger})
 	if a.Auth, err = auth.New(ctx, traced, a.Key, cfg.PublicURL, cfg.Now); err != nil {
 		a.Close()
 		return nil, err
+	}
+	if cfg.Server {
+		if err := a.Auth.EnsureSigningKey(ctx); err != nil {
+			a.Close()
+			return nil, err
+		}
 	}
 	// The login's verifications have slots of their own and the first
 	// claim on the cores (SPEC §10).
@@ -411,14 +433,14 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers, mw []riv
 			return store.Store{}, nil, err
 		}
 		q.Poll = true // SQLite has no LISTEN/NOTIFY
-		return attached(store.Of(s, s, s), s, q)
+		return attached(store.Of(s, s, s, s), s, q)
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		// pgx's pool_* parameters in the URL size the pool (docs/DEPLOYMENT.md).
 		s, err := postgres.Open(ctx, dsn, postgres.Options{Logger: queueLogger(ctx, cfg.Logger)})
 		if err := migrated(ctx, s, err, cfg.NoMigrate); err != nil {
 			return store.Store{}, nil, err
 		}
-		return attached(store.Of(s, s, s), s, q)
+		return attached(store.Of(s, s, s, s), s, q)
 	default:
 		return store.Store{}, nil, fmt.Errorf("app: --db must be sqlite:PATH or postgres://…, not %q", dsn)
 	}
@@ -480,26 +502,34 @@ func attached[TTx any](st store.Store, b queue.Backend[TTx], o queue.Options) (s
 	return st, q, nil
 }
 
-// Migrate opens the store, applies migrations and closes it.
-func Migrate(ctx context.Context, db string, logger *slog.Logger) error {
-	s, _, err := openStore(ctx, Config{DB: db, Logger: logger}, nil, nil)
+// Migrate checks the key as every command does, then opens the store,
+// applies migrations and closes it.
+func Migrate(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	// The settings first, as Open checks them: nothing is opened for a bad one.
+	cfg.Command = true
+	if err := Validate(cfg); err != nil {
+		return err
+	}
+	info, err := peekKeys(ctx, cfg.DB)
 	if err != nil {
 		return err
 	}
-	return s.Close()
-}
-
-// loadKey uses the configured secret key, or the one stored in the
-// database (made on first start: fine for a trial, not for production).
-func loadKey(ctx context.Context, st store.Store, configured string) (*seal.Key, error) {
-	if configured != "" {
-		return seal.Parse(configured)
-	}
-	raw, err := st.MetaSetIfAbsent(ctx, "secret_key", seal.Generate())
+	plan, err := planKey(cfg, info)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return seal.New(raw)
+	s, _, err := openStore(ctx, cfg, nil, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := recordKey(ctx, s, plan); err != nil {
+		s.Close()
+		return err
+	}
+	return s.Close()
 }
 
 func parseProxies(list []string) ([]netip.Prefix, error) {
@@ -566,6 +596,10 @@ func (a *App) OpenConns() int {
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if a.cfg.Command {
 		return errors.New("app: an operator command's App has no carriers and cannot serve")
+	}
+	// Only a server makes the first signing key (SPEC §9).
+	if err := a.Auth.EnsureSigningKey(ctx); err != nil {
+		return err
 	}
 	// The queue outlives ctx: River cancels the jobs of a client whose
 	// start context ends, which would cut a send off mid-SMTP (delivered,

@@ -69,12 +69,15 @@ func (p *process) logs() string {
 	return p.log.String()
 }
 
+// testKey is RESETD_SECRET_KEY of the tests that run the binary.
+const testKey = "6d1f0c2b8a4e3f5d7c9b1a0e2d4c6b8a0f1e3d5c7b9a8e6d4c2b0a1f3e5d7c9b"
+
 // startServer runs `resetd serve` on the database file, with only the
 // flags given (no RESETD_* from the environment), and waits for the line
 // that says where it listens.
 func startServer(t *testing.T, bin, dir, db, smtpURL string) *process {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--db", db, "--addr", "127.0.0.1:0", "--smtp", smtpURL)
+	cmd := exec.Command(bin, "serve", "--db", db, "--addr", "127.0.0.1:0", "--smtp", smtpURL, "--secret-key", testKey)
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "RESETD_") {
@@ -199,7 +202,7 @@ func TestCrashAfterAcceptingASendLosesNothing(t *testing.T) {
 
 	// The directory, written by the same code the CLI uses.
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db, Command: true, Logger: slog.New(slog.DiscardHandler)})
+	a, err := app.Open(ctx, app.Config{DB: db, SecretKey: testKey, Command: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func TestDisputeKillsAndLocks(t *testing.T) {
 	events := newWebhookReceiver(t)
 	h := newHarness(t, allowLoopbackWebhooks)
 	events.mu.Lock()
-	events.secret = delivery.WebhookSecret(h.app.Key, "acme")
+	events.secret = h.webhookSecret("acme")
 	events.mu.Unlock()
 	tok := h.admin()
 	h.putSettings(tok, map[string]any{"webhookUrl": events.srv.URL + "/hook"})
@@ -294,7 +294,20 @@ type webhookReceiver struct {
 	events []delivery.Event
 	bodies []string
 	bad    []string
+	// sigs are the X-Resetd-Signature headers of accepted events.
+	sigs   []string
 	notify chan struct{}
+}
+
+// signedBy reports whether header (X-Resetd-Signature, one or more
+// comma-separated signatures) holds want, as docs/OPERATIONS.md tells a
+// receiver to check.
+func signedBy(header, want string) bool {
+	ok := false
+	for _, sig := range strings.Split(header, ",") {
+		ok = ok || hmac.Equal([]byte(want), []byte(strings.TrimSpace(sig)))
+	}
+	return ok
 }
 
 func newWebhookReceiver(t *testing.T) *webhookReceiver {
@@ -308,7 +321,7 @@ func newWebhookReceiver(t *testing.T) *webhookReceiver {
 		mac.Write([]byte(ts + "." + string(body)))
 		want := "v1=" + hex.EncodeToString(mac.Sum(nil))
 		sec, _ := strconv.ParseInt(ts, 10, 64)
-		if w.secret == "" || !hmac.Equal([]byte(want), []byte(r.Header.Get("X-Resetd-Signature"))) || time.Since(time.Unix(sec, 0)).Abs() > 5*time.Minute {
+		if w.secret == "" || !signedBy(r.Header.Get("X-Resetd-Signature"), want) || time.Since(time.Unix(sec, 0)).Abs() > 5*time.Minute {
 			w.bad = append(w.bad, r.Header.Get("X-Resetd-Event"))
 			rw.WriteHeader(400)
 			return
@@ -319,6 +332,7 @@ func newWebhookReceiver(t *testing.T) *webhookReceiver {
 		}
 		w.events = append(w.events, ev)
 		w.bodies = append(w.bodies, string(body))
+		w.sigs = append(w.sigs, r.Header.Get("X-Resetd-Signature"))
 		w.notify <- struct{}{}
 	}))
 	t.Cleanup(w.srv.Close)
@@ -355,7 +369,7 @@ func TestWebhookEvents(t *testing.T) {
 	recv := newWebhookReceiver(t)
 	h := newHarness(t, allowLoopbackWebhooks)
 	recv.mu.Lock()
-	recv.secret = delivery.WebhookSecret(h.app.Key, "acme")
+	recv.secret = h.webhookSecret("acme")
 	recv.mu.Unlock()
 	tok := h.admin()
 	h.putSettings(tok, map[string]any{"webhookUrl": recv.srv.URL + "/events"})
@@ -393,4 +407,77 @@ func TestWebhookEvents(t *testing.T) {
 			}
 		}},
 	})
+}
+
+// A webhook-secret rotation with an overlap: during it every event is
+// signed under both secrets, so a receiver holding either verifies; after
+// it only the new one signs, and a receiver still on the old refuses.
+func TestWebhookSecretRotation(t *testing.T) {
+	t.Parallel()
+	recv := newWebhookReceiver(t)
+	h := newHarness(t, allowLoopbackWebhooks)
+	ctx := context.Background()
+	old := h.webhookSecret("acme")
+	setSecret := func(s string) {
+		recv.mu.Lock()
+		recv.secret, recv.events, recv.bad = s, nil, nil
+		recv.mu.Unlock()
+	}
+	setSecret(old)
+	tok := h.admin()
+	h.putSettings(tok, map[string]any{"webhookUrl": recv.srv.URL + "/events", "sendsPerUserHour": 0})
+	h.putUser(tok, "acme", "u", map[string]any{"username": "u", "email": "u@example.com"})
+	event := func() {
+		h.resetLink(tok, "acme", "u")
+		recv.wait(t, delivery.EventResetRequested)
+	}
+	fresh, err := delivery.RotateWebhookSecret(ctx, h.app.Store, h.app.Key, "acme", time.Hour, h.clock.Now())
+	if err != nil || fresh == old || !strings.HasPrefix(fresh, "whsec_") {
+		t.Fatalf("rotate: %q %v", fresh, err)
+	}
+	if got := h.webhookSecret("acme"); got != fresh {
+		t.Fatalf("webhook-secret after --rotate prints %q, want the new one", got)
+	}
+	event() // verified by a receiver still on the old secret
+	setSecret(fresh)
+	event() // and by one already on the new
+	recv.mu.Lock()
+	last := recv.sigs[len(recv.sigs)-1]
+	recv.mu.Unlock()
+	if n := strings.Count(last, "v1="); n != 2 {
+		t.Errorf("during the overlap the header holds %d signatures (%q), want 2", n, last)
+	}
+	// After the overlap only the new secret signs.
+	if secrets, err := delivery.WebhookSecrets(ctx, h.app.Store, h.app.Key, "acme", h.clock.Now().Add(time.Hour+time.Second)); err != nil || len(secrets) != 1 || secrets[0] != fresh {
+		t.Errorf("secrets signing after the overlap: %d %v", len(secrets), err)
+	}
+	// A rotation without an overlap (a leaked secret) ends the old one at once.
+	newest, err := delivery.RotateWebhookSecret(ctx, h.app.Store, h.app.Key, "acme", 0, h.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	setSecret(fresh) // a receiver still on the replaced secret
+	h.resetLink(tok, "acme", "u")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		recv.mu.Lock()
+		bad, good := len(recv.bad), len(recv.events)
+		recv.mu.Unlock()
+		if good > 0 {
+			t.Fatal("after a rotation without --keep-old an event still verified under the replaced secret")
+		}
+		if bad > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no event arrived after the rotation")
+		}
+		select {
+		case <-recv.notify:
+		case <-time.After(50 * time.Millisecond): // a refusal does not notify: poll it
+		}
+	}
+	setSecret(newest)
+	h.resetLink(tok, "acme", "u")
+	recv.wait(t, delivery.EventResetRequested) // the new secret alone verifies (the refused event is retried too)
 }

@@ -64,7 +64,7 @@ func Diagnose(ctx context.Context, cfg Config, institutions []string) []Finding 
 	}
 	defer st.Close()
 	if key != nil {
-		add("key-matches-database", keyMatches(ctx, st, key), "opens the database's sealed signing keys")
+		add("key-matches-database", keyMatches(ctx, st, cfg, key), "is one the database was set up with (or opens its sealed signing keys)")
 	}
 	add("clock", checkClock(ctx, st, cfg.Now()), "agrees with the database's newest records")
 	ids := append([]string{""}, institutions...)
@@ -100,7 +100,7 @@ func checkKey(s string) (*seal.Key, error) {
 	}
 	k, err := seal.Parse(s)
 	if err != nil {
-		return nil, errors.New("must be 32 bytes written as 64 hex characters or base64")
+		return nil, fmt.Errorf("must be 32 bytes written as 64 hex characters or base64, or a comma-separated keyring NEW,OLD: %v", err)
 	}
 	return k, nil
 }
@@ -169,7 +169,18 @@ func openExisting(ctx context.Context, cfg Config) (store.Store, error) {
 	return st, nil
 }
 
-func keyMatches(ctx context.Context, st store.Store, key *seal.Key) error {
+// keyMatches checks the key as every command does before it opens the
+// store (the check values of SPEC §9, read-only), then, for a database
+// without them, by its sealed signing keys.
+func keyMatches(ctx context.Context, st store.Store, cfg Config, key *seal.Key) error {
+	info, err := peekKeys(ctx, cfg.DB)
+	if err != nil {
+		return err
+	}
+	cfg.Dev = false // never plan a trial key here
+	if _, err := planKey(cfg, info); err != nil {
+		return fmt.Errorf("does not match: %w", err)
+	}
 	keys, err := st.SigningKeys(ctx)
 	if err != nil {
 		return err

@@ -348,7 +348,8 @@ func (f *fapi) replica(t *testing.T) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.Open(ctx, app.Config{SMTP: f.mail.URL("noreply@resetd.example"), Addr: ln.Addr().String(), DB: harnessDB(t, f.dbPath), PublicURL: f.base, NoMigrate: true,
-		TLSCert: f.pki.certFile, TLSKey: f.pki.keyFile, ClientCA: f.pki.caFile, Argon2: &cheapArgon2})
+		TLSCert: f.pki.certFile, TLSKey: f.pki.keyFile, ClientCA: f.pki.caFile, Argon2: &cheapArgon2,
+		SecretKey: f.secretKey, Server: true})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

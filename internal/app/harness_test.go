@@ -3,6 +3,7 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -18,8 +19,10 @@ import (
 
 	"github.com/resetd/resetd/internal/app"
 	"github.com/resetd/resetd/internal/auth"
+	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/mailtest"
 	"github.com/resetd/resetd/internal/password"
+	"github.com/resetd/resetd/internal/seal"
 )
 
 // clock is an injectable clock: tests move time instead of sleeping.
@@ -97,14 +100,16 @@ func (l *logBuffer) String() string {
 type harness struct {
 	t      *testing.T
 	dbPath string
-	clock  *clock
-	mail   *mailtest.Server
-	sms    *mailtest.Twilio
-	logs   *logBuffer
-	app    *app.App
-	url    string
-	cancel context.CancelFunc
-	done   chan error
+	// secretKey is RESETD_SECRET_KEY of this harness's server.
+	secretKey string
+	clock     *clock
+	mail      *mailtest.Server
+	sms       *mailtest.Twilio
+	logs      *logBuffer
+	app       *app.App
+	url       string
+	cancel    context.CancelFunc
+	done      chan error
 	// admin holds every scope on the "acme" institution.
 	adminID, adminSecret string
 	// configure adjusts the configuration of every start.
@@ -116,6 +121,7 @@ func newHarness(t *testing.T, configure ...func(*app.Config)) *harness {
 	h := &harness{
 		t:         t,
 		dbPath:    filepath.Join(t.TempDir(), "resetd.db"),
+		secretKey: harnessKey(t),
 		clock:     &clock{t: time.Now().UTC()},
 		mail:      mailtest.NewServer(t),
 		sms:       mailtest.NewTwilio(t, "ACtest", "sekrit"),
@@ -154,6 +160,9 @@ func (h *harness) start() {
 		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:    h.clock.Now,
 		Argon2: &cheapArgon2,
+		// One key per harness, kept across restarts of its server.
+		SecretKey: h.secretKey,
+		Server:    true,
 	}
 	for _, c := range h.configure {
 		c(&cfg)
@@ -344,4 +353,27 @@ func (h *harness) putSettings(tok string, patch any) {
 	if r := h.do("PUT", P+"/institutions/acme/settings", tok, patch); r.Status != 204 {
 		h.t.Fatalf("put settings %v: %d %s", patch, r.Status, r.Body)
 	}
+}
+
+// webhookSecret is the secret an institution's receiver verifies with,
+// as `resetd institution webhook-secret ID` prints it.
+func (h *harness) webhookSecret(institutionID string) string {
+	h.t.Helper()
+	secrets, err := delivery.WebhookSecrets(context.Background(), h.app.Store, h.app.Key, institutionID, time.Now())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return secrets[0]
+}
+
+// harnessKeys holds one secret key per test: harnesses of one test share
+// a database on PostgreSQL (harnessDB), and so its key.
+var harnessKeys sync.Map
+
+func harnessKey(t *testing.T) string {
+	k, loaded := harnessKeys.LoadOrStore(t, hex.EncodeToString(seal.Generate()))
+	if !loaded {
+		t.Cleanup(func() { harnessKeys.Delete(t) })
+	}
+	return k.(string)
 }

@@ -56,7 +56,7 @@ func TestAdminSetPassword(t *testing.T) {
 	recv := newWebhookReceiver(t)
 	h := newHarness(t, allowLoopbackWebhooks)
 	recv.mu.Lock()
-	recv.secret = delivery.WebhookSecret(h.app.Key, "acme")
+	recv.secret = h.webhookSecret("acme")
 	recv.mu.Unlock()
 	tok := h.admin()
 	h.putSettings(tok, map[string]any{"webhookUrl": recv.srv.URL + "/events"})

@@ -301,7 +301,16 @@ func (f *forger) good() forgedClaims {
 
 func sign(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, c forgedClaims) string {
 	t.Helper()
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, (&jose.SignerOptions{}).WithType("JWT"))
+	return signTyped(t, alg, key, kid, "at+jwt", c)
+}
+
+func signTyped(t *testing.T, alg jose.SignatureAlgorithm, key any, kid, typ string, c forgedClaims) string {
+	t.Helper()
+	opts := &jose.SignerOptions{}
+	if typ != "" {
+		opts = opts.WithType(jose.ContentType(typ))
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,6 +330,12 @@ func TestForgedAccessTokens(t *testing.T) {
 	settings := P + "/institutions/acme/settings"
 	if r := h.do("GET", settings, sign(t, jose.EdDSA, f.priv, f.kid, f.good()), nil); r.Status != 200 {
 		t.Fatalf("a token like the server's own must pass (or the cases below prove nothing): %d %s", r.Status, r.Body)
+	}
+	// At the limit: exactly an hour plus the leeway still passes.
+	atLimit := f.good()
+	atLimit.Expiry = jwt.NewNumericDate(h.clock.Now().Add(time.Hour + time.Minute))
+	if r := h.do("GET", settings, sign(t, jose.EdDSA, f.priv, f.kid, atLimit), nil); r.Status != 200 {
+		t.Fatalf("a token of exactly 3600 s + 60 s leeway: %d", r.Status)
 	}
 	now := h.clock.Now()
 	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
@@ -348,6 +363,16 @@ func TestForgedAccessTokens(t *testing.T) {
 		{"unknown kid", sign(t, jose.EdDSA, otherKey, "not-a-kid", f.good())},
 		{"HS256 keyed with the public key", sign(t, jose.HS256, []byte(pub), f.kid, f.good())},
 		{"ES256", sign(t, jose.ES256, ecKey, f.kid, f.good())},
+		// SPEC §9: RFC 9068 typ, iat present, a lifetime of at most an hour.
+		{"typ JWT", signTyped(t, jose.EdDSA, f.priv, f.kid, "JWT", f.good())},
+		{"no typ", signTyped(t, jose.EdDSA, f.priv, f.kid, "", f.good())},
+		{"no iat", sign(t, jose.EdDSA, f.priv, f.kid, with(func(c *forgedClaims) { c.IssuedAt = nil }))},
+		{"exp - iat over 3600 s (+60 s leeway)", sign(t, jose.EdDSA, f.priv, f.kid, with(func(c *forgedClaims) { c.Expiry = jwt.NewNumericDate(now.Add(time.Hour + 61*time.Second)) }))},
+		{"exp in 2100", sign(t, jose.EdDSA, f.priv, f.kid, with(func(c *forgedClaims) { c.Expiry = jwt.NewNumericDate(time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)) }))},
+		{"iat backdated to stretch the lifetime", sign(t, jose.EdDSA, f.priv, f.kid, with(func(c *forgedClaims) {
+			c.IssuedAt = jwt.NewNumericDate(now.Add(-2 * time.Hour))
+			c.Expiry = jwt.NewNumericDate(now.Add(30 * time.Minute))
+		}))},
 	} {
 		r := h.do("GET", settings, c.token, nil)
 		if r.Status != 401 || !strings.Contains(r.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {

@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/resetd/resetd/internal/request"
 	"github.com/resetd/resetd/internal/seal"
 	"github.com/resetd/resetd/internal/secret"
 	"github.com/resetd/resetd/internal/store"
@@ -50,14 +51,25 @@ var (
 	ErrThrottled     = errors.New("auth: too many failed attempts")
 )
 
-// TokenTTL is the lifetime of an access token.
+// TokenTTL is the lifetime of an access token; Verify refuses a token
+// whose exp − iat is longer, by more than lifetimeLeeway (SPEC §9).
 const TokenTTL = time.Hour
 
-// Failed client authentications allowed per client id in failWindow.
+const (
+	lifetimeLeeway = time.Minute
+	clockLeeway    = 30 * time.Second
+)
+
+// Failed client authentications allowed per (client id, source IP) in
+// failWindow: a client id is not a secret, so a count per id alone would
+// let anyone lock a client out from afar (SPEC §9).
 const (
 	maxFailures = 10
 	failWindow  = 15 * time.Minute
 )
+
+// failKey is the one rate-limit key of wrong client secrets.
+func failKey(clientID, ip string) string { return "authfail:" + clientID + "|" + ip }
 
 // Claims is what a verified access token says.
 type Claims struct {
@@ -85,12 +97,17 @@ type customClaims struct {
 	Scope       string   `json:"scope"`
 	Institution string   `json:"inst"`
 	Cnf         *Binding `json:"cnf,omitempty"`
+	// ClientID is RFC 9068's client_id, the same as sub here.
+	ClientID string `json:"client_id,omitempty"`
 }
 
 type verifyKey struct {
 	pub     ed25519.PublicKey
 	retired time.Time
 }
+
+// tokenType is the JWT typ header of access tokens (RFC 9068).
+const tokenType = "at+jwt"
 
 // Store is what auth needs of the store: its clients and signing keys, and
 // transactions for the failure counter. store.Store satisfies it.
@@ -102,6 +119,8 @@ type Store interface {
 	SigningKeys(ctx context.Context) ([]store.SigningKey, error)
 	InsertSigningKey(ctx context.Context, k store.SigningKey) error
 	UseOnce(ctx context.Context, key string, expires, now time.Time) error
+	store.ClientAdmin
+	UpdateSigningKey(ctx context.Context, k store.SigningKey) error
 }
 
 // Service issues and verifies tokens.
@@ -116,23 +135,35 @@ type Service struct {
 	signer  jose.Signer
 	signKID string
 	verify  map[string]verifyKey
-	// lastReload bounds how often an unknown kid makes us reread the keys
-	// (another replica may have rotated).
+	// revoked are the disabled and deleted clients, whose tokens are refused.
+	revoked map[string]bool
+	// lastReload is when the snapshot above was read (see refreshEvery).
 	lastReload time.Time
+	// refreshing lets one request reread the snapshot while others use
+	// the one they have.
+	refreshing sync.Mutex
 }
 
-// New loads (or on first start creates) the signing key.
+// New loads the signing keys and the revoked clients. It creates no
+// signing key: only `serve` (EnsureSigningKey) and `keys rotate` do.
 func New(ctx context.Context, st Store, key *seal.Key, issuer string, now func() time.Time) (*Service, error) {
 	s := &Service{store: st, key: key, issuer: issuer, audience: issuer + "/a/password-reset", now: now}
 	if err := s.reload(ctx); err != nil {
 		return nil, err
 	}
-	if s.signer == nil {
-		if err := s.Rotate(ctx); err != nil {
-			return nil, err
-		}
-	}
 	return s, nil
+}
+
+// EnsureSigningKey makes the first signing key if there is none this
+// replica can sign with (a server's first start).
+func (s *Service) EnsureSigningKey(ctx context.Context) error {
+	s.mu.RLock()
+	ok := s.signer != nil
+	s.mu.RUnlock()
+	if ok {
+		return nil
+	}
+	return s.Rotate(ctx)
 }
 
 // Issuer is the iss claim and the base of the server metadata.
@@ -158,6 +189,14 @@ func (s *Service) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ids, err := s.store.RevokedClients(ctx)
+	if err != nil {
+		return err
+	}
+	revoked := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		revoked[id] = true
+	}
 	verify := map[string]verifyKey{}
 	var signer jose.Signer
 	var signKID string
@@ -166,7 +205,7 @@ func (s *Service) reload(ctx context.Context) error {
 			continue
 		}
 		verify[k.ID] = verifyKey{pub: ed25519.PublicKey(k.Public), retired: k.RetiredAt}
-		if signer != nil {
+		if signer != nil || !k.RetiredAt.IsZero() {
 			continue
 		}
 		seed, err := s.key.Open(k.Private, "signing-key:"+k.ID)
@@ -176,14 +215,14 @@ func (s *Service) reload(ctx context.Context) error {
 		}
 		priv := ed25519.NewKeyFromSeed(seed)
 		signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: priv, KeyID: k.ID}},
-			(&jose.SignerOptions{}).WithType("JWT"))
+			(&jose.SignerOptions{}).WithType(tokenType))
 		if err != nil {
 			return fmt.Errorf("auth: signer: %w", err)
 		}
 		signKID = k.ID
 	}
 	s.mu.Lock()
-	s.signer, s.signKID, s.verify, s.lastReload = signer, signKID, verify, s.now()
+	s.signer, s.signKID, s.verify, s.revoked, s.lastReload = signer, signKID, verify, revoked, s.now()
 	s.mu.Unlock()
 	return nil
 }
@@ -201,8 +240,11 @@ func (s *Service) CreateClient(ctx context.Context, institutionID, name string, 
 	}
 	id = "rc_" + secret.Hex(12)
 	clientSecret = secret.Token(32)
-	c := store.Client{ID: id, InstitutionID: institutionID, Name: name, SecretHash: hashSecret(clientSecret), Scopes: slices.Compact(slices.Sorted(slices.Values(scopes))), CreatedAt: s.now()}
+	c := store.Client{ID: id, InstitutionID: institutionID, Name: name, SecretHash: hashSecret(clientSecret), Scopes: slices.Compact(slices.Sorted(slices.Values(scopes))), CreatedAt: s.now(), UpdatedAt: s.now()}
 	if err := s.store.InsertClient(ctx, c); err != nil {
+		return "", "", err
+	}
+	if err := s.auditClient(ctx, c.CreatedAt, "client.create", c); err != nil {
 		return "", "", err
 	}
 	return id, clientSecret, nil
@@ -217,12 +259,18 @@ func hashSecret(secret string) []byte {
 	return m.Sum(nil)
 }
 
-// Authenticate checks a client's secret. Repeated failures for one client
-// id are throttled (ErrThrottled) through the shared store, so every
-// replica counts them.
+// Authenticate checks a client's secret (or its previous one, during a
+// rotation's overlap). Repeated failures for one client id from one source
+// IP (the request's, from internal/request) are throttled (ErrThrottled)
+// through the shared store, so every replica counts them, and the right
+// secret from another IP still works. A disabled or deleted client is
+// ErrInvalidClient.
 func (s *Service) Authenticate(ctx context.Context, id, secret string) (store.Client, error) {
+	// The token endpoint signs right after: pick up a rotated signing key
+	// as verification does.
+	s.refresh(ctx)
 	now := s.now()
-	key := "authfail:" + id
+	key := failKey(id, request.ClientIP(ctx))
 	var failures int
 	if err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
 		failures, err = tx.Count(ctx, key, failWindow, now)
@@ -237,11 +285,7 @@ func (s *Service) Authenticate(ctx context.Context, id, secret string) (store.Cl
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Client{}, err
 	}
-	want := c.SecretHash
-	if len(want) == 0 {
-		want = make([]byte, sha256.Size) // compare anyway: same work for unknown ids
-	}
-	if err != nil || !hmac.Equal(hashSecret(secret), want) {
+	if err != nil || !secretMatches(c, secret, now) {
 		if uerr := s.store.Update(ctx, func(tx store.Tx) error {
 			_, err := tx.Hit(ctx, key, failWindow, now)
 			return err
@@ -250,7 +294,29 @@ func (s *Service) Authenticate(ctx context.Context, id, secret string) (store.Cl
 		}
 		return store.Client{}, ErrInvalidClient
 	}
+	if !c.DisabledAt.IsZero() {
+		return store.Client{}, ErrInvalidClient
+	}
 	return c, nil
+}
+
+// secretMatches compares against the current hash and the kept old one,
+// always both, so the time taken does not tell which matched (or that an
+// id is unknown).
+func secretMatches(c store.Client, secret string, now time.Time) bool {
+	zero := make([]byte, sha256.Size)
+	want, old := c.SecretHash, c.OldSecretHash
+	if len(want) == 0 {
+		want = zero
+	}
+	oldLive := len(old) > 0 && now.Before(c.OldSecretUntil)
+	if !oldLive {
+		old = zero
+	}
+	h := hashSecret(secret)
+	cur := hmac.Equal(h, want) && len(c.SecretHash) > 0
+	prev := hmac.Equal(h, old) && oldLive
+	return cur || prev
 }
 
 // Issue signs an access token for c with the requested scopes (all of the
@@ -282,7 +348,7 @@ func (s *Service) Issue(c store.Client, requested []string, bound ...Binding) (t
 	if signer == nil {
 		return "", nil, errors.New("auth: no signing key")
 	}
-	token, err = jwt.Signed(signer).Claims(std).Claims(customClaims{Scope: strings.Join(scopes, " "), Institution: c.InstitutionID, Cnf: cnf(bound)}).Serialize()
+	token, err = jwt.Signed(signer).Claims(std).Claims(customClaims{Scope: strings.Join(scopes, " "), Institution: c.InstitutionID, ClientID: c.ID, Cnf: cnf(bound)}).Serialize()
 	if err != nil {
 		return "", nil, fmt.Errorf("auth: sign: %w", err)
 	}
@@ -297,19 +363,16 @@ func (s *Service) Verify(ctx context.Context, token string) (Claims, error) {
 	if err != nil || len(tok.Headers) != 1 {
 		return Claims{}, ErrInvalidToken
 	}
+	if typ, _ := tok.Headers[0].ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(typ, tokenType) && !strings.EqualFold(typ, "application/"+tokenType) {
+		return Claims{}, ErrInvalidToken
+	}
 	kid := tok.Headers[0].KeyID
+	s.refresh(ctx)
 	s.mu.RLock()
 	vk, ok := s.verify[kid]
-	stale := s.now().Sub(s.lastReload) > 5*time.Second
+	revoked := s.revoked
 	s.mu.RUnlock()
-	if !ok && stale {
-		if err := s.reload(ctx); err == nil {
-			s.mu.RLock()
-			vk, ok = s.verify[kid]
-			s.mu.RUnlock()
-		}
-	}
-	if !ok {
+	if !ok || !vk.retired.IsZero() {
 		return Claims{}, ErrInvalidToken
 	}
 	var std jwt.Claims
@@ -317,10 +380,13 @@ func (s *Service) Verify(ctx context.Context, token string) (Claims, error) {
 	if err := tok.Claims(vk.pub, &std, &cc); err != nil {
 		return Claims{}, ErrInvalidToken
 	}
-	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: s.issuer, AnyAudience: jwt.Audience{s.audience}, Time: s.now()}, 30*time.Second); err != nil {
+	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: s.issuer, AnyAudience: jwt.Audience{s.audience}, Time: s.now()}, clockLeeway); err != nil {
 		return Claims{}, ErrInvalidToken
 	}
-	if std.Expiry == nil || std.Subject == "" || cc.Institution == "" {
+	if std.Expiry == nil || std.IssuedAt == nil || std.Subject == "" || cc.Institution == "" {
+		return Claims{}, ErrInvalidToken
+	}
+	if std.Expiry.Time().Sub(std.IssuedAt.Time()) > TokenTTL+lifetimeLeeway || revoked[std.Subject] {
 		return Claims{}, ErrInvalidToken
 	}
 	out := Claims{ClientID: std.Subject, InstitutionID: cc.Institution, Scopes: strings.Fields(cc.Scope), Expiry: std.Expiry.Time()}
@@ -336,6 +402,9 @@ func (s *Service) JWKS() jose.JSONWebKeySet {
 	defer s.mu.RUnlock()
 	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
 	for kid, k := range s.verify {
+		if !k.retired.IsZero() {
+			continue // retired: its tokens are refused, so it is not published
+		}
 		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.pub, KeyID: kid, Algorithm: string(jose.EdDSA), Use: "sig"})
 	}
 	slices.SortFunc(set.Keys, func(a, b jose.JSONWebKey) int { return strings.Compare(a.KeyID, b.KeyID) })

@@ -35,6 +35,9 @@ func benchService(b *testing.B) (*Service, store.Client) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	if err := s.EnsureSigningKey(b.Context()); err != nil {
+		b.Fatal(err)
+	}
 	return s, store.Client{ID: "rc_bench", InstitutionID: "bench", Scopes: AllScopes}
 }
 

@@ -59,6 +59,7 @@ func (s *Service) CreateClientSpec(ctx context.Context, spec ClientSpec) (id, cl
 	}
 	c := store.Client{ID: "rc_" + secret.Hex(12), InstitutionID: spec.InstitutionID, Name: spec.Name,
 		Scopes: slices.Compact(slices.Sorted(slices.Values(spec.Scopes))), CreatedAt: s.now(), RequireDPoP: spec.RequireDPoP}
+	c.UpdatedAt = c.CreatedAt
 	switch spec.AuthMethod {
 	case "", MethodSecretBasic, MethodSecretPost:
 		if len(spec.JWKS) > 0 || spec.TLSSubject != "" {
@@ -87,6 +88,9 @@ func (s *Service) CreateClientSpec(ctx context.Context, spec ClientSpec) (id, cl
 		return "", "", fmt.Errorf("%w: unknown auth method %q (one of %s)", ErrInvalidClientSpec, spec.AuthMethod, strings.Join(AuthMethods, ", "))
 	}
 	if err := s.store.InsertClient(ctx, c); err != nil {
+		return "", "", err
+	}
+	if err := s.auditClient(ctx, c.CreatedAt, "client.create", c); err != nil {
 		return "", "", err
 	}
 	return c.ID, clientSecret, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/resetd/resetd/internal/request"
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -33,7 +34,8 @@ var ErrInvalidClientSpec = errors.New("auth: invalid client definition")
 // EdDSA; iss = sub = the client id; aud naming one of audiences (the
 // token endpoint URL or the issuer); exp at most five minutes after iat;
 // a jti never seen before on any replica. Every failure is
-// ErrInvalidClient (ErrThrottled after repeated failures for one id).
+// ErrInvalidClient (ErrThrottled after repeated failures for one id from
+// one IP), and so is a disabled or deleted client.
 func (s *Service) AuthenticateAssertion(ctx context.Context, assertion string, audiences []string) (store.Client, error) {
 	tok, err := jwt.ParseSigned(assertion, AssertionAlgs)
 	if err != nil || len(tok.Headers) != 1 {
@@ -44,6 +46,9 @@ func (s *Service) AuthenticateAssertion(ctx context.Context, assertion string, a
 		return store.Client{}, ErrInvalidClient
 	}
 	id := unverified.Issuer
+	// The token endpoint signs right after: pick up a rotated signing key
+	// as verification does.
+	s.refresh(ctx)
 	if err := s.throttled(ctx, id); err != nil {
 		return store.Client{}, err
 	}
@@ -52,6 +57,9 @@ func (s *Service) AuthenticateAssertion(ctx context.Context, assertion string, a
 		if ferr := s.countFailure(ctx, id); ferr != nil {
 			return store.Client{}, ferr
 		}
+	}
+	if err == nil && !c.DisabledAt.IsZero() {
+		return store.Client{}, ErrInvalidClient
 	}
 	return c, err
 }
@@ -128,12 +136,12 @@ func onceKey(kind, scope, value string) string {
 	return kind + ":" + hex.EncodeToString(sum[:])
 }
 
-// throttled refuses a client id that failed too often lately; every
-// replica counts through the store.
+// throttled refuses a client id that failed too often lately from the
+// request's IP (failKey); every replica counts through the store.
 func (s *Service) throttled(ctx context.Context, id string) error {
 	var failures int
 	if err := s.store.View(ctx, func(tx store.ReadTx) (err error) {
-		failures, err = tx.Count(ctx, "authfail:"+id, failWindow, s.now())
+		failures, err = tx.Count(ctx, failKey(id, request.ClientIP(ctx)), failWindow, s.now())
 		return err
 	}); err != nil {
 		return fmt.Errorf("auth: failure count: %w", err)
@@ -146,7 +154,7 @@ func (s *Service) throttled(ctx context.Context, id string) error {
 
 func (s *Service) countFailure(ctx context.Context, id string) error {
 	return s.store.Update(ctx, func(tx store.Tx) error {
-		_, err := tx.Hit(ctx, "authfail:"+id, failWindow, s.now())
+		_, err := tx.Hit(ctx, failKey(id, request.ClientIP(ctx)), failWindow, s.now())
 		return err
 	})
 }

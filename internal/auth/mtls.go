@@ -34,8 +34,12 @@ func CertThumbprint(cert *x509.Certificate) string {
 
 // AuthenticateTLS checks a tls_client_auth client (RFC 8705 §2.1.1): the
 // TLS layer verified cert against the configured client CAs, and its
-// subject DN must be the one registered for client id.
+// subject DN must be the one registered for client id. A disabled or
+// deleted client is ErrInvalidClient.
 func (s *Service) AuthenticateTLS(ctx context.Context, id string, cert *x509.Certificate) (store.Client, error) {
+	// The token endpoint signs right after: pick up a rotated signing key
+	// as verification does.
+	s.refresh(ctx)
 	if err := s.throttled(ctx, id); err != nil {
 		return store.Client{}, err
 	}
@@ -47,6 +51,9 @@ func (s *Service) AuthenticateTLS(ctx context.Context, id string, cert *x509.Cer
 		if ferr := s.countFailure(ctx, id); ferr != nil {
 			return store.Client{}, ferr
 		}
+		return store.Client{}, ErrInvalidClient
+	}
+	if !c.DisabledAt.IsZero() {
 		return store.Client{}, ErrInvalidClient
 	}
 	return c, nil

@@ -43,7 +43,10 @@ var AllFlows = []string{FlowToken, FlowSendReset, FlowOTP, FlowSelfService, Flow
 type Config struct {
 	// DB is the store: "" (a fresh SQLite file in a temporary directory),
 	// sqlite:PATH[?synchronous=normal] or postgres://…
-	DB          string
+	DB string
+	// SecretKey is RESETD_SECRET_KEY for the in-process server; "" keeps
+	// a trial key in the database, as serve --dev does.
+	SecretKey   string
 	URL         string // target a running server instead of starting one
 	Users       int
 	Concurrency int

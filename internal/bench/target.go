@@ -59,6 +59,8 @@ func (t *target) startInProcess(ctx context.Context, db string) (stop func(), er
 	}
 	a, err := app.Open(ctx, app.Config{
 		Addr: ln.Addr().String(), DB: db, SMTP: t.sink.url(), Logger: serverLogger(&t.quiet), QueueWorkers: t.cfg.QueueWorkers,
+		// The benchmark's database is a trial's: its key is kept in it.
+		SecretKey: t.cfg.SecretKey, Dev: t.cfg.SecretKey == "", Server: true,
 	})
 	if err != nil {
 		ln.Close()

@@ -3,7 +3,6 @@ package delivery
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,19 +62,15 @@ const (
 	WebhookPerInstitution = 4
 )
 
-// WebhookSecret is the key an institution's receiver verifies events
-// with. It is derived from the server's secret key, so it is never stored,
-// and `resetd institution webhook-secret ID` prints it.
-func WebhookSecret(key *seal.Key, institutionID string) string {
-	return "whsec_" + hex.EncodeToString(key.MAC("webhook", []byte(institutionID)))
-}
-
 // WebhookWorker posts events, signed like the SMS webhook:
 // X-Resetd-Timestamp and X-Resetd-Signature: v1=hex(HMAC-SHA256(secret,
-// timestamp + "." + body)).
+// timestamp + "." + body)); during a secret rotation's overlap the header
+// holds one signature per secret, comma-separated, new first.
 type WebhookWorker struct {
 	river.WorkerDefaults[WebhookArgs]
 	Key *seal.Key
+	// Secrets is where the institutions' webhook secrets are kept.
+	Secrets MetaStore
 	// Client must enforce the WebhookPolicy (WebhookPolicy.Client).
 	Client *http.Client
 	Now    func() time.Time
@@ -130,7 +126,16 @@ func (w *WebhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) e
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("delivery: webhook: %w", err))
 	}
-	ts := w.Now().Unix()
+	now := w.Now()
+	ts := now.Unix()
+	secrets, err := WebhookSecrets(ctx, w.Secrets, w.Key, job.Args.Event.InstitutionID, now)
+	if err != nil {
+		return fmt.Errorf("delivery: webhook: %w", err)
+	}
+	sigs := make([]string, len(secrets))
+	for i, sec := range secrets {
+		sigs[i] = SignWebhook([]byte(sec), ts, body)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, job.Args.URL, bytes.NewReader(body))
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("delivery: webhook: %w", err))
@@ -139,7 +144,7 @@ func (w *WebhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) e
 	req.Header.Set("User-Agent", "resetd-webhook/1")
 	req.Header.Set("X-Resetd-Event", job.Args.Event.Type)
 	req.Header.Set("X-Resetd-Timestamp", strconv.FormatInt(ts, 10))
-	req.Header.Set("X-Resetd-Signature", SignWebhook([]byte(WebhookSecret(w.Key, job.Args.Event.InstitutionID)), ts, body))
+	req.Header.Set("X-Resetd-Signature", strings.Join(sigs, ","))
 	resp, err := w.Client.Do(req)
 	if err != nil {
 		class := "unavailable"

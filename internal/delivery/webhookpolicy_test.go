@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/seal"
+	"github.com/resetd/resetd/internal/store"
 )
 
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
@@ -131,7 +133,58 @@ func newWebhookWorker(t *testing.T, p *delivery.WebhookPolicy) *delivery.Webhook
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &delivery.WebhookWorker{Key: key, Client: p.Client(5 * time.Second), Now: time.Now, Logger: slog.New(slog.DiscardHandler)}
+	return &delivery.WebhookWorker{Key: key, Secrets: &memMeta{}, Client: p.Client(5 * time.Second), Now: time.Now, Logger: slog.New(slog.DiscardHandler)}
+}
+
+// memMeta keeps webhook secrets in memory (delivery.MetaStore).
+type memMeta struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (s *memMeta) Meta(_ context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return v, nil
+}
+
+func (s *memMeta) MetaPut(_ context.Context, key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string][]byte{}
+	}
+	s.m[key] = value
+	return nil
+}
+
+func (s *memMeta) MetaSetIfAbsent(_ context.Context, key string, value []byte) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.m[key]; ok {
+		return v, nil
+	}
+	if s.m == nil {
+		s.m = map[string][]byte{}
+	}
+	s.m[key] = value
+	return value, nil
+}
+
+func (s *memMeta) MetaPrefix(_ context.Context, prefix string) (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]byte{}
+	for k, v := range s.m {
+		if strings.HasPrefix(k, prefix) {
+			out[k] = v
+		}
+	}
+	return out, nil
 }
 
 // A receiver answering 307 gets its one POST; the signed event never goes

@@ -185,3 +185,18 @@ func pseudoRandom(id int64, attempt int) float64 {
 }
 
 var _ river.ClientRetryPolicy = RetryPolicy{}
+
+// Reseal re-seals a queued message under the current key of the ring
+// (resetd keys rewrap); changed is false when it already was.
+func Reseal(key *seal.Key, a SendArgs) (out SendArgs, changed bool, err error) {
+	if key.Current(a.Sealed) {
+		return a, false, nil
+	}
+	ad := fmt.Sprintf("%s/%d", sealContext, a.DeliveryID)
+	b, err := key.Open(a.Sealed, ad)
+	if err != nil {
+		return a, false, fmt.Errorf("delivery: reseal: %w", err)
+	}
+	a.Sealed = key.Seal(b, ad)
+	return a, true, nil
+}

@@ -308,8 +308,15 @@ func (s *Service) killResets(ctx context.Context, tx store.Tx, now time.Time, u 
 // with: after otpMaxAttempts wrong ones the token dies. Codes guessed at
 // OTP verify never block the link path, nor facts guessed here the codes.
 func (s *Service) checkFactsAtChange(ctx context.Context, a Actor, st Settings, t store.Token, u store.User, facts map[string]string) error {
-	if s.factsMatch(st, u, facts) {
-		return nil
+	if ok, rekeyed := s.factsMatch(st, u, facts); ok {
+		if rekeyed == nil {
+			return nil
+		}
+		// Right, but made under an older key of the ring: stored again
+		// under the current one (keys rotate, SPEC §9).
+		return s.store.Update(ctx, func(tx store.Tx) error {
+			return tx.SetFacts(ctx, u.InstitutionID, u.ID, rekeyed)
+		})
 	}
 	failKey := linkFailKey(t.Hash)
 	window := time.Duration(st.Expiration) * time.Second

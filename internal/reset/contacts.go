@@ -37,6 +37,10 @@ func tombstoneAD(institutionID, userID string) string {
 	return "tombstone\x00" + institutionID + "\x00" + userID
 }
 
+// TombstoneAD is what a deleted user's contacts are sealed against, for
+// re-sealing them under a new secret key (resetd keys rewrap).
+func TombstoneAD(institutionID, userID string) string { return tombstoneAD(institutionID, userID) }
+
 // keepTombstone seals a deleted user's contacts for the cooldown (none is
 // kept when the cooldown is off or the user had no contact).
 func (s *Service) keepTombstone(ctx context.Context, tx store.Tx, now time.Time, st Settings, u store.User) error {

@@ -1,8 +1,8 @@
 package reset
 
 import (
-	"crypto/hmac"
 	"encoding/hex"
+	"maps"
 	"regexp"
 	"strings"
 	"time"
@@ -56,8 +56,14 @@ func normalizeFact(v string) string {
 	return strings.ToLower(strings.Join(strings.Fields(v), ""))
 }
 
+func factData(institutionID, userID, name, value string) []byte {
+	return []byte(institutionID + "\x00" + userID + "\x00" + name + "\x00" + normalizeFact(value))
+}
+
+// factMAC is a fact's stored form: hex of a MAC tagged with the key that
+// made it (seal.TaggedMAC), so a rotation can tell what is left on OLD.
 func (s *Service) factMAC(institutionID, userID, name, value string) string {
-	return hex.EncodeToString(s.key.MAC("fact", []byte(institutionID+"\x00"+userID+"\x00"+name+"\x00"+normalizeFact(value))))
+	return hex.EncodeToString(s.key.TaggedMAC("fact", factData(institutionID, userID, name, value)))
 }
 
 // hashFacts validates and hashes facts given on a user PUT.
@@ -90,16 +96,30 @@ func quote(s string) string {
 
 // factsMatch reports whether given facts meet every fact the institution
 // requires. A user without a stored fact never matches it: a fact cannot
-// be skipped by not having one.
-func (s *Service) factsMatch(st Settings, u store.User, given map[string]string) bool {
-	ok := true
+// be skipped by not having one. When they match and some fact was keyed
+// under an older key of the ring, rekeyed is the user's facts keyed anew
+// under the current key, for the caller to store in its transaction
+// (SPEC §9: a fact is re-keyed when it next verifies); else nil.
+func (s *Service) factsMatch(st Settings, u store.User, given map[string]string) (ok bool, rekeyed map[string]string) {
+	ok = true
+	stale := false
 	for _, name := range st.RequireFacts {
-		want := u.Facts[name]
-		got := s.factMAC(u.InstitutionID, u.ID, name, given[name])
+		want, err := hex.DecodeString(u.Facts[name])
 		// Compare every fact, even after a miss: no timing hint of which.
-		if want == "" || given[name] == "" || !hmac.Equal([]byte(want), []byte(got)) {
+		match, current := s.key.VerifyMAC("fact", factData(u.InstitutionID, u.ID, name, given[name]), want)
+		if err != nil || len(want) == 0 || given[name] == "" || !match {
 			ok = false
 		}
+		if match && !current {
+			stale = true
+		}
 	}
-	return ok
+	if !ok || !stale {
+		return ok, nil
+	}
+	rekeyed = maps.Clone(u.Facts)
+	for _, name := range st.RequireFacts {
+		rekeyed[name] = s.factMAC(u.InstitutionID, u.ID, name, given[name])
+	}
+	return true, rekeyed
 }

@@ -46,8 +46,17 @@ type ContactMethod struct {
 // contactMethodID is stable while the destination is unchanged, and
 // reveals nothing about it.
 func (s *Service) contactMethodID(u store.User, channel, dest string) string {
-	mac := s.key.MAC("contact-method", []byte(u.InstitutionID+"\x00"+u.ID+"\x00"+channel+"\x00"+dest))
-	return channel + "-" + hex.EncodeToString(mac[:6])
+	return s.contactMethodIDs(u, channel, dest)[0]
+}
+
+// contactMethodIDs is the id under every key of the ring, current first:
+// an id a client listed before a rotation still resolves (SPEC §9).
+func (s *Service) contactMethodIDs(u store.User, channel, dest string) []string {
+	var out []string
+	for _, mac := range s.key.MACs("contact-method", []byte(u.InstitutionID+"\x00"+u.ID+"\x00"+channel+"\x00"+dest)) {
+		out = append(out, channel+"-"+hex.EncodeToString(mac[:6]))
+	}
+	return out
 }
 
 func (s *Service) contactMethods(u store.User) []ContactMethod {
@@ -103,8 +112,19 @@ func (s *Service) otpCode(n int) string {
 	return string(b)
 }
 
+func otpData(institutionID, userID, code string) []byte {
+	return []byte(institutionID + "\x00" + userID + "\x00" + code)
+}
+
+// otpMAC is an OTP's stored form, tagged with the key that made it.
 func (s *Service) otpMAC(institutionID, userID, code string) []byte {
-	return s.key.MAC("otp", []byte(institutionID+"\x00"+userID+"\x00"+code))
+	return s.key.TaggedMAC("otp", otpData(institutionID, userID, code))
+}
+
+// otpMatches checks a code against a stored OTP under any key of the ring.
+func (s *Service) otpMatches(institutionID, userID, code string, stored []byte) bool {
+	ok, _ := s.key.VerifyMAC("otp", otpData(institutionID, userID, code), stored)
+	return ok
 }
 
 // OTPSend is what an OTP send did: the code's expiry and its masked
@@ -227,9 +247,12 @@ func (s *Service) sendOTP(ctx context.Context, tx store.Tx, now time.Time, st Se
 // chosenMethod finds the contact method a caller named by its id.
 func (s *Service) chosenMethod(u store.User, contactMethodID string) (ContactMethod, error) {
 	var cm ContactMethod
+	dests := map[string]string{delivery.ChannelEmail: u.Email, delivery.ChannelSMS: u.Phone}
 	for _, c := range s.contactMethods(u) {
-		if hmac.Equal([]byte(c.ID), []byte(contactMethodID)) {
-			cm = c
+		for _, id := range s.contactMethodIDs(u, c.Type, dests[c.Type]) {
+			if hmac.Equal([]byte(id), []byte(contactMethodID)) {
+				cm = c
+			}
 		}
 	}
 	if cm.ID == "" {
@@ -322,18 +345,25 @@ func (s *Service) VerifyOTP(ctx context.Context, a Actor, institutionID string, 
 			if err := otpFailCap(ctx, tx, failKey, now); err != nil {
 				return err
 			}
-			ok = code != "" && hmac.Equal(o.MAC, s.otpMAC(institutionID, u.ID, code))
+			ok = code != "" && s.otpMatches(institutionID, u.ID, code, o.MAC)
 			// Required facts are part of the answer: a wrong fact is a
 			// wrong try, indistinguishable from a wrong code.
-			if len(st.RequireFacts) > 0 && !s.factsMatch(st, u, in.Facts) {
-				ok = false
+			if len(st.RequireFacts) > 0 {
+				factsOK, rekeyed := s.factsMatch(st, u, in.Facts)
+				ok = ok && factsOK
+				// Right, but made under an older key: kept under the current one.
+				if ok && rekeyed != nil {
+					if err := tx.SetFacts(ctx, institutionID, u.ID, rekeyed); err != nil {
+						return err
+					}
+				}
 			}
 		} else {
 			// Same work as a try on a live code — a comparison, and a
 			// counter read and written — so that timing tells a name with
 			// a code from one without (or from nobody) no more than the
 			// answer does. The shadow counter is never a cap.
-			hmac.Equal(s.otpMAC(institutionID, in.UserID, code), s.otpMAC(institutionID, in.Username, code))
+			s.otpMatches(institutionID, in.UserID, code, s.otpMAC(institutionID, in.Username, code))
 			shadow := otpShadowKey(institutionID, store.UsernameKey(in.Username)+"\x00"+in.UserID)
 			if _, err := tx.Count(ctx, shadow, otpFailWindow, now); err != nil {
 				return err

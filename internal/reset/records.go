@@ -54,3 +54,11 @@ func (s *Service) Deliveries(ctx context.Context, institutionID, userID string) 
 	ds, err := s.store.Deliveries(ctx, institutionID, userID, 50)
 	return deliveries(ds), err
 }
+
+// AuditOperator records an operator's action from the CLI (a key or
+// secret rotation) against an institution ("" for none).
+func (s *Service) AuditOperator(ctx context.Context, action, institutionID string) error {
+	return s.store.Update(ctx, func(tx store.Tx) error {
+		return s.audit(ctx, tx, s.now(), Actor{ClientID: "cli"}, action, institutionID, "", "ok")
+	})
+}

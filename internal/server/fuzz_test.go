@@ -162,6 +162,9 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	if err != nil {
 		f.Fatal(err)
 	}
+	if err := as.EnsureSigningKey(ctx); err != nil {
+		f.Fatal(err)
+	}
 	rs := reset.New(reset.Config{
 		Store: st, Key: key, Templates: delivery.DefaultTemplates(), PublicURL: base, DefaultFrom: "noreply@bank.example",
 		Hasher: password.NewHasher(password.Params{Memory: 1024, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}, 0, 0),

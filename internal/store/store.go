@@ -71,6 +71,75 @@ type Client struct {
 	TLSSubject string
 	// RequireDPoP refuses bearer tokens for this client: only DPoP-bound.
 	RequireDPoP bool
+	UpdatedAt   time.Time
+	// DisabledAt is when an operator disabled the client (zero: enabled).
+	DisabledAt time.Time
+	// OldSecretHash still authenticates until OldSecretUntil (client
+	// rotate-secret --keep-old).
+	OldSecretHash  []byte
+	OldSecretUntil time.Time
+}
+
+// KeyedRecords are the stored records that depend on the secret key, for
+// `resetd keys status`: what each was sealed or keyed under is in its
+// leading key id (internal/seal).
+type KeyedRecords struct {
+	// OTPs are the MACs of live (unused, unexpired) OTPs.
+	OTPs [][]byte
+	// Facts are every stored fact MAC, hex.
+	Facts []string
+	// Jobs are queued jobs not yet finished.
+	Jobs []QueuedJob
+	// Tombstones are deleted users' sealed contacts (SPEC §10).
+	Tombstones []Tombstone
+}
+
+// Tombstone is one deleted user's sealed contacts, as kept for the
+// contact-change cooldown.
+type Tombstone struct {
+	InstitutionID, UserID string
+	Sealed                []byte
+	DeletedAt             time.Time
+}
+
+// Meta keys of the secret key (SPEC §9).
+const (
+	// MetaTrialKey holds the key `serve --dev` generated (a trial setup).
+	MetaTrialKey = "secret_key"
+	// MetaKeyCheck + a key id holds that key's check value, never the key.
+	MetaKeyCheck = "key_check:"
+)
+
+// KeyInfo is what a database says about secret keys, read without
+// changing it (see the backends' PeekKeys).
+type KeyInfo struct {
+	// Exists is false for a database resetd has not yet set up.
+	Exists   bool
+	TrialKey []byte
+	// Checks are the check values of the keys the database has used.
+	Checks [][]byte
+	// SigningKey is the newest signing key (nil: none), to recognise the
+	// key of a database that predates check values.
+	SigningKey *SigningKey
+}
+
+// Fill takes the trial key and the check values from meta rows.
+func (k *KeyInfo) Fill(meta map[string][]byte) {
+	for key, v := range meta {
+		switch {
+		case key == MetaTrialKey:
+			k.TrialKey = v
+		case strings.HasPrefix(key, MetaKeyCheck):
+			k.Checks = append(k.Checks, v)
+		}
+	}
+}
+
+// QueuedJob is one unfinished job's kind and JSON arguments.
+type QueuedJob struct {
+	ID   int64
+	Kind string
+	Args []byte
 }
 
 // SigningKey is a JWT signing key; Private is sealed with the server's
@@ -299,6 +368,8 @@ type DirectoryWriter interface {
 	RehashPassword(ctx context.Context, institutionID, userID, old, new string) (bool, error)
 	// LockUser blocks new sends to a user until a time.
 	LockUser(ctx context.Context, institutionID, userID string, until time.Time) error
+	// SetFacts replaces a user's fact MACs (re-keyed under a new key).
+	SetFacts(ctx context.Context, institutionID, userID string, facts map[string]string) error
 }
 
 // SecretWriter changes single-use secrets: reset tokens and OTPs.
@@ -368,19 +439,20 @@ type Tx struct {
 	RecordWriter
 }
 
-// Store is a backend as its consumers see it: one value holding the three
+// Store is a backend as its consumers see it: one value holding the four
 // small interfaces every backend implements, so no consumer depends on
-// more than it uses and no interface grows past a handful of methods.
-// Backends are wrapped with Of.
+// more than it uses and no interface grows past a handful of methods
+// (none has more than 15). Backends are wrapped with Of.
 type Store struct {
 	Transactor
 	Credentials
 	Outbox
+	KeyAdmin
 }
 
-// Of wraps a backend's three faces into a Store.
-func Of(t Transactor, c Credentials, o Outbox) Store {
-	return Store{Transactor: t, Credentials: c, Outbox: o}
+// Of wraps a backend's four faces into a Store.
+func Of(t Transactor, c Credentials, o Outbox, k KeyAdmin) Store {
+	return Store{Transactor: t, Credentials: c, Outbox: o, KeyAdmin: k}
 }
 
 // Transactor runs transactions and answers for the connection.
@@ -399,6 +471,7 @@ type Credentials interface {
 	InsertClient(ctx context.Context, c Client) error
 	SigningKeys(ctx context.Context) ([]SigningKey, error)
 	InsertSigningKey(ctx context.Context, k SigningKey) error
+	ClientAdmin
 	// MetaSetIfAbsent stores value under key unless a value is there, and
 	// returns the value that is stored (so replicas agree on one).
 	MetaSetIfAbsent(ctx context.Context, key string, value []byte) ([]byte, error)
@@ -445,6 +518,38 @@ type PoolStat struct {
 	InUse, Idle  int
 	WaitCount    int64
 	WaitDuration time.Duration
+}
+
+// ClientAdmin is the operator's management of clients (SPEC §9).
+type ClientAdmin interface {
+	// Clients lists the clients not deleted, oldest first.
+	Clients(ctx context.Context) ([]Client, error)
+	// UpdateClient saves a client's name, secrets, scopes and state;
+	// ErrNotFound when it does not exist or was deleted.
+	UpdateClient(ctx context.Context, c Client) error
+	// DeleteClient deletes a client. Its id stays behind as a tombstone
+	// so RevokedClients still names it.
+	DeleteClient(ctx context.Context, id string, now time.Time) error
+	// RevokedClients lists the ids of disabled and deleted clients.
+	RevokedClients(ctx context.Context) ([]string, error)
+}
+
+// KeyAdmin is what key rotation needs (SPEC §9): signing-key state, the
+// meta records of keys, and the keyed records to count and re-seal.
+type KeyAdmin interface {
+	// UpdateSigningKey saves a signing key's sealed private key and
+	// retirement time.
+	UpdateSigningKey(ctx context.Context, k SigningKey) error
+	// Meta reads one meta value (ErrNotFound when absent); MetaPut
+	// stores one; MetaPrefix reads every value whose key has prefix.
+	Meta(ctx context.Context, key string) ([]byte, error)
+	MetaPut(ctx context.Context, key string, value []byte) error
+	MetaPrefix(ctx context.Context, prefix string) (map[string][]byte, error)
+	// KeyedRecords reads what depends on the secret key.
+	KeyedRecords(ctx context.Context, now time.Time) (KeyedRecords, error)
+	// SetJobArgs rewrites a job's arguments if it is still waiting to
+	// run (not running or finished), and reports whether it did.
+	SetJobArgs(ctx context.Context, id int64, args []byte) (bool, error)
 }
 
 // UsernameKey is the form usernames are unique and looked up in:

@@ -119,7 +119,7 @@ func (t *Tracing) Store(s store.Store) store.Store {
 	if t == nil {
 		return s
 	}
-	return store.Of(tracedTransactor{Transactor: s.Transactor, t: t}, s.Credentials, tracedOutbox{Outbox: s.Outbox, t: t})
+	return store.Of(tracedTransactor{Transactor: s.Transactor, t: t}, s.Credentials, tracedOutbox{Outbox: s.Outbox, t: t}, s.KeyAdmin)
 }
 
 func (t *Tracing) span(ctx context.Context, name string) (context.Context, trace.Span) {

@@ -37,7 +37,7 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return store.Of(s, s, s), q
+		return store.Of(s, s, s, s), q
 	})
 }
 

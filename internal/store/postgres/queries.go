@@ -668,16 +668,9 @@ func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
 	if !storable(id) {
 		return store.Client{ID: id}, fmt.Errorf("postgres: client: %w", store.ErrNotFound)
 	}
-	c := store.Client{ID: id}
-	var created time.Time
-	err := s.pool.QueryRow(ctx, `SELECT institution_id, name, secret_hash, scopes, created_at, auth_method, jwks, tls_subject, require_dpop FROM clients WHERE id = $1`, id).
-		Scan(&c.InstitutionID, &c.Name, &c.SecretHash, &c.Scopes, &created, &c.AuthMethod, &c.JWKS, &c.TLSSubject, &c.RequireDPoP)
+	c, err := scanClient(s.pool.QueryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = $1 AND deleted_at IS NULL`, id))
 	if err != nil {
-		return c, wrap(err, "client")
-	}
-	c.CreatedAt = fromTS(created)
-	if len(c.Scopes) == 0 {
-		c.Scopes = nil
+		return store.Client{ID: id}, wrap(err, "client")
 	}
 	return c, nil
 }

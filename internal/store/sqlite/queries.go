@@ -501,15 +501,10 @@ func (t *txn) PruneTombstones(ctx context.Context, institutionID string, before 
 // Store-level operations.
 
 func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
-	c := store.Client{ID: id}
-	var scopes string
-	var created int64
-	err := s.read.QueryRowContext(ctx, `SELECT institution_id, name, secret_hash, scopes, created_at, auth_method, jwks, tls_subject, require_dpop FROM clients WHERE id = ?`, id).
-		Scan(&c.InstitutionID, &c.Name, &c.SecretHash, &scopes, &created, &c.AuthMethod, &c.JWKS, &c.TLSSubject, &c.RequireDPoP)
+	c, err := scanClient(s.read.QueryRowContext(ctx, `SELECT `+clientCols+` FROM clients WHERE id = ? AND deleted_at = 0`, id))
 	if err != nil {
-		return c, notFound(err, "client")
+		return store.Client{ID: id}, notFound(err, "client")
 	}
-	c.Scopes, c.CreatedAt = strings.Fields(scopes), fromMS(created)
 	return c, nil
 }
 

@@ -28,6 +28,6 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return store.Of(s, s, s), q
+		return store.Of(s, s, s, s), q
 	})
 }

@@ -6,8 +6,8 @@
 // with a function that opens a fresh, migrated store. The tests are filed
 // by area: directory.go (institutions, users, settings), secrets.go
 // (tokens, OTPs), records.go (deliveries, counters, approvals), audit.go
-// (audit pages, purge),
-// clients.go (clients, keys, meta), hostile.go, tx.go (rollback, views,
+// (audit pages, purge), clients.go (clients, keys, meta), keys.go (client
+// management, key rotation: SPEC §9), hostile.go, tx.go (rollback, views,
 // jobs).
 package storetest
 
@@ -75,6 +75,8 @@ func Run(t *testing.T, open Opener) {
 		{"Clients", testClients},
 		{"ClientAuthMethods", testClientAuthMethods},
 		{"UseOnce", testUseOnce},
+		{"ClientAdmin", testClientAdmin},
+		{"KeyAdmin", testKeyAdmin},
 		{"HostileStrings", testHostileStrings},
 		{"SigningKeys", testSigningKeys},
 		{"Meta", testMeta},
