@@ -210,13 +210,13 @@ func BenchmarkUserImportHashes(b *testing.B) {
 		n++
 		b.StopTimer()
 		var out bytes.Buffer
-		if code := run(context.Background(), []string{"institution", "put", "bank", "--name", "Bank", "--db", db}, strings.NewReader(""), &out, &out); code != 0 {
+		if code := run(context.Background(), []string{"institution", "put", "bank", "--name", "Bank", "--db", db, "--secret-key", testKey}, strings.NewReader(""), &out, &out); code != 0 {
 			b.Fatalf("institution put: %s", out.String())
 		}
 		b.StartTimer()
 		start, cpu0 := time.Now(), cpuTime()
 		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), []string{"user", "import", "--institution", "bank", csvPath, "--db", db, "--batch", "5000"}, strings.NewReader(""), &stdout, &stderr)
+		code := run(context.Background(), []string{"user", "import", "--institution", "bank", csvPath, "--db", db, "--batch", "5000", "--secret-key", testKey}, strings.NewReader(""), &stdout, &stderr)
 		elapsed += time.Since(start)
 		cpu += cpuTime() - cpu0
 		if code != 0 || !strings.Contains(stdout.String(), fmt.Sprintf("%d imported, 0 rejected", rows)) {

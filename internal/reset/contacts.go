@@ -21,6 +21,9 @@ type prior struct {
 	// deletedAt is set when u is a deleted user's contacts, kept (sealed)
 	// for the cooldown after its deletion.
 	deletedAt time.Time
+	// tombstone says a tombstone row is stored for the id (live or past
+	// its cooldown), which a write of the user removes.
+	tombstone bool
 }
 
 // had reports whether there is a prior user to compare contacts with.
@@ -66,6 +69,12 @@ func (s *Service) priorOf(ctx context.Context, tx store.ReadTx, now time.Time, s
 	if !errors.Is(err, store.ErrNotFound) {
 		return prior{}, err
 	}
+	return s.tombstonePrior(ctx, tx, now, st, institutionID, userID)
+}
+
+// tombstonePrior is the prior of an id with no stored user: a deleted
+// user's contacts within the cooldown, else nothing.
+func (s *Service) tombstonePrior(ctx context.Context, tx store.ReadTx, now time.Time, st Settings, institutionID, userID string) (prior, error) {
 	sealed, at, err := tx.Tombstone(ctx, institutionID, userID)
 	if errors.Is(err, store.ErrNotFound) {
 		return prior{}, nil
@@ -74,15 +83,15 @@ func (s *Service) priorOf(ctx context.Context, tx store.ReadTx, now time.Time, s
 		return prior{}, err
 	}
 	if !now.Before(at.Add(time.Duration(st.ContactChangeCooldown) * time.Second)) {
-		return prior{}, nil // past the cooldown: forgotten at the next write
+		return prior{tombstone: true}, nil // past the cooldown: forgotten at the next write
 	}
 	b, err := s.key.Open(sealed, tombstoneAD(institutionID, userID))
 	if err != nil {
-		return prior{}, nil // sealed under a key no longer held: nothing to compare
+		return prior{tombstone: true}, nil // sealed under a key no longer held: nothing to compare
 	}
 	var t tombstoned
 	if err := json.Unmarshal(b, &t); err != nil {
-		return prior{}, nil
+		return prior{tombstone: true}, nil
 	}
-	return prior{u: store.User{InstitutionID: institutionID, ID: userID, Username: t.Username, Email: t.Email, Phone: t.Phone}, deletedAt: at}, nil
+	return prior{u: store.User{InstitutionID: institutionID, ID: userID, Username: t.Username, Email: t.Email, Phone: t.Phone}, deletedAt: at, tombstone: true}, nil
 }

@@ -200,7 +200,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 			if !sameSettings(inst, fresh) {
 				return errStale
 			}
-			created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, newHash, notices, changed, true)
+			created, err = s.putUserTx(ctx, tx, now, st, a, institutionID, userID, in, newHash, notices, changed, true, nil)
 			return err
 		})
 		if err = staleOrDone(err, try); err != errStale {
@@ -254,9 +254,15 @@ func (in *UserInput) normalize() error {
 // with it: kept password and facts, the contact-change cooldown and its
 // notice, killed links and codes when a contact changes or the user is
 // disabled, an admin-set password's notices and event, the audit record.
-func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, newHash string, notices contactNotices, changed changedNotices, audit bool) (bool, error) {
-	p, err := s.priorOf(ctx, tx, now, st, institutionID, userID)
-	if err != nil {
+//
+// known, when not nil, is the prior user as the caller read it in tx (an
+// import reads it once per row); nil reads it here.
+func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st Settings, a Actor, institutionID, userID string, in UserInput, newHash string, notices contactNotices, changed changedNotices, audit bool, known *prior) (bool, error) {
+	var p prior
+	var err error
+	if known != nil {
+		p = *known
+	} else if p, err = s.priorOf(ctx, tx, now, st, institutionID, userID); err != nil {
 		return false, err
 	}
 	old, existed := p.u, p.existed
@@ -312,7 +318,7 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 	if err != nil {
 		return false, err
 	}
-	if !existed {
+	if !existed && p.tombstone {
 		if err := tx.DeleteTombstone(ctx, institutionID, userID); err != nil {
 			return false, err
 		}

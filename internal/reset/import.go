@@ -157,7 +157,7 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 					continue
 				}
 				if !dryRun && !stale {
-					if _, err := s.putUserTx(ctx, tx, now, st, a, institutionID, r.UserID, merged, newHash, notices[r.Line], changedNotices{}, false); err != nil {
+					if _, err := s.putUserTx(ctx, tx, now, st, a, institutionID, r.UserID, merged, newHash, notices[r.Line], changedNotices{}, false, &p); err != nil {
 						return fmt.Errorf("reset: import line %d: %w", r.Line, err)
 					}
 				}
@@ -234,7 +234,7 @@ func (s *Service) importNotices(ctx context.Context, institutionID string, rows 
 			if _, ok := current[id]; ok {
 				continue
 			}
-			if current[id], err = s.priorOf(ctx, tx, now, st, institutionID, id); err != nil {
+			if current[id], err = s.tombstonePrior(ctx, tx, now, st, institutionID, id); err != nil {
 				return err
 			}
 		}
