@@ -14,6 +14,8 @@ import (
 	"strings"
 	texttemplate "text/template"
 	"text/template/parse"
+
+	"github.com/resetd/resetd/internal/config"
 )
 
 // Limits on an institution's template overrides (SPEC §11).
@@ -429,7 +431,7 @@ func (w walker) underLinkBase(raw string) bool {
 		if !strings.EqualFold(u.Scheme, base.Scheme) || !strings.EqualFold(u.Host, base.Host) {
 			continue
 		}
-		bp := strings.TrimRight(base.Path, "/")
+		bp := config.BaseURL(base.Path)
 		p := u.Path
 		if p != "" {
 			p = path.Clean(p)

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/resetd/resetd/internal/config"
 )
 
 // BreachList tells whether a password is known from breaches. An error
@@ -50,7 +52,7 @@ func NewRangeAPI(base string, client *http.Client, unreachable func()) *RangeAPI
 	if unreachable == nil {
 		unreachable = func() {}
 	}
-	return &RangeAPI{base: strings.TrimRight(base, "/"), client: client, unreachable: unreachable}
+	return &RangeAPI{base: config.BaseURL(base), client: client, unreachable: unreachable}
 }
 
 // Contains reports whether pw's SHA-1 is in the list.
