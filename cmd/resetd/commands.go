@@ -400,23 +400,22 @@ func (c *UserStateCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return describeUser(err)
 	}
-	j := server.StateJSON(st)
 	if g.JSON {
-		return g.printJSON(j)
+		return g.printJSON(st)
 	}
-	or := func(p *string, none string) string {
-		if p == nil {
+	until := func(t time.Time, none string) string {
+		if t.IsZero() {
 			return none
 		}
-		return *p
+		return t.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(g.stdout, "locked until:          %s\n", or(j.LockedUntil, "not locked"))
-	fmt.Fprintf(g.stdout, "email cooldown until:  %s\n", or(j.EmailCooldownUntil, "none"))
-	fmt.Fprintf(g.stdout, "phone cooldown until:  %s\n", or(j.PhoneCooldownUntil, "none"))
-	fmt.Fprintf(g.stdout, "live links:            %d\n", j.LiveLinks)
-	fmt.Fprintf(g.stdout, "live code:             %t\n", j.LiveOTP)
-	fmt.Fprintf(g.stdout, "sends this hour:       %d\n", j.SendsThisHour)
-	fmt.Fprintf(g.stdout, "wrong tries in 24 h:   %d\n", j.WrongTriesToday)
+	fmt.Fprintf(g.stdout, "locked until:          %s\n", until(st.LockedUntil, "not locked"))
+	fmt.Fprintf(g.stdout, "email cooldown until:  %s\n", until(st.EmailCooldownUntil, "none"))
+	fmt.Fprintf(g.stdout, "phone cooldown until:  %s\n", until(st.PhoneCooldownUntil, "none"))
+	fmt.Fprintf(g.stdout, "live links:            %d\n", st.LiveLinks)
+	fmt.Fprintf(g.stdout, "live code:             %t\n", st.LiveOTP)
+	fmt.Fprintf(g.stdout, "sends this hour:       %d\n", st.SendsThisHour)
+	fmt.Fprintf(g.stdout, "wrong tries in 24 h:   %d\n", st.WrongTriesToday)
 	return nil
 }
 

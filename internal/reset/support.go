@@ -2,6 +2,7 @@ package reset
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/resetd/resetd/internal/store"
@@ -17,6 +18,28 @@ type UserState struct {
 	LiveOTP            bool
 	SendsThisHour      int
 	WrongTriesToday    int
+}
+
+// MarshalJSON is the support view as the API and `resetd user state
+// --json` print it: times in RFC 3339 (UTC), null when there is no lock
+// or cooldown.
+func (st UserState) MarshalJSON() ([]byte, error) {
+	at := func(t time.Time) *string {
+		if t.IsZero() {
+			return nil
+		}
+		v := t.UTC().Format(time.RFC3339)
+		return &v
+	}
+	return json.Marshal(struct {
+		LockedUntil        *string `json:"lockedUntil"`
+		EmailCooldownUntil *string `json:"emailCooldownUntil"`
+		PhoneCooldownUntil *string `json:"phoneCooldownUntil"`
+		LiveLinks          int     `json:"liveLinks"`
+		LiveOTP            bool    `json:"liveOTP"`
+		SendsThisHour      int     `json:"sendsThisHour"`
+		WrongTriesToday    int     `json:"wrongTriesToday"`
+	}{at(st.LockedUntil), at(st.EmailCooldownUntil), at(st.PhoneCooldownUntil), st.LiveLinks, st.LiveOTP, st.SendsThisHour, st.WrongTriesToday})
 }
 
 // State reads a user's blocks and budgets for support; the read is
