@@ -406,6 +406,8 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers, mw []riv
 		// Webhook events on a queue of their own (SPEC §11).
 		Queues:     map[string]int{delivery.QueueWebhook: delivery.WebhookWorkers},
 		Middleware: mw,
+		// A message cut off by a crash goes out again within seconds.
+		QuickRescue: []string{delivery.SendArgs{}.Kind(), delivery.WebhookArgs{}.Kind()},
 	}
 	if workers != nil {
 		q.Periodic = []queue.Periodic{{Every: reset.PurgeEvery, Job: purgeJob}}

@@ -214,8 +214,9 @@ func TestCrashAfterAcceptingASendLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A user per try: a kill that lands inside a delivery attempt (rare)
-	// leaves a job River rescues only after RescueStuckJobsAfter, too late
-	// for a test, so that try is set aside and another made.
+	// leaves a job that is rescued only once no live attempt can still be
+	// running (TestCrashMidSendDeliversWithin30s), so that try is set aside
+	// and another made.
 	const tries = 3
 	for i := range tries {
 		if _, err := a.Reset.PutUser(ctx, reset.Actor{}, "acme", userID(i), reset.UserInput{Username: userID(i), Email: userID(i) + "@example.com"}); err != nil {
@@ -261,10 +262,10 @@ func TestCrashAfterAcceptingASendLosesNothing(t *testing.T) {
 	wait := 60 * time.Second
 	if user == "" {
 		// Every kill landed inside a delivery attempt (a loaded machine):
-		// then the jobs wait for River's rescuer (RescueStuckJobsAfter, a
-		// minute), and the first must still go out exactly once.
-		t.Logf("every kill landed inside a delivery attempt; waiting for River's rescuer")
-		user, job, wait = userID(0), 0, 3*time.Minute
+		// then the jobs wait for the rescuer, and the first must still go
+		// out exactly once.
+		t.Logf("every kill landed inside a delivery attempt; waiting for the rescuer")
+		user, job, wait = userID(0), 0, 2*time.Minute
 	}
 	if n := mail.Count(); n != 0 {
 		t.Fatalf("%d emails while SMTP was down", n)
@@ -336,3 +337,118 @@ func TestCrashAfterAcceptingASendLosesNothing(t *testing.T) {
 }
 
 func userID(i int) string { return "crash" + string(rune('a'+i)) }
+
+// TestCrashMidSendDeliversWithin30s kills `resetd serve` while its relay
+// holds a message at the end of DATA, unanswered: the job is left
+// "running", the relay never accepted the message. A new process on the
+// same file must deliver it within 30 seconds of the kill, once, and
+// record the cut-off attempt.
+func TestCrashMidSendDeliversWithin30s(t *testing.T) {
+	if onPostgres.Load() {
+		t.Skip("SQLite only; on PostgreSQL, TestReplicas (cmd/resetd) kills a replica mid-send")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "resetd.db")
+	db := "sqlite:" + path
+	bin := buildServer(t)
+
+	ctx := context.Background()
+	a, err := app.Open(ctx, app.Config{DB: db, SecretKey: testKey, Command: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Reset.PutInstitution(ctx, "acme", "Acme Bank", nil, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	clientID, clientSecret, err := a.Auth.CreateClient(ctx, "acme", "crash", []string{auth.ScopeResetWrite, auth.ScopeUsersRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const user = "midsend"
+	if _, err := a.Reset.PutUser(ctx, reset.Actor{}, "acme", user, reset.UserInput{Username: user, Email: user + "@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	mail := mailtest.NewServer(t)
+	smtpURL := mail.URL("noreply@resetd.example")
+	held := mail.HoldNext(1)
+	p := startServer(t, bin, dir, db, smtpURL)
+	tok := p.token(t, clientID, clientSecret)
+	req, _ := http.NewRequest("POST", p.url+P+"/institutions/acme/users/"+user+"/password/reset", strings.NewReader(`{"method":"email"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("send: %d", resp.StatusCode)
+	}
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the message never reached the relay:\n%s", p.logs())
+	}
+	// The relay has the whole message and has not answered: kill now.
+	p.kill()
+	killed := time.Now()
+	mail.Release() // the dead sender's session ends with a 451 nobody reads
+	if s := jobStates(t, path); len(s) != 1 || s[0] != "running" {
+		t.Fatalf("after a kill mid-send the send job is %v, want running", s)
+	}
+
+	p = startServer(t, bin, dir, db, smtpURL)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second-time.Since(killed))
+	defer cancel()
+	msgs, err := mail.Wait(wctx, 1)
+	if err != nil {
+		t.Fatalf("the message cut off by the crash did not go out within 30 s of it: %v (job %v)\n%s", err, jobStates(t, path), p.logs())
+	}
+	t.Logf("the message cut off by a kill mid-send went out %v after the kill", time.Since(killed).Round(100*time.Millisecond))
+	if msgs[0].To[0] != user+"@example.com" || !linkToken.MatchString(msgs[0].Text) {
+		t.Fatalf("unexpected message %v", msgs[0])
+	}
+
+	// Recorded as sent, on its second attempt (the cut-off one counts).
+	tok = p.token(t, clientID, clientSecret)
+	for {
+		req, _ := http.NewRequest("GET", p.url+P+"/institutions/acme/users/"+user+"/password/deliveries", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ds struct {
+			Deliveries []map[string]any `json:"deliveries"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&ds)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds.Deliveries) == 1 && ds.Deliveries[0]["state"] == "sent" {
+			if ds.Deliveries[0]["attempts"] != float64(2) {
+				t.Errorf("delivery after the rescue: %v, want 2 attempts", ds.Deliveries[0])
+			}
+			break
+		}
+		select {
+		case <-wctx.Done():
+			t.Fatalf("delivery never marked sent: %v", ds)
+		case <-time.After(20 * time.Millisecond): // polling an HTTP resource; there is no event to await
+		}
+	}
+	p.terminate(t)
+	if n := mail.Count(); n != 1 {
+		t.Fatalf("%d messages after the rescue, want exactly one", n)
+	}
+	if s := jobStates(t, path); s[0] != "completed" {
+		t.Errorf("the send job is %s after it was delivered", s[0])
+	}
+}

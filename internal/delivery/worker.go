@@ -149,6 +149,11 @@ func failedEvent(job *river.Job[SendArgs], m Message, now time.Time) store.Job {
 // record stores an attempt's outcome, then tells the observer: a metric
 // that says "sent" is never ahead of the delivery row.
 func (w *Worker) record(ctx context.Context, job *river.Job[SendArgs], m Message, state, lastErr string, then store.Job) {
+	// The outcome is recorded even when the attempt's time ran out just as
+	// the carrier answered: a message delivered at the deadline is still
+	// delivered.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
 	if err := w.Recorder.MarkDelivery(ctx, job.Args.DeliveryID, state, job.Attempt, lastErr, w.Now(), then); err != nil {
 		w.Logger.ErrorContext(ctx, "recording delivery state", "delivery_id", job.Args.DeliveryID, "err", err)
 	}
@@ -160,6 +165,9 @@ func (w *Worker) record(ctx context.Context, job *river.Job[SendArgs], m Message
 		w.Observe(m.Channel, m.Kind, st)
 	}
 }
+
+// recordTimeout bounds recording an attempt's outcome.
+const recordTimeout = 5 * time.Second
 
 // MaxAttempts spreads retries over about a day with RetryPolicy.
 const MaxAttempts = 13

@@ -217,3 +217,31 @@ func TestTwilioFake(t *testing.T) {
 		t.Errorf("Messages = %+v, want [%+v]", got, want)
 	}
 }
+
+func TestServerHoldNext(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	msg := []byte("Subject: hi\r\n\r\nhello\r\n")
+	held := s.HoldNext(1)
+	errc := make(chan error, 1)
+	go func() { errc <- smtp.SendMail(s.Addr(), nil, "a@example.com", []string{"b@example.com"}, msg) }()
+	if to := <-held; to != "b@example.com" {
+		t.Fatalf("held message to %q", to)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("a held message was answered before Release: %v", err)
+	default:
+	}
+	s.Release()
+	var te *textproto.Error
+	if err := <-errc; !errors.As(err, &te) || te.Code != 451 {
+		t.Fatalf("SendMail after Release = %v, want a 451 reply", err)
+	}
+	if err := smtp.SendMail(s.Addr(), nil, "a@example.com", []string{"c@example.com"}, msg); err != nil {
+		t.Fatalf("SendMail after the hold: %v", err)
+	}
+	if msgs := s.Messages(); len(msgs) != 1 || msgs[0].To[0] != "c@example.com" {
+		t.Errorf("recorded %v, want only the message sent after the hold", msgs)
+	}
+}

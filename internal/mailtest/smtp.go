@@ -44,6 +44,11 @@ type Server struct {
 	srv  *smtp.Server
 	ln   net.Listener
 	done chan struct{} // closed when the running Serve returns
+
+	holdMu  sync.Mutex // guards holds, held and release
+	holds   int
+	held    chan string
+	release chan struct{}
 }
 
 // NewServer starts a Server on 127.0.0.1 with a random port; it is closed
@@ -84,9 +89,50 @@ func (s *Server) Count() int { return s.rec.count() }
 // failures still pending.
 func (s *Server) FailNext(n int, code int) { s.rec.failNext(n, code) }
 
+// HoldNext makes the next n messages stall at the end of DATA, unanswered,
+// as a relay that hangs in the middle of a send: the sender waits for a
+// reply that does not come. The first recipient of each held message is
+// sent on the returned channel when it is held. Release (or Stop) ends
+// the stall with a 451 reply; a held message is never recorded.
+func (s *Server) HoldNext(n int) <-chan string {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	s.holds, s.held, s.release = n, make(chan string, n), make(chan struct{})
+	return s.held
+}
+
+// Release ends every stall HoldNext started; messages not yet held are no
+// longer held either.
+func (s *Server) Release() {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	s.holds = 0
+	if s.release != nil {
+		close(s.release)
+		s.release = nil
+	}
+}
+
+// takeHold says whether the message to to is held, and until when.
+func (s *Server) takeHold(to []string) (<-chan struct{}, bool) {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	if s.holds <= 0 || s.release == nil {
+		return nil, false
+	}
+	s.holds--
+	first := ""
+	if len(to) > 0 {
+		first = to[0]
+	}
+	s.held <- first // buffered for every hold
+	return s.release, true
+}
+
 // Stop closes the listener and every open connection, as if the SMTP
 // server went down. It is safe to call more than once.
 func (s *Server) Stop() {
+	s.Release()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.srv == nil {
@@ -166,6 +212,10 @@ func (se *session) Data(r io.Reader) error {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	if release, ok := se.s.takeHold(se.to); ok {
+		<-release
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCodeNotSet, Message: "mailtest: held, then dropped"}
 	}
 	if code, ok := se.s.rec.takeFailure(); ok {
 		return &smtp.SMTPError{

@@ -22,16 +22,29 @@ import (
 	"github.com/resetd/resetd/internal/store"
 )
 
-// Timing of the queue. A send is bounded well inside jobTimeout (the
-// carriers time out each call after 10 s). A job whose process died
-// mid-send stays "running" until rescueStuckJobsAfter, when the elected
-// leader among the survivors makes it retryable: that is the
-// at-least-once window (docs/DEPLOYMENT.md). River refuses a rescue delay
-// shorter than the timeout; the gap keeps a slow but live send from being
-// rescued (and sent twice) while it still runs.
+// Timing of the queue. One delivery attempt (a whole SMTP session, an
+// SMS or webhook call) is cut off after attemptTimeout: River cancels the
+// job's context, and the senders close their connection when it ends, so
+// nothing of that attempt reaches the carrier afterwards. A job whose
+// process died mid-attempt stays "running"; once rescueAfter has passed
+// since that attempt began, it can only be an orphan (a live attempt has
+// long been cut off), and the rescuer of any surviving or restarted
+// process makes it available again at once. The gap between the two keeps
+// a slow but live attempt from being rescued, and sent twice, while it
+// still runs.
+//
+// River rescues stuck jobs too, but only on the elected leader, every 30
+// seconds, and after a dead leader's lease (15 seconds) runs out: a
+// message could wait 60–90 seconds. The quick rescuer runs on every
+// process every rescueEvery, for the kinds named in Options.QuickRescue,
+// so such a message goes out within rescueAfter + rescueEvery of its
+// attempt's start plus the time to restart. Other kinds (a long purge
+// with its own timeout) are left to River's rescuer, which honours a
+// worker's own Timeout.
 const (
-	jobTimeout           = 30 * time.Second
-	rescueStuckJobsAfter = time.Minute
+	attemptTimeout = 10 * time.Second
+	rescueAfter    = 15 * time.Second
+	rescueEvery    = 2 * time.Second
 )
 
 // Options configure the queue.
@@ -58,6 +71,11 @@ type Options struct {
 	Periodic []Periodic
 	// Middleware wraps inserting and working jobs (tracing).
 	Middleware []rivertype.Middleware
+	// QuickRescue names the job kinds whose attempts attemptTimeout
+	// bounds (no Timeout of their own): a crash mid-attempt leaves such a
+	// job running, and every process's rescuer frees it rescueAfter after
+	// that attempt began.
+	QuickRescue []string
 }
 
 // Periodic is a job inserted every Every, and once when the queue starts.
@@ -78,7 +96,8 @@ type Backend[TTx any] interface {
 
 // Queue is the River client over one backend's driver.
 type Queue[TTx any] struct {
-	client *river.Client[TTx]
+	client  *river.Client[TTx]
+	rescuer *rescuer
 }
 
 var _ store.Inserter[any] = (*Queue[any])(nil)
@@ -104,8 +123,8 @@ func New[TTx any](driver riverdriver.Driver[TTx], o Options) (*Queue[TTx], error
 		Workers:              o.Workers,
 		MaxAttempts:          o.MaxAttempts,
 		RetryPolicy:          o.RetryPolicy,
-		JobTimeout:           jobTimeout,
-		RescueStuckJobsAfter: rescueStuckJobsAfter,
+		JobTimeout:           attemptTimeout,
+		RescueStuckJobsAfter: rescueAfter,
 		Middleware:           o.Middleware,
 	}
 	if o.Poll {
@@ -135,7 +154,11 @@ func New[TTx any](driver riverdriver.Driver[TTx], o Options) (*Queue[TTx], error
 	if err != nil {
 		return nil, fmt.Errorf("queue: river client: %w", err)
 	}
-	return &Queue[TTx]{client: c}, nil
+	q := &Queue[TTx]{client: c}
+	if o.Workers != nil && len(o.QuickRescue) > 0 {
+		q.rescuer = newRescuer(driver.GetExecutor(), o.QuickRescue, o.Logger)
+	}
+	return q, nil
 }
 
 // InsertTx queues job in the driver transaction tx.
@@ -151,11 +174,17 @@ func (q *Queue[TTx]) Start(ctx context.Context) error {
 	if err := q.client.Start(ctx); err != nil {
 		return fmt.Errorf("queue: start: %w", err)
 	}
+	if q.rescuer != nil {
+		q.rescuer.start()
+	}
 	return nil
 }
 
 // Stop stops fetching jobs and waits for running ones (bounded by ctx).
 func (q *Queue[TTx]) Stop(ctx context.Context) error {
+	if q.rescuer != nil {
+		q.rescuer.stop()
+	}
 	if err := q.client.Stop(ctx); err != nil {
 		return fmt.Errorf("queue: stop: %w", err)
 	}
