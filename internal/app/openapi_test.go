@@ -454,7 +454,8 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: `{"expiration":10}`, want: 400, refused: true})
 	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: `{"webhookUrl":"ftp://bank.example/hook"}`, want: 400})
 	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: `{"expiration":3600}`, header: []string{"Content-Type", "text/plain"}, want: 415, refused: true})
-	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: map[string]any{"templates": map[string]string{"x": strings.Repeat("x", 70<<10)}}, want: 413})
+	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: `{"brandColor":"#ffff00"}`, want: 422, refused: true})
+	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: map[string]any{"templates": map[string]string{"x": strings.Repeat("x", 170<<10)}}, want: 413})
 
 	// The directory.
 	do(apiCall{method: "PUT", path: u1, bearer: tok, want: 201, body: map[string]any{"username": "jane.doe", "email": jane, "phone": "+14155550123", "password": pw}})
