@@ -111,10 +111,12 @@ func validatePageLink(raw string) error {
 	}
 	u, err := url.Parse(raw)
 	switch {
-	case err != nil || !u.IsAbs() || u.Opaque != "":
+	case err != nil:
 		return fmt.Errorf("%.80q is not an absolute URL", raw)
-	case u.Scheme != "https":
+	case u.IsAbs() && u.Scheme != "https":
 		return fmt.Errorf("%.80q must use https", raw)
+	case !u.IsAbs() || u.Opaque != "":
+		return fmt.Errorf("%.80q is not an absolute URL", raw)
 	case u.Host == "" || u.Hostname() == "":
 		return fmt.Errorf("%.80q has no host", raw)
 	case u.User != nil:
