@@ -21,7 +21,7 @@ import (
 )
 
 // brandSVG is a white logo for a coloured header: a mark and the name.
-const brandSVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 220 48" width="220" height="48">
+const brandSVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 250 48" width="250" height="48">
   <title>Acme Bank</title>
   <defs><linearGradient id="g" x1="0" x2="0" y1="0" y2="1"><stop offset="0" stop-color="#ffffff"/><stop offset="1" stop-color="#d9e6f2"/></linearGradient></defs>
   <path d="M24 4 L44 44 H4 Z" fill="url(#g)"/>

@@ -407,7 +407,7 @@ func pageScreenshot(t *testing.T, ctx context.Context, dir, name string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", filepath.Join(dir, file))
-	if os.Getenv("RESETD_SCREENSHOTS") == "docs" && (name == "form" || name == "success" || name == "code" || name == "dispute") {
+	if os.Getenv("RESETD_SCREENSHOTS") == "docs" && (name == "form" || name == "success" || name == "code" || name == "dispute" || strings.HasPrefix(name, "branded")) {
 		if err := os.WriteFile(filepath.Join("..", "..", "docs", file), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
