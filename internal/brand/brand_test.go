@@ -178,6 +178,7 @@ func TestParseLogoRefuses(t *testing.T) {
 		"html root":               {b64([]byte(`<html xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></html>`)), "root element must be one <svg>"},
 		"not well-formed":         {b64([]byte(`<svg xmlns="http://www.w3.org/2000/svg"><rect></svg>`)), "not well-formed"},
 		"text outside text":       {svg(`<g>hello</g>`), "text outside"},
+		"markup in CDATA text":    {svg(`<text><![CDATA[<script>alert(1)</script>]]></text>`), "< or > in its text"},
 		"latin-1":                 {b64([]byte(`<?xml version="1.0" encoding="ISO-8859-1"?><svg xmlns="http://www.w3.org/2000/svg"/>`)), "not well-formed"},
 		"not UTF-8":               {b64([]byte("<svg xmlns=\"http://www.w3.org/2000/svg\"><text>\xff</text></svg>")), "not UTF-8"},
 		"two roots":               {b64([]byte(`<svg xmlns="http://www.w3.org/2000/svg"/><svg xmlns="http://www.w3.org/2000/svg"/>`)), "one <svg>"},
@@ -208,4 +209,38 @@ func TestVersionFollowsContent(t *testing.T) {
 	if a == b || len(a) != 16 || a != Version("data:image/png;base64,AAAA") {
 		t.Errorf("versions %q, %q", a, b)
 	}
+}
+
+// FuzzParseLogo: ParseLogo never panics; what it accepts is a PNG or an
+// SVG whose stored form parses to itself, and an accepted SVG holds none
+// of the words an active or loading SVG needs.
+func FuzzParseLogo(f *testing.F) {
+	f.Add(base64.StdEncoding.EncodeToString([]byte(goodSVG)))
+	f.Add("data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString([]byte(`<svg xmlns="http://www.w3.org/2000/svg"><script>x</script></svg>`)))
+	f.Add("data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString([]byte(`<svg xmlns="http://www.w3.org/2000/svg"><rect style="fill:url(#a)"/></svg>`)))
+	f.Add("data:image/png;base64,iVBORw0KGgo=")
+	f.Fuzz(func(t *testing.T, in string) {
+		l, err := ParseLogo(in)
+		if err != nil {
+			return
+		}
+		if l.ContentType != KindPNG && l.ContentType != KindSVG || len(l.Data) == 0 || len(l.Data) > MaxLogoBytes {
+			t.Fatalf("accepted %s of %d bytes", l.ContentType, len(l.Data))
+		}
+		again, err := ParseLogo(l.DataURL())
+		if err != nil || again.DataURL() != l.DataURL() {
+			t.Fatalf("stored form does not parse to itself: %v", err)
+		}
+		if stored, err := DecodeStored(l.DataURL()); err != nil || !bytes.Equal(stored.Data, l.Data) {
+			t.Fatalf("DecodeStored: %v", err)
+		}
+		if l.ContentType == KindSVG {
+			low := strings.ToLower(string(l.Data))
+			for _, w := range []string{"<script", "foreignobject", "<!doctype", "<!entity", "javascript:", "@import", "<iframe", "<image"} {
+				if strings.Contains(low, w) {
+					t.Fatalf("accepted an SVG with %q: %s", w, l.Data)
+				}
+			}
+		}
+	})
 }

@@ -43,6 +43,22 @@ func Version(dataURL string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// DecodeStored reads a logo in its stored form (DataURL) without checking
+// its content again: that was done when it was stored, and serving it must
+// not cost a PNG decode per request.
+func DecodeStored(dataURL string) (Logo, error) {
+	for _, kind := range []string{KindPNG, KindSVG} {
+		if rest, ok := strings.CutPrefix(dataURL, "data:"+kind+";base64,"); ok {
+			data, err := base64.StdEncoding.DecodeString(rest)
+			if err != nil || len(data) == 0 {
+				return Logo{}, errors.New("brand: stored logo is not valid base64")
+			}
+			return Logo{ContentType: kind, Data: data}, nil
+		}
+	}
+	return Logo{}, errors.New("brand: stored logo is not a PNG or SVG data: URL")
+}
+
 var pngSignature = []byte("\x89PNG\r\n\x1a\n")
 
 // ParseLogo accepts a PNG or SVG logo as base64, plain or as a data: URL

@@ -145,6 +145,11 @@ func CheckSVG(data []byte) error {
 				}
 				continue
 			}
+			// A logo's text has no use for markup characters, which CDATA
+			// or &lt; could slip past a reader of the raw bytes.
+			if bytes.ContainsAny(t, "<>") {
+				return errors.New("the SVG logo has < or > in its text")
+			}
 			if stack[len(stack)-1] == "style" {
 				css.Write(t)
 			}

@@ -135,9 +135,9 @@ func (s *Service) Logo(ctx context.Context, institutionID string) (brand.Logo, e
 	if st.Logo == "" {
 		return brand.Logo{}, &NotFoundError{What: "logo"}
 	}
-	l, err := brand.ParseLogo(st.Logo)
+	l, err := brand.DecodeStored(st.Logo)
 	if err != nil {
-		return brand.Logo{}, fmt.Errorf("reset: stored logo of %s: %w", institutionID, err)
+		return brand.Logo{}, fmt.Errorf("reset: logo of %s: %w", institutionID, err)
 	}
 	return l, nil
 }
