@@ -48,9 +48,12 @@ func (r *rescuer) start() {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel, r.done = cancel, make(chan struct{})
+	// The goroutine closes its own channel: stop clears r.done under the
+	// lock, which the goroutine does not hold.
+	done := make(chan struct{})
+	r.cancel, r.done = cancel, done
 	go func() {
-		defer close(r.done)
+		defer close(done)
 		t := time.NewTicker(rescueEvery)
 		defer t.Stop()
 		for {
