@@ -134,10 +134,15 @@ func (r *hostileRoute) cases(t *testing.T, base string) []hostileCase {
 		extra := maps.Clone(r.body)
 		extra["role"] = "admin"
 		add("unknown field beside valid ones", valid, j, marshalHostile(t, extra))
+		// A settings PUT may carry up to 160 KiB (room for a logo).
+		over := 70 << 10
+		if r.method() == "PUT" && strings.HasSuffix(r.pattern, "/settings") {
+			over = 170 << 10
+		}
 		big := maps.Clone(r.body)
-		big["padding"] = strings.Repeat("a", 70<<10)
-		add("body over 64 KiB", valid, j, marshalHostile(t, big))
-		add("whitespace over 64 KiB", valid, j, append(marshalHostile(t, r.body), bytes.Repeat([]byte(" "), 70<<10)...))
+		big["padding"] = strings.Repeat("a", over)
+		add("body over the limit", valid, j, marshalHostile(t, big))
+		add("whitespace over the limit", valid, j, append(marshalHostile(t, r.body), bytes.Repeat([]byte(" "), over)...))
 		for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonp", "application/json, text/plain", "application/json; charset=\"", "text/json"} {
 			if ct == "application/x-www-form-urlencoded" && strings.HasSuffix(r.pattern, "SendResetPassword") {
 				continue // this route takes forms too (seed 002)
@@ -279,6 +284,8 @@ func hostileTable(h *harness, contactMethodID string) []*hostileRoute {
 		{pattern: "GET /reset/dispute/confirm", kind: kindPage, control: 410},
 		{pattern: "POST /reset/dispute/confirm", kind: kindPage, form: url.Values{"csrf": {"x"}}, control: 410},
 		{pattern: "GET /reset/assets/style.css", kind: kindStatic, control: 200},
+		{pattern: "GET /reset/assets/brand.css", kind: kindStatic, query: url.Values{"c": {"0b3d6e"}}, control: 200},
+		{pattern: "GET /reset/logo/{institutionId}", kind: kindStatic, path: inst, control: 404}, // acme has no logo here
 		{pattern: "GET /.well-known/jwks.json", kind: kindStatic, control: 200},
 		{pattern: "GET /.well-known/oauth-authorization-server", kind: kindStatic, control: 200},
 		{pattern: "GET /healthz", kind: kindStatic, control: 200},

@@ -351,7 +351,7 @@ func (c *apiCheck) refusals(admin, otherInstitution string, narrow map[string]st
 			if jsonBody {
 				c.do(apiCall{method: method, path: target, bearer: admin, body: body, header: []string{"Content-Type", "text/plain"},
 					want: http.StatusUnsupportedMediaType, refused: true})
-				c.do(apiCall{method: method, path: target, bearer: admin, body: `{"padding":"` + strings.Repeat("x", 65<<10) + `"}`,
+				c.do(apiCall{method: method, path: target, bearer: admin, body: `{"padding":"` + strings.Repeat("x", 161<<10) + `"}`,
 					want: http.StatusRequestEntityTooLarge, refused: true})
 			}
 		}
@@ -454,7 +454,17 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: `{"expiration":10}`, want: 400, refused: true})
 	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: `{"webhookUrl":"ftp://bank.example/hook"}`, want: 400})
 	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: `{"expiration":3600}`, header: []string{"Content-Type", "text/plain"}, want: 415, refused: true})
-	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: map[string]any{"templates": map[string]string{"x": strings.Repeat("x", 70<<10)}}, want: 413})
+	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: `{"brandColor":"#ffff00"}`, want: 422})
+	// Branding, and what the page loads of it.
+	logoSVG := `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 4 4"><rect width="4" height="4" fill="#fff"/></svg>`
+	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, want: 204, body: map[string]any{"brandColor": "#0b3d6e",
+		"logo": base64.StdEncoding.EncodeToString([]byte(logoSVG)), "signInUrl": "https://bank.example/login"}})
+	do(apiCall{method: "GET", path: "/reset/assets/brand.css?c=0b3d6e", want: 200})
+	do(apiCall{method: "GET", path: "/reset/assets/brand.css?c=ffff00", want: 404})
+	logoETag := do(apiCall{method: "GET", path: "/reset/logo/acme", want: 200}).Header.Get("ETag")
+	do(apiCall{method: "GET", path: "/reset/logo/acme", header: []string{"If-None-Match", logoETag}, want: 304})
+	do(apiCall{method: "GET", path: "/reset/logo/other", want: 404})
+	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: map[string]any{"templates": map[string]string{"x": strings.Repeat("x", 170<<10)}}, want: 413})
 
 	// The directory.
 	do(apiCall{method: "PUT", path: u1, bearer: tok, want: 201, body: map[string]any{"username": "jane.doe", "email": jane, "phone": "+14155550123", "password": pw}})

@@ -259,7 +259,7 @@ func TestResetPageOverHTTP(t *testing.T) {
 		t.Fatalf("new password: %d", st)
 	}
 	wantPage(t, "form after success", b.get(h.url+"/reset/form"), http.StatusGone, "This link has expired or was already used")
-	wantPage(t, "link after success", b.get(link), http.StatusGone, "This link has expired or was already used", "ask your bank for a new password reset link")
+	wantPage(t, "link after success", b.get(link), http.StatusGone, "This link has expired or was already used", "ask Acme Bank for a new password reset link")
 	// A replayed post, with the old cookie put back, still finds the token spent.
 	b.c.Jar.SetCookies(&url.URL{Scheme: "http", Host: strings.TrimPrefix(h.url, "http://"), Path: "/reset"}, []*http.Cookie{c})
 	p = b.post(h.url+"/reset", url.Values{"password": {goodPassword + "!"}, "confirm": {goodPassword + "!"}, "csrf": {csrf}})
@@ -407,7 +407,7 @@ func pageScreenshot(t *testing.T, ctx context.Context, dir, name string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", filepath.Join(dir, file))
-	if os.Getenv("RESETD_SCREENSHOTS") == "docs" && (name == "form" || name == "success" || name == "code" || name == "dispute") {
+	if os.Getenv("RESETD_SCREENSHOTS") == "docs" && (name == "form" || name == "success" || name == "code" || name == "dispute" || strings.HasPrefix(name, "branded")) {
 		if err := os.WriteFile(filepath.Join("..", "..", "docs", file), png, 0o644); err != nil {
 			t.Fatal(err)
 		}

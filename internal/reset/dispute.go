@@ -18,6 +18,7 @@ const (
 // DisputeInfo describes a live dispute link for its confirm page.
 type DisputeInfo struct {
 	DisplayName string
+	Branding    Branding
 }
 
 // InspectDispute checks a dispute link without spending it.
@@ -27,8 +28,8 @@ func (s *Service) InspectDispute(ctx context.Context, tok string) (DisputeInfo, 
 	}
 	var info DisputeInfo
 	err := s.store.View(ctx, func(tx store.ReadTx) error {
-		_, st, err := s.disputeToken(ctx, tx, tok, s.now())
-		info.DisplayName = st.DisplayName
+		t, st, err := s.disputeToken(ctx, tx, tok, s.now())
+		info.DisplayName, info.Branding = st.DisplayName, st.Branding(t.InstitutionID)
 		return err
 	})
 	return info, err
@@ -59,7 +60,7 @@ func (s *Service) ConfirmDispute(ctx context.Context, a Actor, tok string) (Disp
 		if err != nil {
 			return err
 		}
-		info.DisplayName = st.DisplayName
+		info.DisplayName, info.Branding = st.DisplayName, st.Branding(t.InstitutionID)
 		if err := tx.KillTokens(ctx, t.InstitutionID, t.UserID, now); err != nil {
 			return err
 		}

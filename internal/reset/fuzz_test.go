@@ -154,6 +154,9 @@ func FuzzSettingsPatch(f *testing.F) {
 		`{"requireFacts":["dateOfBirth","shoeSize"]}`, `{"templates":{"reset_link.email.subject":"{{.DisplayName}}"}}`,
 		`{"sendsPerUserHour":0,"publicPerIPMinute":100000,"publicPerUsernameHour":1000}`, `{"contactChangeCooldown":2592001}`,
 		`{"expiration":null}`, `{"adminResetApproval":true,"revealRecipient":true}`, `{"senders":["a@b\r\nBcc: c@d"]}`,
+		`{"brandColor":"#0B3D6E"}`, `{"brandColor":"#ffff00"}`, `{"brandColor":"#fff"}`, `{"signInUrl":"javascript:alert(1)"}`,
+		`{"supportUrl":"https://bank.example/help"}`, `{"logo":"PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciLz4="}`,
+		`{"logo":"data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciLz4="}`,
 	} {
 		f.Add([]byte(s))
 	}

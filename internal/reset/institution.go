@@ -143,6 +143,9 @@ func (s *Service) UpdateSettings(ctx context.Context, a Actor, institutionID str
 	if err := checkIDs(institutionID); err != nil {
 		return Settings{}, err
 	}
+	if err := p.normalizeBranding(); err != nil {
+		return Settings{}, err
+	}
 	if p.WebhookURL != nil && *p.WebhookURL != "" {
 		// Resolving takes a network round trip: done before the write
 		// transaction, and again at every connection (DNS rebinding).

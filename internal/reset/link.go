@@ -170,6 +170,8 @@ type TokenInfo struct {
 	// institution requires them now (link tokens only: a token won by an
 	// OTP was checked for facts at the code).
 	Facts []string
+	// Branding is the institution's, for the page.
+	Branding Branding
 }
 
 // InspectToken checks a reset token without consuming it (opening a link
@@ -199,7 +201,7 @@ func (s *Service) InspectToken(ctx context.Context, tok string) (TokenInfo, erro
 		if err != nil {
 			return goneIfNotFound(err)
 		}
-		info = TokenInfo{InstitutionID: t.InstitutionID, UserID: t.UserID, Username: u.Username, DisplayName: st.DisplayName, Policy: policyFor(st), ExpiresAt: t.ExpiresAt}
+		info = TokenInfo{InstitutionID: t.InstitutionID, UserID: t.UserID, Username: u.Username, DisplayName: st.DisplayName, Policy: policyFor(st), ExpiresAt: t.ExpiresAt, Branding: st.Branding(t.InstitutionID)}
 		if end := t.CreatedAt.Add(time.Duration(st.Expiration) * time.Second); end.Before(info.ExpiresAt) {
 			info.ExpiresAt = end // the institution's current lifetime, if shorter
 		}

@@ -48,6 +48,13 @@ type Settings struct {
 	// SelfServiceGet lets SendResetPassword answer GET as seed 002 does;
 	// false: POST only (GET answers 405).
 	SelfServiceGet bool `json:"selfServiceGet"`
+
+	// Branding of the reset page (branding.go): "" is none.
+	BrandColor string `json:"brandColor"`
+	// Logo is stored as a data: URL (brand.Logo.DataURL).
+	Logo       string `json:"logo"`
+	SignInURL  string `json:"signInUrl"`
+	SupportURL string `json:"supportUrl"`
 }
 
 // SettingsPatch is a partial update: nil fields keep their value.
@@ -76,6 +83,12 @@ type SettingsPatch struct {
 	RequireFacts          *[]string `json:"requireFacts"`
 	AdminResetApproval    *bool     `json:"adminResetApproval"`
 	SelfServiceGet        *bool     `json:"selfServiceGet"`
+
+	// Branding; "" removes a value.
+	BrandColor *string `json:"brandColor"`
+	Logo       *string `json:"logo"`
+	SignInURL  *string `json:"signInUrl"`
+	SupportURL *string `json:"supportUrl"`
 }
 
 // maxDisplayName bounds displayName (bytes).
@@ -189,6 +202,7 @@ func (p SettingsPatch) Apply(s Settings) Settings {
 	if p.RevealRecipient != nil {
 		s.RevealRecipient = *p.RevealRecipient
 	}
+	p.applyBranding(&s)
 	return s
 }
 
@@ -253,7 +267,7 @@ func (s Settings) Validate() error {
 			return invalid("smsCountries", fmt.Sprintf("%q is not an ISO 3166 alpha-2 country code", c))
 		}
 	}
-	return nil
+	return s.validateBranding()
 }
 
 // ValidateLinkBase accepts an absolute https URL (http only on a loopback

@@ -33,8 +33,22 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// maxBody bounds every request body (SPEC §3).
+// maxBody bounds every request body (SPEC §3) but a settings PUT's.
 const maxBody = 64 << 10
+
+// maxSettingsBody bounds a settings PUT's body: room for a logo of 64 KiB
+// in base64 (4/3 of it) beside the other settings.
+const maxSettingsBody = 160 << 10
+
+// bodyLimit is the most a request's body may hold.
+func (s *Server) bodyLimit(r *http.Request) int64 {
+	if r.Method == http.MethodPut {
+		if _, pattern := s.mux.Handler(r); pattern == settingsPutPattern {
+			return maxSettingsBody
+		}
+	}
+	return maxBody
+}
 
 // wrap is the middleware every request passes: transaction id and client
 // IP into the request context, body limit, panic guard, access log and
@@ -62,7 +76,7 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 		if s.hsts {
 			w.Header().Set("Strict-Transport-Security", "max-age=31536000")
 		}
-		r.Body = http.MaxBytesReader(rec, r.Body, maxBody)
+		r.Body = http.MaxBytesReader(rec, r.Body, s.bodyLimit(r))
 
 		defer func() {
 			if p := recover(); p != nil {

@@ -26,6 +26,10 @@ import (
 // P is the prefix of the password-reset API.
 const P = "/a/password-reset/api/v0"
 
+// settingsPutPattern is the settings PUT's route: its body may be larger
+// than others' (it carries a logo).
+const settingsPutPattern = "PUT " + P + "/institutions/{institutionId}/settings"
+
 // TokenPath is the OAuth2 token endpoint (the seed's tokenUrl path).
 const TokenPath = "/a/oidc-provider/api/v0/token"
 
@@ -161,7 +165,7 @@ func (s *Server) routes(metricsHere bool) {
 	inst := P + "/institutions/{institutionId}"
 	m.HandleFunc("POST "+inst+"/users/{userId}/password/reset", s.authorize(auth.ScopeResetWrite, s.sendResetLink))
 	m.HandleFunc("GET "+inst+"/settings", s.authorize(auth.ScopeSettingsRead, s.getSettings))
-	m.HandleFunc("PUT "+inst+"/settings", s.authorize(auth.ScopeSettingsWrite, s.putSettings))
+	m.HandleFunc(settingsPutPattern, s.authorize(auth.ScopeSettingsWrite, s.putSettings))
 	m.HandleFunc("GET "+inst+"/users", s.authorize(auth.ScopeUsersRead, s.findUsers))
 	m.HandleFunc("PUT "+inst+"/users/{userId}", s.authorize(auth.ScopeUsersManage, s.putUser))
 	m.HandleFunc("DELETE "+inst+"/users/{userId}", s.authorize(auth.ScopeUsersManage, s.deleteUser))

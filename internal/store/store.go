@@ -321,6 +321,10 @@ type ReadTx interface {
 
 	// LookupToken returns a token that is unused and unexpired at now.
 	LookupToken(ctx context.Context, hash []byte, now time.Time) (Token, error)
+	// TokenInstitution returns the institution of a token in any state
+	// (live, used, expired) while its row is kept: the pages of a dead
+	// link wear its institution's brand.
+	TokenInstitution(ctx context.Context, hash []byte) (string, error)
 
 	// Count returns the events counted against key in the sliding window
 	// (now−window, now], without adding one (see above for Update): every

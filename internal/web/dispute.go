@@ -21,7 +21,11 @@ const disputeConfirmPath = "/reset/dispute/confirm"
 func (h *handler) disputeOpen(w http.ResponseWriter, r *http.Request) {
 	tok := r.URL.Query().Get("token")
 	if _, err := h.svc.InspectDispute(r.Context(), tok); err != nil {
-		h.disputeFail(w, r, err, false)
+		if errors.Is(err, reset.ErrGone) {
+			h.disputeGone(w, r, false, tok)
+			return
+		}
+		h.disputeFail(w, r, err, false, tok)
 		return
 	}
 	// The dispute token's own lifetime (days) is longer than a session's.
@@ -35,16 +39,16 @@ func (h *handler) disputeOpen(w http.ResponseWriter, r *http.Request) {
 func (h *handler) disputeForm(w http.ResponseWriter, r *http.Request) {
 	s, ok := h.readSession(r, disputeSession)
 	if !ok {
-		h.disputeGone(w, r, s.Token != "")
+		h.disputeGone(w, r, s.Token != "", s.Token)
 		return
 	}
 	info, err := h.svc.InspectDispute(r.Context(), s.Token)
 	if err != nil {
-		h.disputeFail(w, r, err, true)
+		h.disputeFail(w, r, err, true, s.Token)
 		return
 	}
 	h.pages.render(w, r, http.StatusOK, pageDispute, view{
-		Institution: info.DisplayName, CSRF: h.csrfFor(disputeSession, s), Action: h.base + disputeConfirmPath,
+		Institution: info.DisplayName, Brand: info.Branding, CSRF: h.csrfFor(disputeSession, s), Action: h.base + disputeConfirmPath,
 	})
 }
 
@@ -52,7 +56,7 @@ func (h *handler) disputeForm(w http.ResponseWriter, r *http.Request) {
 func (h *handler) disputeConfirm(w http.ResponseWriter, r *http.Request) {
 	s, ok := h.readSession(r, disputeSession)
 	if !ok {
-		h.disputeGone(w, r, s.Token != "")
+		h.disputeGone(w, r, s.Token != "", s.Token)
 		return
 	}
 	if _, ok := h.postedForm(w, r, disputeFormPage, func(got string) bool { return h.csrfForOK(disputeSession, s, got) }); !ok {
@@ -60,28 +64,29 @@ func (h *handler) disputeConfirm(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := h.svc.ConfirmDispute(r.Context(), actor(r), s.Token)
 	if err != nil {
-		h.disputeFail(w, r, err, true)
+		h.disputeFail(w, r, err, true, s.Token)
 		return
 	}
 	h.clearSession(w, disputeSession)
-	h.pages.render(w, r, http.StatusOK, pageDisputed, view{Institution: info.DisplayName})
+	h.pages.render(w, r, http.StatusOK, pageDisputed, view{Institution: info.DisplayName, Brand: info.Branding})
 }
 
 // disputeFail: a dead dispute link gets its own 410 page (it must tell a
 // worried customer what to do); anything else is handled as on the form.
-func (h *handler) disputeFail(w http.ResponseWriter, r *http.Request, err error, inSession bool) {
+func (h *handler) disputeFail(w http.ResponseWriter, r *http.Request, err error, inSession bool, tok string) {
 	if errors.Is(err, reset.ErrGone) {
-		h.disputeGone(w, r, inSession)
+		h.disputeGone(w, r, inSession, tok)
 		return
 	}
-	h.fail(w, r, err, "")
+	h.fail(w, r, err, reset.Branding{})
 }
 
 // disputeGone is the 410 of a used, expired or unknown dispute link or an
-// ended session, which it deletes.
-func (h *handler) disputeGone(w http.ResponseWriter, r *http.Request, endSession bool) {
+// ended session, which it deletes. It wears the brand of the token's
+// institution (or the default institution's).
+func (h *handler) disputeGone(w http.ResponseWriter, r *http.Request, endSession bool, tok string) {
 	if endSession {
 		h.clearSession(w, disputeSession)
 	}
-	h.pages.render(w, r, http.StatusGone, pageDisputeGone, view{})
+	h.pages.render(w, r, http.StatusGone, pageDisputeGone, view{Brand: h.goneBranding(r, tok)})
 }

@@ -44,11 +44,11 @@ var (
 // and form-action 'self' do the work.
 func (h *handler) postedForm(w http.ResponseWriter, r *http.Request, p formPage, csrfOK func(got string) bool) (form url.Values, ok bool) {
 	if err := r.ParseForm(); err != nil {
-		h.message(w, r, http.StatusBadRequest, "", "Something went wrong with the form", p.unreadable)
+		h.message(w, r, http.StatusBadRequest, reset.Branding{}, "Something went wrong with the form", p.unreadable)
 		return nil, false
 	}
 	if !csrfOK(r.PostForm.Get(fieldCSRF)) {
-		h.message(w, r, http.StatusForbidden, "", "This form can no longer be used", p.refused)
+		h.message(w, r, http.StatusForbidden, reset.Branding{}, "This form can no longer be used", p.refused)
 		return nil, false
 	}
 	return r.PostForm, true

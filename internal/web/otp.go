@@ -61,7 +61,7 @@ func (h *handler) codeForm(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get(fieldInstitution)
 	st, err := h.svc.PublicSettings(r.Context(), id)
 	if err != nil {
-		h.codeFail(w, r, err, "")
+		h.codeFail(w, r, err, reset.Branding{})
 		return
 	}
 	h.pages.render(w, r, http.StatusOK, pageCode, h.codeView(w, r, id, st))
@@ -71,7 +71,7 @@ func (h *handler) codeForm(w http.ResponseWriter, r *http.Request) {
 // are asked for with the code, and checked with it.
 func (h *handler) codeView(w http.ResponseWriter, r *http.Request, id string, st reset.Settings) view {
 	v := view{
-		Institution: st.DisplayName, InstitutionID: id, CodeLength: st.OTPLength,
+		Institution: st.DisplayName, Brand: st.Branding(id), InstitutionID: id, CodeLength: st.OTPLength,
 		CSRF: h.codeCSRF(h.codeNonce(w, r)), Action: h.base + "/reset/code",
 		Facts: factFields(st.RequireFacts),
 	}
@@ -90,7 +90,7 @@ func (h *handler) codeSubmit(w http.ResponseWriter, r *http.Request) {
 	id := form.Get(fieldInstitution)
 	st, err := h.svc.PublicSettings(r.Context(), id)
 	if err != nil {
-		h.codeFail(w, r, err, "")
+		h.codeFail(w, r, err, reset.Branding{})
 		return
 	}
 	username := strings.TrimSpace(form.Get(fieldUsername))
@@ -138,16 +138,16 @@ func (h *handler) codeSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		h.pages.render(w, r, http.StatusUnprocessableEntity, pageCode, v)
 	default:
-		h.codeFail(w, r, err, st.DisplayName)
+		h.codeFail(w, r, err, st.Branding(id))
 	}
 }
 
 // codeFail adds to fail what only the code page can meet: an unknown or
 // malformed institution.
-func (h *handler) codeFail(w http.ResponseWriter, r *http.Request, err error, institution string) {
+func (h *handler) codeFail(w http.ResponseWriter, r *http.Request, err error, institution reset.Branding) {
 	var inv *reset.InvalidError
 	if errors.Is(err, reset.ErrNotFound) || errors.As(err, &inv) {
-		h.message(w, r, http.StatusNotFound, "", "This page is not available",
+		h.message(w, r, http.StatusNotFound, reset.Branding{}, "This page is not available",
 			"The address is not complete or not valid. Use the link your bank gave you to enter your code.")
 		return
 	}

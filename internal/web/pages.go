@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+
+	"github.com/resetd/resetd/internal/reset"
 )
 
 //go:embed templates/*.html
@@ -53,6 +55,12 @@ const (
 type view struct {
 	Institution string // the institution's display name; "" when unknown
 	Error       bool   // the page reports a problem ("Error:" in the title)
+
+	// Brand is the institution's branding (brand.go); render fills
+	// Institution from it when Institution is empty, and the hrefs.
+	Brand    reset.Branding
+	BrandCSS string
+	LogoURL  string
 
 	// The form.
 	Action         string
@@ -100,7 +108,7 @@ func newPages(base string, logger *slog.Logger) *pages {
 	p := &pages{logger: logger, base: base, set: map[string]*template.Template{}, cssVersion: hex.EncodeToString(sum[:6])}
 	p.cssHref = base + assetPath + "?v=" + p.cssVersion
 	// The layout and the shared parts (the facts fieldset) go into every set.
-	layout := template.Must(template.ParseFS(templateFS, "templates/layout.html", "templates/facts.html"))
+	layout := template.Must(template.ParseFS(templateFS, "templates/layout.html", "templates/facts.html", "templates/brand.html"))
 	for _, name := range []string{pageForm, pageSuccess, pageExpired, pageMessage, pageCode, pageDispute, pageDisputed, pageDisputeGone} {
 		t := template.Must(layout.Clone())
 		p.set[name] = template.Must(t.ParseFS(templateFS, "templates/"+name+".html"))
@@ -112,6 +120,10 @@ func newPages(base string, logger *slog.Logger) *pages {
 // never half a page.
 func (p *pages) render(w http.ResponseWriter, r *http.Request, status int, name string, v view) {
 	v.CSS = p.cssHref
+	if v.Institution == "" {
+		v.Institution = v.Brand.DisplayName
+	}
+	v.BrandCSS, v.LogoURL = p.brandHrefs(v.Brand)
 	if v.Action == "" {
 		v.Action = p.base + "/reset"
 	}

@@ -34,6 +34,7 @@ type Service interface {
 	VerifyOTP(ctx context.Context, a reset.Actor, institutionID string, in reset.OTPVerifyInput) (token string, expiresAt time.Time, err error)
 	InspectDispute(ctx context.Context, token string) (reset.DisputeInfo, error)
 	ConfirmDispute(ctx context.Context, a reset.Actor, token string) (reset.DisputeInfo, error)
+	brandService
 }
 
 // Router is where the page's routes go: the server's mux, so its
@@ -81,6 +82,8 @@ func Register(r Router, c Config) {
 	r.Handle("GET "+disputeConfirmPath, http.HandlerFunc(h.disputeForm))
 	r.Handle("POST "+disputeConfirmPath, http.HandlerFunc(h.disputeConfirm))
 	r.Handle("GET "+assetPath, http.HandlerFunc(h.pages.serveCSS))
+	r.Handle("GET "+brandCSSPath, http.HandlerFunc(h.pages.serveBrandCSS))
+	r.Handle("GET "+logoPath+"{institutionId}", http.HandlerFunc(h.serveLogo))
 }
 
 func newHandler(c Config) *handler {
@@ -116,8 +119,12 @@ const (
 func (h *handler) open(w http.ResponseWriter, r *http.Request) {
 	tok := r.URL.Query().Get("token")
 	info, err := h.svc.InspectToken(r.Context(), tok)
+	if errors.Is(err, reset.ErrGone) {
+		h.pages.render(w, r, http.StatusGone, pageExpired, view{Brand: h.goneBranding(r, tok)})
+		return
+	}
 	if err != nil {
-		h.fail(w, r, err, "")
+		h.fail(w, r, err, reset.Branding{})
 		return
 	}
 	h.startSession(w, tok, info.ExpiresAt, "")
@@ -150,7 +157,7 @@ func (h *handler) form(w http.ResponseWriter, r *http.Request) {
 func (h *handler) live(w http.ResponseWriter, r *http.Request, s session) (reset.TokenInfo, bool) {
 	info, err := h.svc.InspectToken(r.Context(), s.Token)
 	if err != nil {
-		h.sessionFail(w, r, s, err, "")
+		h.sessionFail(w, r, s, err, reset.Branding{})
 		return info, false
 	}
 	return info, true
@@ -158,7 +165,7 @@ func (h *handler) live(w http.ResponseWriter, r *http.Request, s session) (reset
 
 func (h *handler) formView(s session, info reset.TokenInfo) view {
 	return view{
-		Institution: info.DisplayName, Username: info.Username,
+		Institution: info.DisplayName, Brand: info.Branding, Username: info.Username,
 		CSRF: h.csrf(s), Policy: info.Policy.Describe(),
 	}
 }
@@ -206,7 +213,7 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		h.endSession(w)
-		h.pages.render(w, r, http.StatusOK, pageSuccess, view{Institution: info.DisplayName})
+		h.pages.render(w, r, http.StatusOK, pageSuccess, view{Institution: info.DisplayName, Brand: info.Branding})
 	case errors.As(err, &pol):
 		// The password itself was refused, so both fields must change:
 		// neither is kept (the confirmation of a refused password is of no
@@ -228,10 +235,10 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, reset.ErrOTPInvalid):
 		// The institution began requiring facts between this read of its
 		// settings and the domain's: opening the form again shows them.
-		h.message(w, r, http.StatusUnprocessableEntity, info.DisplayName, "Please confirm your details",
+		h.message(w, r, http.StatusUnprocessableEntity, info.Branding, "Please confirm your details",
 			factsMismatch+" Open the link from your message again and fill in every field.")
 	default:
-		h.sessionFail(w, r, s, err, info.DisplayName)
+		h.sessionFail(w, r, s, err, info.Branding)
 	}
 }
 
@@ -249,10 +256,10 @@ func focusOf(v view) string {
 // sessionFail is fail for a request with a session: a token found gone
 // ends the session, and the expired page knows where the customer came
 // from (a link, or a code).
-func (h *handler) sessionFail(w http.ResponseWriter, r *http.Request, s session, err error, institution string) {
+func (h *handler) sessionFail(w http.ResponseWriter, r *http.Request, s session, err error, institution reset.Branding) {
 	if errors.Is(err, reset.ErrGone) {
 		h.endSession(w)
-		h.pages.render(w, r, http.StatusGone, pageExpired, h.expiredView(s, institution))
+		h.pages.render(w, r, http.StatusGone, pageExpired, h.expiredView(r, s, institution))
 		return
 	}
 	h.fail(w, r, err, institution)
@@ -260,11 +267,15 @@ func (h *handler) sessionFail(w http.ResponseWriter, r *http.Request, s session,
 
 // fail turns a domain error into a page. The customer sees a stable,
 // plain explanation; the log gets the cause of anything unexpected.
-func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error, institution string) {
+// institution is the brand the page wears (none when unknown).
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error, institution reset.Branding) {
 	var lim *reset.LimitError
 	switch {
 	case errors.Is(err, reset.ErrGone):
-		h.pages.render(w, r, http.StatusGone, pageExpired, view{Institution: institution})
+		if institution.InstitutionID == "" {
+			institution = h.goneBranding(r, "")
+		}
+		h.pages.render(w, r, http.StatusGone, pageExpired, view{Brand: institution})
 	case errors.As(err, &lim):
 		request.RetryAfter(w, lim.RetryAfter)
 		h.message(w, r, http.StatusTooManyRequests, institution, "Too many attempts",
@@ -290,19 +301,24 @@ func (h *handler) expired(w http.ResponseWriter, r *http.Request, s session) {
 	if s.Token != "" {
 		h.endSession(w)
 	}
-	h.pages.render(w, r, http.StatusGone, pageExpired, h.expiredView(s, ""))
+	h.pages.render(w, r, http.StatusGone, pageExpired, h.expiredView(r, s, reset.Branding{}))
 }
 
-func (h *handler) expiredView(s session, institution string) view {
-	v := view{Institution: institution}
+// expiredView is the expired page of a session: it wears the brand of the
+// session's token's institution (or the default institution's).
+func (h *handler) expiredView(r *http.Request, s session, institution reset.Branding) view {
+	if institution.InstitutionID == "" {
+		institution = h.goneBranding(r, s.Token)
+	}
+	v := view{Brand: institution}
 	if s.CodeInstitution != "" {
 		v.CodeURL = h.base + "/reset/code?" + url.Values{fieldInstitution: {s.CodeInstitution}}.Encode()
 	}
 	return v
 }
 
-func (h *handler) message(w http.ResponseWriter, r *http.Request, status int, institution, heading, text string) {
-	v := view{Institution: institution, Heading: heading, Text: text, Error: true}
+func (h *handler) message(w http.ResponseWriter, r *http.Request, status int, institution reset.Branding, heading, text string) {
+	v := view{Brand: institution, Heading: heading, Text: text, Error: true}
 	if status >= 500 {
 		v.Reference = request.TransactionID(r.Context())
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resetd/resetd/internal/brand"
 	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/reset"
 	"github.com/resetd/resetd/internal/seal"
@@ -79,6 +80,16 @@ func (f *fakeReset) PublicSettings(ctx context.Context, id string) (reset.Settin
 
 func (f *fakeReset) VerifyOTP(ctx context.Context, a reset.Actor, id string, in reset.OTPVerifyInput) (string, time.Time, error) {
 	return "", time.Time{}, reset.ErrOTPInvalid
+}
+
+// The fake has no brand: the branded page runs against the real domain
+// (internal/app).
+func (f *fakeReset) Logo(ctx context.Context, id string) (brand.Logo, error) {
+	return brand.Logo{}, &reset.NotFoundError{What: "logo"}
+}
+
+func (f *fakeReset) GoneBranding(ctx context.Context, tok string) (reset.Branding, error) {
+	return reset.Branding{}, nil
 }
 
 type setup struct {

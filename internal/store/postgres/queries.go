@@ -400,6 +400,15 @@ func (t *txn) LookupToken(ctx context.Context, hash []byte, now time.Time) (stor
 	return tk, nil
 }
 
+func (t *txn) TokenInstitution(ctx context.Context, hash []byte) (string, error) {
+	var id string
+	err := t.q.QueryRow(ctx, `SELECT institution_id FROM tokens WHERE hash = $1`, hash).Scan(&id)
+	if err != nil {
+		return "", wrap(err, "token")
+	}
+	return id, nil
+}
+
 // ConsumeToken is one UPDATE: of concurrent redemptions on any replicas,
 // the first takes the row lock and the others, re-checking used_at once it
 // commits, match nothing.

@@ -341,6 +341,15 @@ func (t *txn) LookupToken(ctx context.Context, hash []byte, now time.Time) (stor
 	return tk, nil
 }
 
+func (t *txn) TokenInstitution(ctx context.Context, hash []byte) (string, error) {
+	var id string
+	err := t.q.QueryRowContext(ctx, `SELECT institution_id FROM tokens WHERE hash = ?`, hash).Scan(&id)
+	if err != nil {
+		return "", notFound(err, "token")
+	}
+	return id, nil
+}
+
 func (t *txn) ConsumeToken(ctx context.Context, hash []byte, now time.Time) (store.Token, error) {
 	tk := store.Token{Hash: hash, UsedAt: now}
 	var c, e int64

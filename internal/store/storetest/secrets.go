@@ -71,6 +71,12 @@ func testTokens(t *testing.T, s store.Store) {
 		wantErr(t, "second ConsumeToken", err, store.ErrNotFound)
 		_, err = tx.LookupToken(ctx(t), []byte("h1"), used)
 		wantErr(t, "LookupToken of a used token", err, store.ErrNotFound)
+		// A used token still names its institution; an unknown one none.
+		if id, err := tx.TokenInstitution(ctx(t), []byte("h1")); err != nil || id != "i" {
+			t.Errorf("TokenInstitution of a used token = %q, %v", id, err)
+		}
+		_, err = tx.TokenInstitution(ctx(t), []byte("nope"))
+		wantErr(t, "TokenInstitution unknown", err, store.ErrNotFound)
 		_, err = tx.ConsumeToken(ctx(t), []byte("h2"), exp)
 		wantErr(t, "ConsumeToken at expiry", err, store.ErrNotFound)
 		_, err = tx.ConsumeToken(ctx(t), []byte("nope"), t0)
