@@ -120,8 +120,8 @@ func TestBrandingSettings(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := h.do("PUT", P+"/institutions/acme/settings", tok, c.patch)
 			p := r.json(t)
-			if r.Status != 422 || r.Header.Get("Content-Type") != "application/problem+json" ||
-				p["type"] != "https://resetd.dev/problems/invalid-setting" || p["field"] != c.field ||
+			if r.Status != 400 || r.Header.Get("Content-Type") != "application/problem+json" ||
+				p["type"] != "https://resetd.dev/problems/invalid-request" || p["field"] != c.field ||
 				!strings.Contains(p["detail"].(string), c.says) {
 				t.Fatalf("PUT %s: %d %s", c.name, r.Status, r.Body)
 			}

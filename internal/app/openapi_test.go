@@ -454,7 +454,7 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: `{"expiration":10}`, want: 400, refused: true})
 	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: `{"webhookUrl":"ftp://bank.example/hook"}`, want: 400})
 	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: `{"expiration":3600}`, header: []string{"Content-Type", "text/plain"}, want: 415, refused: true})
-	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: `{"brandColor":"#ffff00"}`, want: 422})
+	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: `{"brandColor":"#ffff00"}`, want: 400})
 	// Branding, and what the page loads of it.
 	logoSVG := `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 4 4"><rect width="4" height="4" fill="#fff"/></svg>`
 	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, want: 204, body: map[string]any{"brandColor": "#0b3d6e",

@@ -44,9 +44,10 @@ func (p SettingsPatch) applyBranding(s *Settings) {
 	}
 }
 
-// unprocessable is a well-formed value refused for what it is (422).
+// unprocessable is a well-formed value refused for what it is: a setting
+// out of range, 400 like every other.
 func unprocessable(field, detail string) error {
-	return &InvalidError{Field: field, Detail: detail, Unprocessable: true}
+	return &InvalidError{Field: field, Detail: detail}
 }
 
 // normalizeBranding checks the patch's branding values and puts them in

@@ -44,10 +44,6 @@ func notFound(what string, err error) error {
 type InvalidError struct {
 	Field  string
 	Detail string
-	// Unprocessable: the request was well-formed and the value is
-	// refused for what it is (a brand colour white text cannot be read
-	// on, a logo with a script): 422 rather than 400.
-	Unprocessable bool
 }
 
 func (e *InvalidError) Error() string { return "reset: invalid " + e.Field + ": " + e.Detail }

@@ -57,8 +57,6 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var lim *reset.LimitError
 	var tooBig *http.MaxBytesError
 	switch {
-	case errors.As(err, &inv) && inv.Unprocessable:
-		s.writeProblem(w, r, Problem{Type: problemBase + "invalid-setting", Status: http.StatusUnprocessableEntity, Detail: inv.Detail, Field: inv.Field})
 	case errors.As(err, &inv):
 		s.writeProblem(w, r, Problem{Type: problemBase + "invalid-request", Status: http.StatusBadRequest, Detail: inv.Detail, Field: inv.Field})
 	case errors.As(err, &pol):
