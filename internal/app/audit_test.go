@@ -193,8 +193,12 @@ func TestBadTokenNoiseBounded(t *testing.T) {
 			t.Fatalf("request %d of its minute: %d %v, want 429", i%1000, status, body)
 		}
 	}
-	if got := len(h.auditRecords()); got != before {
-		t.Fatalf("%d audit records written while the requests happened; want none before the minute ends", got-before)
+	// While the requests happen, only minutes that have ended may be
+	// written (the flusher runs on a real 30-second ticker, so a slow
+	// machine writes the first two): one record per kind of failure and
+	// minute, never one per request.
+	if got := len(h.auditRecords()) - before; got > 2*3 {
+		t.Fatalf("%d audit records written while 3000 failures happened; want at most 3 per ended minute", got)
 	}
 	// A valid token from the same address still works.
 	if r := h.do("GET", P+"/institutions/acme/settings", tok, nil); r.Status != 200 {
