@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -15,8 +16,10 @@ import (
 type BenchCmd struct {
 	Users        int           `name:"users" default:"10000" help:"Users to seed (through the import path)."`
 	Concurrency  int           `name:"concurrency" short:"c" default:"32" help:"Closed-loop clients per flow."`
+	Light        int           `name:"light-concurrency" default:"8" help:"Clients of the send-reset-light flow (latency under light load)."`
+	InProcess    bool          `name:"in-process" help:"Run the server inside the bench's process instead of as a child 'resetd serve' (no server CPU figure; needed for --memprofile)."`
 	Duration     time.Duration `name:"duration" short:"d" default:"5s" help:"Load time per flow."`
-	Flows        []string      `name:"flows" sep:"," help:"Flows to run (default all): token,send-reset,otp,self-service,change,overload."`
+	Flows        []string      `name:"flows" sep:"," help:"Flows to run (default all): token,send-reset,send-reset-light,otp,self-service,change,overload."`
 	Overload     int           `name:"overload" default:"10" help:"Client multiple for the overload flow (password change beyond argon2id capacity)."`
 	QueueWorkers int           `name:"queue-workers" help:"Concurrent deliveries of the in-process server (0: the server's default)."`
 	LimitTime    time.Duration `name:"limit-time" default:"1500ms" help:"How long each raw limit is measured (before and after each flow)."`
@@ -28,8 +31,8 @@ type BenchCmd struct {
 	SMTPListen   string `name:"smtp-listen" help:"Address of the bench's SMTP server (default a free loopback port)."`
 	ServerPID    int    `name:"server-pid" help:"URL mode: the server's pid, for its peak RSS."`
 
-	CPUProfile string `name:"cpuprofile" help:"Write a CPU profile of the flows to this file."`
-	MemProfile string `name:"memprofile" help:"Write an allocation profile of the flows to this file."`
+	CPUProfile string `name:"cpuprofile" help:"Write a CPU profile to this file: the server process's own (start to stop), or with --in-process the bench process's during the flows."`
+	MemProfile string `name:"memprofile" help:"Write an allocation profile of the flows to this file (needs --in-process)."`
 }
 
 // Run runs the benchmark and prints the table (or JSON).
@@ -46,8 +49,17 @@ func (c *BenchCmd) Run(ctx context.Context, g *Globals) error {
 			flows = append(flows, f)
 		}
 	}
+	var server []string
+	if !c.InProcess && c.URL == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("bench: the server's binary: %w", err)
+		}
+		server = []string{exe}
+	}
 	rep, err := bench.Run(ctx, bench.Config{
-		DB: db, SecretKey: g.SecretKey, URL: c.URL, Users: c.Users, Concurrency: c.Concurrency, Duration: c.Duration, Flows: flows,
+		DB: db, SecretKey: g.SecretKey, URL: c.URL, Users: c.Users, Concurrency: c.Concurrency, LightConcurrency: c.Light, Duration: c.Duration, Flows: flows,
+		ServerCommand:  server,
 		OverloadFactor: c.Overload, QueueWorkers: c.QueueWorkers, LimitDuration: c.LimitTime,
 		ClientID: c.ClientID, ClientSecret: c.ClientSecret, Institution: c.Institution, SMTPListen: c.SMTPListen, ServerPID: c.ServerPID,
 		CPUProfile: c.CPUProfile, MemProfile: c.MemProfile,

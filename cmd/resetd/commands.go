@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -121,6 +122,9 @@ type ServeCmd struct {
 	Argon2Threads uint8    `name:"argon2-threads" env:"RESETD_ARGON2_THREADS" default:"${default_argon2_threads}" help:"argon2id parallelism of new password hashes (1 to 16)."`
 	WebhookAllow  []string `name:"webhook-allow" env:"RESETD_WEBHOOK_ALLOW" sep:"," help:"CIDRs inside (loopback, private, link-local…) that institutions' webhooks may reach; plain http only to these."`
 	// BreachedPasswords is a k-anonymity range API (SPEC §10).
+	// CPUProfile is for `resetd bench`, which runs the server as a child
+	// process and profiles it there.
+	CPUProfile        string `name:"cpuprofile" hidden:"" help:"Write a CPU profile of this process, from start to shutdown, to this file."`
 	BreachedPasswords string `name:"breached-passwords" env:"RESETD_BREACHED_PASSWORDS" help:"Base URL of a k-anonymity range API (GET URL/range/{first 5 hex of SHA-1}, e.g. https://api.pwnedpasswords.com); new passwords found there are refused as breached. Unset: no check."`
 }
 
@@ -145,6 +149,17 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	// Every flag before anything is opened or listened on.
 	if err := app.Validate(cfg); err != nil {
 		return err
+	}
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	// Listen first so that --addr 127.0.0.1:0 yields links with the real port.
 	ln, err := net.Listen("tcp", c.Addr)

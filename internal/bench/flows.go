@@ -55,7 +55,7 @@ func (t *target) runFlow(ctx context.Context, flow string, p *plan) (FlowResult,
 	switch flow {
 	case FlowToken:
 		it = t.tokenFlow()
-	case FlowSendReset:
+	case FlowSendReset, FlowSendResetLight:
 		it, mails = t.sendResetFlow(p), true
 	case FlowSelfService:
 		it, mails = t.selfServiceFlow(p), true
@@ -81,6 +81,7 @@ func (t *target) runFlow(ctx context.Context, flow string, p *plan) (FlowResult,
 	runtime.GC()
 	t.resetRSS()
 	cpu0 := cpuTime()
+	srv0, srvErr := t.serverCPU()
 	samples, elapsed := closedLoop(ctx, c, t.cfg.Duration, it)
 	cpu := cpuTime() - cpu0
 	res.Seconds = elapsed.Seconds()
@@ -88,10 +89,12 @@ func (t *target) runFlow(ctx context.Context, flow string, p *plan) (FlowResult,
 	if len(res.Ops) == 0 {
 		return res, fmt.Errorf("no request completed in %s", t.cfg.Duration)
 	}
-	if n := res.Ops[0].Requests; n > 0 && t.app != nil {
-		// Per request of the flow's first op, loader and SMTP server
-		// included: a figure that a busy shared machine disturbs less
-		// than req/s (the time spent waiting for CPU is not in it).
+	n := res.Ops[0].Requests
+	if n > 0 {
+		// Per request of the flow's first op: a figure that a busy shared
+		// machine disturbs less than req/s (the time spent waiting for a
+		// core is not in it). This process: server, load generator and
+		// SMTP server when the server is in-process, else the last two.
 		res.CPUPerOpUs = float64(cpu.Microseconds()) / float64(n)
 	}
 	if stopped.Load() {
@@ -100,8 +103,23 @@ func (t *target) runFlow(ctx context.Context, flow string, p *plan) (FlowResult,
 	if mails {
 		res.Delivery = t.drain(ctx)
 	}
+	if srv1, err := t.serverCPU(); err == nil && srvErr == nil && n > 0 {
+		// The server's own process, from before the first request until
+		// its last message of the flow reached the SMTP server: delivery
+		// included.
+		res.ServerCPUms = float64((srv1 - srv0).Microseconds()) / 1000 / float64(n)
+	}
 	res.PeakRSSMiB = t.peakRSSMiB()
 	return res, nil
+}
+
+// serverCPU is the CPU time the server's own process has used, when it
+// is not this one (a child, or --url with --server-pid).
+func (t *target) serverCPU() (time.Duration, error) {
+	if t.rssPID == 0 {
+		return 0, errors.New("bench: the server shares this process")
+	}
+	return processCPU(t.rssPID)
 }
 
 // cpuTime is this process's user+system CPU time so far.

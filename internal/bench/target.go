@@ -43,6 +43,7 @@ type target struct {
 	clientID, clientSecret string
 	bearer                 string
 	rssPID                 int // 0: this process
+	seeded                 *SeedResult
 	quiet                  atomic.Bool
 }
 
@@ -53,27 +54,42 @@ func email(i int) string    { return fmt.Sprintf("u%07d@bench.example", i) }
 // startInProcess opens resetd on db and serves it on a loopback port, with
 // the bench's SMTP server as its relay, exactly as `resetd serve` wires it.
 func (t *target) startInProcess(ctx context.Context, db string) (stop func(), err error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
+	return t.startInProcessOn(ctx, db, "127.0.0.1:0", true)
+}
+
+// startInProcessOn opens resetd on db for addr and sets up the bench
+// institution and its client; serve says whether it also serves (else
+// the App only prepares the database for a child process).
+func (t *target) startInProcessOn(ctx context.Context, db, addr string, serve bool) (stop func(), err error) {
+	var ln net.Listener
+	if serve {
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, err
+		}
+		addr = ln.Addr().String()
 	}
 	a, err := app.Open(ctx, app.Config{
-		Addr: ln.Addr().String(), DB: db, SMTP: t.sink.url(), Logger: serverLogger(&t.quiet), QueueWorkers: t.cfg.QueueWorkers,
+		Addr: addr, DB: db, SMTP: t.sink.url(), Logger: serverLogger(&t.quiet), QueueWorkers: t.cfg.QueueWorkers,
 		// The benchmark's database is a trial's: its key is kept in it.
 		SecretKey: t.cfg.SecretKey, Dev: t.cfg.SecretKey == "", Server: true,
 	})
 	if err != nil {
-		ln.Close()
+		if ln != nil {
+			ln.Close()
+		}
 		return nil, err
 	}
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(sctx, ln) }()
-	stop = func() {
-		t.quiet.Store(true)
-		cancel()
-		<-done
-		_ = a.Close()
+	stop = func() { _ = a.Close() }
+	if serve {
+		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan error, 1)
+		go func() { done <- a.Serve(sctx, ln) }()
+		stop = func() {
+			t.quiet.Store(true)
+			cancel()
+			<-done
+			_ = a.Close()
+		}
 	}
 	t.app, t.base, t.inst = a, a.PublicURL(), benchInstitution
 
@@ -100,6 +116,9 @@ func (t *target) startInProcess(ctx context.Context, db string) (stop func(), er
 // seed puts cfg.Users users in place (unless the last one is there
 // already, from an earlier run on the same --db) and gets an access token.
 func (t *target) seed(ctx context.Context) (SeedResult, error) {
+	if t.seeded != nil { // by startChild, before the server started
+		return *t.seeded, t.getBearer(ctx)
+	}
 	if t.app == nil {
 		if err := t.getBearer(ctx); err != nil {
 			return SeedResult{}, err
