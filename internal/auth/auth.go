@@ -85,6 +85,12 @@ type Claims struct {
 	JKT string
 }
 
+// clone copies c so that a caller changing its Scopes changes no other copy.
+func (c Claims) clone() Claims {
+	c.Scopes = append([]string(nil), c.Scopes...)
+	return c
+}
+
 // Has reports whether the token carries scope.
 func (c Claims) Has(scope string) bool { return slices.Contains(c.Scopes, scope) }
 
@@ -142,6 +148,8 @@ type Service struct {
 	// refreshing lets one request reread the snapshot while others use
 	// the one they have.
 	refreshing sync.Mutex
+	// verified remembers tokens whose signature was checked.
+	verified verified
 }
 
 // New loads the signing keys and the revoked clients. It creates no
@@ -359,6 +367,23 @@ func (s *Service) Issue(c store.Client, requested []string, bound ...Binding) (t
 // audience and times. Only an unknown key id reads the database, at most
 // once every few seconds, to pick up a key another replica made.
 func (s *Service) Verify(ctx context.Context, token string) (Claims, error) {
+	d := tokenDigest(token)
+	if e, ok := s.verified.get(d); ok {
+		// Checked before: the signature and claims are those of this very
+		// string; what may have changed since is checked again.
+		s.refresh(ctx)
+		s.mu.RLock()
+		vk, ok := s.verify[e.kid]
+		revoked := s.revoked[e.std.Subject]
+		s.mu.RUnlock()
+		if !ok || !vk.retired.IsZero() || !vk.pub.Equal(e.pub) || revoked {
+			return Claims{}, ErrInvalidToken
+		}
+		if err := e.std.ValidateWithLeeway(jwt.Expected{Issuer: s.issuer, AnyAudience: jwt.Audience{s.audience}, Time: s.now()}, clockLeeway); err != nil {
+			return Claims{}, ErrInvalidToken
+		}
+		return e.claims.clone(), nil
+	}
 	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil || len(tok.Headers) != 1 {
 		return Claims{}, ErrInvalidToken
@@ -393,6 +418,7 @@ func (s *Service) Verify(ctx context.Context, token string) (Claims, error) {
 	if cc.Cnf != nil {
 		out.X5T, out.JKT = cc.Cnf.X5T, cc.Cnf.JKT
 	}
+	s.verified.put(d, verifiedToken{kid: kid, pub: vk.pub, std: std, claims: out.clone()})
 	return out, nil
 }
 
