@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -38,7 +37,7 @@ const sealContext = "delivery/message/v1"
 
 // Seal packs a message into job arguments.
 func Seal(key *seal.Key, deliveryID int64, m Message) (SendArgs, error) {
-	b, err := json.Marshal(m)
+	b, err := pack(m)
 	if err != nil {
 		return SendArgs{}, fmt.Errorf("delivery: seal: %w", err)
 	}
@@ -51,8 +50,8 @@ func Open(key *seal.Key, a SendArgs) (Message, error) {
 	if err != nil {
 		return Message{}, fmt.Errorf("delivery: open: %w", err)
 	}
-	var m Message
-	if err := json.Unmarshal(b, &m); err != nil {
+	m, err := unpack(b)
+	if err != nil {
 		return Message{}, fmt.Errorf("delivery: open: %w", err)
 	}
 	return m, nil
