@@ -129,6 +129,8 @@ type Service struct {
 	webhooks    URLChecker
 	// overrides caches parsed per-institution templates by their source.
 	overrides *overrideCache
+	// settings caches decoded settings by their stored document.
+	settings *settingsCache
 	// selfServicePad holds self-service answers until a floor (timing).
 	selfServicePad latencyFloor
 	// failures counts failed authentication (failures.go).
@@ -157,6 +159,7 @@ func New(c Config) *Service {
 		publicURL: config.BaseURL(c.PublicURL), defaultFrom: c.DefaultFrom,
 		now: c.Now, logger: c.Logger, observer: c.Observer, webhooks: c.Webhooks, noSMS: c.NoSMS,
 		overrides: newOverrideCache(overrideCacheBytes),
+		settings:  &settingsCache{},
 	}
 	s.failures = newAuthFailures(s)
 	return s
@@ -225,6 +228,10 @@ func (s *Service) userIn(ctx context.Context, tx store.ReadTx, institutionID, us
 }
 
 func (s *Service) decode(in store.Institution) (Settings, error) {
+	key := settingsKey(in.ID, in.Settings)
+	if st, ok := s.settings.get(key); ok {
+		return st, nil
+	}
 	st, err := decodeSettings(in.Settings, s.publicURL)
 	if err != nil {
 		return st, err
@@ -232,6 +239,7 @@ func (s *Service) decode(in store.Institution) (Settings, error) {
 	if st.DisplayName == "" {
 		st.DisplayName = in.ID
 	}
+	s.settings.put(key, st)
 	return st, nil
 }
 
