@@ -126,7 +126,13 @@ func (s *Service) newDispute() dispute {
 
 // store records the dispute token for u in tx.
 func (d dispute) store(ctx context.Context, tx store.Tx, u store.User, now time.Time) error {
-	return tx.InsertToken(ctx, store.Token{Hash: d.hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeDispute, CreatedAt: now, ExpiresAt: now.Add(disputeLifetime)})
+	return tx.InsertToken(ctx, d.token(u, now))
+}
+
+// token is the dispute token's row, for a caller that inserts it with
+// others (InsertTokens).
+func (d dispute) token(u store.User, now time.Time) store.Token {
+	return store.Token{Hash: d.hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeDispute, CreatedAt: now, ExpiresAt: now.Add(disputeLifetime)}
 }
 
 // contactNotices are the "your contact was changed" messages a user write

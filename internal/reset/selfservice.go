@@ -145,9 +145,6 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 				// as slow as one that sent.
 				return s.audit(ctx, tx, now, a, "reset.selfservice", inst.ID, "", "not_sent")
 			}
-			if err := dsp.store(ctx, tx, u, now); err != nil {
-				return err
-			}
 			if err := s.emit(ctx, tx, now, st, inst.ID, u.ID, delivery.EventResetRequested, map[string]any{"flow": "self_service", "channel": delivery.ChannelEmail}); err != nil {
 				return err
 			}
@@ -156,7 +153,8 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 			if err := tx.KillTokens(ctx, inst.ID, u.ID, now, PurposeSelfService); err != nil {
 				return err
 			}
-			if err := tx.InsertToken(ctx, store.Token{Hash: hash, InstitutionID: inst.ID, UserID: u.ID, Purpose: PurposeSelfService, CreatedAt: now, ExpiresAt: now.Add(lifetime)}); err != nil {
+			// The new link and its dispute token: one statement.
+			if err := tx.InsertTokens(ctx, store.Token{Hash: hash, InstitutionID: inst.ID, UserID: u.ID, Purpose: PurposeSelfService, CreatedAt: now, ExpiresAt: now.Add(lifetime)}, dsp.token(u, now)); err != nil {
 				return err
 			}
 			if err := s.queue(ctx, tx, now, st, inst.ID, u.ID, delivery.KindResetLink, m); err != nil {

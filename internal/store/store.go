@@ -379,6 +379,10 @@ type DirectoryWriter interface {
 // SecretWriter changes single-use secrets: reset tokens and OTPs.
 type SecretWriter interface {
 	InsertToken(ctx context.Context, t Token) error
+	// InsertTokens inserts several tokens in one statement (a send's link
+	// and its dispute token): all of them, or — ErrConflict when a hash
+	// is taken — none.
+	InsertTokens(ctx context.Context, ts ...Token) error
 	// ConsumeToken marks a live token used; of concurrent callers exactly
 	// one gets it, the others ErrNotFound.
 	ConsumeToken(ctx context.Context, hash []byte, now time.Time) (Token, error)

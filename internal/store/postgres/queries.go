@@ -388,6 +388,34 @@ func (t *txn) InsertToken(ctx context.Context, tk store.Token) error {
 	return nil
 }
 
+// InsertTokens is one INSERT … SELECT over arrays. A unique violation
+// would abort PostgreSQL's whole transaction, so conflicts are skipped
+// (ON CONFLICT DO NOTHING), and none is inserted when any hash is taken
+// already (NOT EXISTS): ErrConflict, with the transaction usable.
+func (t *txn) InsertTokens(ctx context.Context, toks ...store.Token) error {
+	if len(toks) == 0 {
+		return nil
+	}
+	hashes := make([][]byte, len(toks))
+	insts, users, purposes := make([]string, len(toks)), make([]string, len(toks)), make([]string, len(toks))
+	created, expires := make([]time.Time, len(toks)), make([]time.Time, len(toks))
+	for i, tk := range toks {
+		hashes[i], insts[i], users[i], purposes[i], created[i], expires[i] = tk.Hash, tk.InstitutionID, tk.UserID, tk.Purpose, ts(tk.CreatedAt), ts(tk.ExpiresAt)
+	}
+	tag, err := t.q.Exec(ctx, `INSERT INTO tokens (hash, institution_id, user_id, purpose, created_at, expires_at)
+		SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+		WHERE NOT EXISTS (SELECT 1 FROM tokens WHERE hash = ANY($1::bytea[]))
+		ON CONFLICT (hash) DO NOTHING`,
+		hashes, insts, users, purposes, created, expires)
+	if err != nil {
+		return wrap(err, "insert tokens")
+	}
+	if tag.RowsAffected() != int64(len(toks)) {
+		return fmt.Errorf("postgres: insert tokens: %w", store.ErrConflict)
+	}
+	return nil
+}
+
 func (t *txn) LookupToken(ctx context.Context, hash []byte, now time.Time) (store.Token, error) {
 	tk := store.Token{Hash: hash}
 	var c, e time.Time

@@ -329,6 +329,27 @@ func (t *txn) InsertToken(ctx context.Context, tk store.Token) error {
 	return nil
 }
 
+// InsertTokens is one multi-row INSERT: SQLite undoes a failed statement
+// whole, so a taken hash inserts none of them.
+func (t *txn) InsertTokens(ctx context.Context, ts ...store.Token) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	q := `INSERT INTO tokens (hash, institution_id, user_id, purpose, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)` + strings.Repeat(`, (?, ?, ?, ?, ?, ?)`, len(ts)-1)
+	args := make([]any, 0, 6*len(ts))
+	for _, tk := range ts {
+		args = append(args, tk.Hash, tk.InstitutionID, tk.UserID, tk.Purpose, ms(tk.CreatedAt), ms(tk.ExpiresAt))
+	}
+	_, err := t.q.ExecContext(ctx, q, args...)
+	if isUnique(err) {
+		return fmt.Errorf("sqlite: insert tokens: %w", store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: insert tokens: %w", err)
+	}
+	return nil
+}
+
 func (t *txn) LookupToken(ctx context.Context, hash []byte, now time.Time) (store.Token, error) {
 	tk := store.Token{Hash: hash}
 	var c, e int64

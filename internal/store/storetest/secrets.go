@@ -85,6 +85,34 @@ func testTokens(t *testing.T, s store.Store) {
 	})
 }
 
+// testInsertTokens: several tokens in one call are all stored, and one
+// taken hash among them stores none, with the transaction still usable.
+func testInsertTokens(t *testing.T, s store.Store) {
+	exp := t0.Add(time.Hour)
+	update(t, s, func(tx store.Tx) error {
+		if err := tx.InsertTokens(ctx(t), token("m1", "u", "reset", t0, exp), token("m2", "u", "dispute", t0, exp)); err != nil {
+			return err
+		}
+		wantErr(t, "InsertTokens with one known hash", tx.InsertTokens(ctx(t), token("m3", "u", "reset", t0, exp), token("m1", "u", "reset", t0, exp)), store.ErrConflict)
+		return tx.InsertTokens(ctx(t), token("m4", "v", "reset", t0, exp))
+	})
+	view(t, s, func(tx store.ReadTx) error {
+		for _, h := range []string{"m1", "m2", "m4"} {
+			if _, err := tx.LookupToken(ctx(t), []byte(h), t0); err != nil {
+				t.Errorf("token %s: %v", h, err)
+			}
+		}
+		tk, err := tx.LookupToken(ctx(t), []byte("m2"), t0)
+		if err == nil && (tk.Purpose != "dispute" || tk.UserID != "u") {
+			t.Errorf("m2 = %+v", tk)
+		}
+		sameTime(t, "m2 expires", tk.ExpiresAt, exp)
+		_, err = tx.LookupToken(ctx(t), []byte("m3"), t0)
+		wantErr(t, "the other token of a conflicting InsertTokens", err, store.ErrNotFound)
+		return nil
+	})
+}
+
 func testKillTokens(t *testing.T, s store.Store) {
 	exp := t0.Add(time.Hour)
 	update(t, s, func(tx store.Tx) error {

@@ -60,6 +60,7 @@ func Run(t *testing.T, open Opener) {
 		{"RehashPassword", testRehashPassword},
 		{"PasswordSchemes", testPasswordSchemes},
 		{"Tokens", testTokens},
+		{"InsertTokens", testInsertTokens},
 		{"KillTokens", testKillTokens},
 		{"ConcurrentConsumeOneWinner", testConcurrentConsume},
 		{"OTP", testOTP},
