@@ -51,6 +51,17 @@ func (s *Service) institutionIn(ctx context.Context, tx store.ReadTx, institutio
 	return in, st, err
 }
 
+// institutionUserIn reads an institution, its settings and one of its
+// users in one query.
+func (s *Service) institutionUserIn(ctx context.Context, tx store.ReadTx, institutionID, userID string) (store.Institution, Settings, store.User, error) {
+	in, u, err := tx.InstitutionUser(ctx, institutionID, userID)
+	if err != nil {
+		return in, Settings{}, u, mapNotFound(err)
+	}
+	st, err := s.decode(in)
+	return in, st, u, err
+}
+
 // renderedFor runs a flow on one user in two steps: prepare renders from
 // a read of the institution and the user, outside any write transaction;
 // write then runs in one transaction on a fresh read of both, which is
@@ -64,14 +75,11 @@ func (s *Service) renderedFor(ctx context.Context, institutionID, userID string,
 		var st Settings
 		var u store.User
 		err := s.store.View(ctx, func(tx store.ReadTx) error {
-			in, sett, err := s.institutionIn(ctx, tx, institutionID)
+			in, sett, user, err := s.institutionUserIn(ctx, tx, institutionID, userID)
 			if err != nil {
 				return err
 			}
-			if u, err = tx.User(ctx, institutionID, userID); err != nil {
-				return mapNotFound(err)
-			}
-			st, snap = sett, snapshotOf(in, u, true)
+			st, u, snap = sett, user, snapshotOf(in, user, true)
 			return nil
 		})
 		if err != nil {
@@ -82,13 +90,9 @@ func (s *Service) renderedFor(ctx context.Context, institutionID, userID string,
 		}
 		err = s.store.Update(ctx, func(tx store.Tx) error {
 			now := s.now()
-			in, st, err := s.institutionIn(ctx, tx, institutionID)
+			in, st, u, err := s.institutionUserIn(ctx, tx, institutionID, userID)
 			if err != nil {
 				return err
-			}
-			u, err := tx.User(ctx, institutionID, userID)
-			if err != nil {
-				return mapNotFound(err)
 			}
 			if snapshotOf(in, u, true) != snap {
 				return errStale

@@ -308,6 +308,9 @@ type ReadTx interface {
 	DefaultInstitution(ctx context.Context) (Institution, error)
 
 	User(ctx context.Context, institutionID, userID string) (User, error)
+	// InstitutionUser reads an institution and one of its users in one
+	// query; ErrNotFound when either is missing.
+	InstitutionUser(ctx context.Context, institutionID, userID string) (Institution, User, error)
 	UserByUsername(ctx context.Context, institutionID, username string) (User, error)
 	// UsersByID returns the users among ids that exist, by id, in one
 	// query (an import reads its batch's stored rows with it).

@@ -164,6 +164,31 @@ func scanUser(row pgx.Row) (store.User, error) {
 	return u, err
 }
 
+func (t *txn) InstitutionUser(ctx context.Context, institutionID, userID string) (store.Institution, store.User, error) {
+	var in store.Institution
+	if !storable(institutionID, userID) {
+		return in, store.User{}, fmt.Errorf("postgres: institution and user: %w", store.ErrNotFound)
+	}
+	var ic, iu time.Time
+	row := t.q.QueryRow(ctx, `SELECT i.id, i.is_default, i.settings, i.created_at, i.updated_at,
+		u.institution_id, u.id, u.username, u.email, u.phone, u.status, u.password_hash, u.created_at, u.updated_at, u.email_changed_at, u.phone_changed_at, u.locked_until, u.facts::text
+		FROM institutions i JOIN users u ON u.institution_id = i.id AND u.id = $1 WHERE i.id = $2`, userID, institutionID)
+	u, err := scanUser(scanPrefix{row, []any{&in.ID, &in.IsDefault, &in.Settings, &ic, &iu}})
+	if err != nil {
+		return in, u, wrap(err, "institution and user")
+	}
+	in.CreatedAt, in.UpdatedAt = fromTS(ic), fromTS(iu)
+	return in, u, nil
+}
+
+// scanPrefix scans its own destinations first, then the caller's.
+type scanPrefix struct {
+	row   pgx.Row
+	first []any
+}
+
+func (s scanPrefix) Scan(dest ...any) error { return s.row.Scan(append(s.first, dest...)...) }
+
 func (t *txn) User(ctx context.Context, institutionID, userID string) (store.User, error) {
 	if !storable(institutionID, userID) {
 		return store.User{}, fmt.Errorf("postgres: user: %w", store.ErrNotFound)

@@ -121,6 +121,29 @@ func (t *txn) User(ctx context.Context, institutionID, userID string) (store.Use
 	return u, nil
 }
 
+func (t *txn) InstitutionUser(ctx context.Context, institutionID, userID string) (store.Institution, store.User, error) {
+	var in store.Institution
+	var def int
+	var ic, iu int64
+	row := t.q.QueryRowContext(ctx, `SELECT i.id, i.is_default, i.settings, i.created_at, i.updated_at,
+		u.institution_id, u.id, u.username, u.email, u.phone, u.status, u.password_hash, u.created_at, u.updated_at, u.email_changed_at, u.phone_changed_at, u.locked_until, u.facts
+		FROM institutions i JOIN users u ON u.institution_id = i.id AND u.id = ? WHERE i.id = ?`, userID, institutionID)
+	u, err := scanUser(scanPrefix{row, []any{&in.ID, &def, &in.Settings, &ic, &iu}})
+	if err != nil {
+		return in, u, notFound(err, "institution and user")
+	}
+	in.IsDefault, in.CreatedAt, in.UpdatedAt = def == 1, fromMS(ic), fromMS(iu)
+	return in, u, nil
+}
+
+// scanPrefix scans its own destinations first, then the caller's.
+type scanPrefix struct {
+	row   interface{ Scan(...any) error }
+	first []any
+}
+
+func (s scanPrefix) Scan(dest ...any) error { return s.row.Scan(append(s.first, dest...)...) }
+
 func (t *txn) UserByUsername(ctx context.Context, institutionID, username string) (store.User, error) {
 	u, err := scanUser(t.q.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE institution_id = ? AND username_key = ?`, institutionID, store.UsernameKey(username)))
 	if err != nil {

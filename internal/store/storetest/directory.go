@@ -3,6 +3,7 @@ package storetest
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -133,6 +134,21 @@ func testUsers(t *testing.T, s store.Store) {
 		sameTime(t, "email changed", got.EmailChangedAt, t1)
 		sameTime(t, "phone changed", got.PhoneChangedAt, time.Time{})
 		sameTime(t, "locked until", got.LockedUntil, t2)
+		// The same user and its institution, in one read.
+		in, both, err := tx.InstitutionUser(ctx(t), "i1", "u1")
+		if err != nil {
+			return err
+		}
+		if in.ID != "i1" || !reflect.DeepEqual(both, got) {
+			t.Errorf("InstitutionUser = %+v, %+v; want i1 and %+v", in, both, got)
+		}
+		if alone, err := tx.Institution(ctx(t), "i1"); err != nil || !reflect.DeepEqual(alone, in) {
+			t.Errorf("InstitutionUser's institution %+v, Institution's %+v (%v)", in, alone, err)
+		}
+		for _, c := range [][2]string{{"i2", "u1"}, {"i1", "nope"}, {"nope", "u1"}} {
+			_, _, err := tx.InstitutionUser(ctx(t), c[0], c[1])
+			wantErr(t, "InstitutionUser "+c[0]+"/"+c[1], err, store.ErrNotFound)
+		}
 		return nil
 	})
 	// The same username is free in another institution; a rename frees
