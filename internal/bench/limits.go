@@ -118,15 +118,17 @@ func countCommits(ctx context.Context, writers int, d time.Duration, commit func
 }
 
 // rawArgon2 measures argon2id hashes/s with p on every core, through the
-// project's Hasher sized to the cores (as the server sizes it).
-func rawArgon2(ctx context.Context, p password.Params, d time.Duration) (float64, error) {
+// project's Hasher sized to the cores (as the server sizes it), and the
+// CPU time one hash took (this process's, which does nothing else then
+// when the server is a child).
+func rawArgon2(ctx context.Context, p password.Params, d time.Duration) (float64, time.Duration, error) {
 	cores := runtime.NumCPU()
 	h := password.NewHasher(p, cores, time.Minute)
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var n atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for range cores {
 		wg.Go(func() {
 			for ctx.Err() == nil {
@@ -138,8 +140,9 @@ func rawArgon2(ctx context.Context, p password.Params, d time.Duration) (float64
 		})
 	}
 	wg.Wait()
+	cpu := cpuTime() - cpu0
 	if n.Load() == 0 {
-		return 0, fmt.Errorf("bench: argon2id: no hash finished in %s", d)
+		return 0, 0, fmt.Errorf("bench: argon2id: no hash finished in %s", d)
 	}
-	return float64(n.Load()) / time.Since(start).Seconds(), nil
+	return float64(n.Load()) / time.Since(start).Seconds(), cpu / time.Duration(n.Load()), nil
 }

@@ -51,6 +51,9 @@ func WriteTable(w io.Writer, r *Report) error {
 				if f.RatioOf != "" {
 					ratio = fmt.Sprintf("%.2f of %s %s", f.Ratio, thousands(f.Limit), f.RatioOf)
 				}
+				if f.CPURatio > 0 {
+					ratio += fmt.Sprintf(" (CPU %.2f)", f.CPURatio)
+				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n",
 				flow, op.Op, f.Concurrency, thousands(op.RPS), op.P50ms, op.P95ms, op.P99ms, op.Errors, op.Shed, srv, cpu, rss, lag, ratio)
