@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,9 @@ func TestRunSmall(t *testing.T) {
 		t.Skip("starts a server and loads it")
 	}
 	rep, err := Run(t.Context(), Config{
-		Users: 300, Concurrency: 4, Duration: 300 * time.Millisecond, LimitDuration: 100 * time.Millisecond,
+		// A second per flow: on a loaded shared machine a first request can
+		// take a few hundred milliseconds.
+		Users: 300, Concurrency: 4, Duration: time.Second, LimitDuration: 100 * time.Millisecond,
 		Flows: []string{FlowToken, FlowSendReset, FlowOTP, FlowSelfService},
 	})
 	if err != nil {
@@ -77,5 +80,69 @@ func TestMessageText(t *testing.T) {
 	m := linkRE.FindStringSubmatch(messageText([]byte("Subject: x\r\n" + raw)))
 	if m == nil || m[1] != strings.Repeat("A", 43) {
 		t.Fatalf("link not found: %v", m)
+	}
+}
+
+// processCPU reads a process's CPU time from /proc as getrusage counts it.
+func TestProcessCPU(t *testing.T) {
+	t.Parallel()
+	before, err := processCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin until getrusage counts 200 ms of CPU (however long a loaded
+	// machine takes to give it).
+	ru0 := cpuTime()
+	for deadline := time.Now().Add(time.Minute); cpuTime()-ru0 < 200*time.Millisecond && time.Now().Before(deadline); {
+	}
+	after, err := processCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// /proc counts in 10 ms ticks; other tests may run in parallel in this
+	// process, so only a lower bound holds.
+	if spent, ru := after-before, cpuTime()-ru0; spent < 180*time.Millisecond || ru < 200*time.Millisecond {
+		t.Fatalf("/proc says %v, getrusage %v", spent, ru)
+	}
+	if _, err := processCPU(1 << 30); err == nil {
+		t.Error("a pid that does not exist has CPU time")
+	}
+}
+
+// The SQLite targets are checked on SQLite, the PostgreSQL one on
+// PostgreSQL; CPU per send only counts when the server had a process of
+// its own, and is otherwise reported as not measured (never as met).
+func TestCheckTargets(t *testing.T) {
+	t.Parallel()
+	send := FlowResult{Flow: FlowSendReset, Concurrency: 32, Ops: []OpResult{{RPS: 1600, P99ms: 30}}, Delivery: &Lag{P99ms: 500}, ServerCPUms: 0.75}
+	light := FlowResult{Flow: FlowSendResetLight, Concurrency: 8, Ops: []OpResult{{P99ms: 16}}}
+	change := FlowResult{Flow: FlowChange, Ops: []OpResult{{RPS: 9}}, Ratio: 0.9, Limit: 10}
+	got := func(r *Report) map[string]bool {
+		m := map[string]bool{}
+		for _, tr := range checkTargets(r) {
+			m[tr.Target] = tr.Met
+		}
+		return m
+	}
+	sq := got(&Report{Store: "sqlite (synchronous=FULL)", Flows: []FlowResult{send, light, change}})
+	for target, met := range map[string]bool{
+		"send-reset ≥ 1,500 req/s": true, "send-reset p99 ≤ 40 ms": true, "mail lag p99 ≤ 1 s": true,
+		"server CPU per send ≤ 0.8 ms (delivery included)": true, "send-reset at 8 clients p99 ≤ 15 ms": false,
+		"change ≥ 0.9 × raw argon2id hashes/s": true,
+	} {
+		if v, ok := sq[target]; !ok || v != met {
+			t.Errorf("sqlite: %q = %v (present %v), want %v", target, v, ok, met)
+		}
+	}
+	if _, ok := sq["PostgreSQL send-reset ≥ 1,000 req/s"]; ok {
+		t.Error("the PostgreSQL target checked on SQLite")
+	}
+	send.ServerCPUms = 0
+	if got(&Report{Store: "sqlite (synchronous=FULL)", Flows: []FlowResult{send}})["server CPU per send ≤ 0.8 ms (delivery included)"] {
+		t.Error("CPU per send met without a measurement")
+	}
+	pg := got(&Report{Store: "postgres", Flows: []FlowResult{send, light}})
+	if !pg["PostgreSQL send-reset ≥ 1,000 req/s"] || len(pg) != 2 {
+		t.Errorf("postgres targets: %v", pg)
 	}
 }
