@@ -49,7 +49,7 @@ func (v *verified) put(d [32]byte, e verifiedToken) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.entries == nil {
-		v.entries = make(map[[32]byte]verifiedToken, verifiedCap)
+		v.entries = make(map[[32]byte]verifiedToken)
 	}
 	if _, ok := v.entries[d]; ok {
 		return
