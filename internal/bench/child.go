@@ -76,6 +76,7 @@ func (t *target) startChild(ctx context.Context, db, dir string) (stop func(), e
 		logf.Close()
 		return nil, fmt.Errorf("bench: start server: %w", err)
 	}
+	// Ends when the child does: stop below makes sure it does.
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	stop = func() {
