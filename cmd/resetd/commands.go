@@ -364,7 +364,7 @@ func (c *InstitutionPutCmd) Run(ctx context.Context, g *Globals) error {
 // UserCmd groups user commands.
 type UserCmd struct {
 	Put          UserPutCmd          `cmd:"" help:"Create a user, or change the fields given (--replace: the whole record)."`
-	Import       UserImportCmd       `cmd:"" help:"Import users from a CSV file (userId,username,email,phone[,passwordHash]); upserts in batches; an empty cell keeps the stored value unless --replace."`
+	Import       UserImportCmd       `cmd:"" help:"Import users from a CSV file (userId,username,email,phone[,passwordHash][,locale]); upserts in batches; an empty cell keeps the stored value unless --replace."`
 	FromKeycloak UserFromKeycloakCmd `cmd:"" name:"from-keycloak" help:"Convert a Keycloak export to the CSV user import reads, password hashes included (docs/MIGRATION.md)."`
 	State        UserStateCmd        `cmd:"" help:"Show why a user may be blocked: dispute lock, contact cooldowns, live links and code, budgets."`
 	Unlock       UserUnlockCmd       `cmd:"" help:"Lift a user's dispute lock and clear their wrong tries."`
@@ -469,6 +469,7 @@ type UserPutCmd struct {
 	Username      *string `name:"username" help:"Username (required for a new user)."`
 	Email         *string `name:"email" help:"Email address ('' clears it)."`
 	Phone         *string `name:"phone" help:"Phone number in E.164 (+14155550100; '' clears it)."`
+	Locale        *string `name:"locale" help:"The user's language as a BCP 47 tag (fr, de-AT, pt-BR; '' clears it): messages and pages use it when the institution offers it."`
 	PasswordStdin bool    `name:"password-stdin" help:"Read the password from one line of standard input."`
 	Replace       bool    `name:"replace" help:"Replace the whole record as the API's PUT does: a field not given is cleared, the status becomes active."`
 }
@@ -479,6 +480,11 @@ func (c *UserPutCmd) Run(ctx context.Context, g *Globals) error {
 	if c.Replace && c.Username == nil {
 		return errors.New("--replace needs --username: it writes the whole record")
 	}
+	if c.Locale != nil {
+		if _, err := reset.NormalizeLocale(*c.Locale); err != nil {
+			return describe(err)
+		}
+	}
 	var pw *string
 	if c.PasswordStdin {
 		line, err := bufio.NewReader(g.stdin).ReadString('\n')
@@ -488,9 +494,9 @@ func (c *UserPutCmd) Run(ctx context.Context, g *Globals) error {
 		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
 		pw = &line
 	}
-	in := reset.UserInput{Username: deref(c.Username), Email: deref(c.Email), Phone: deref(c.Phone), Password: pw}
+	in := reset.UserInput{Username: deref(c.Username), Email: deref(c.Email), Phone: deref(c.Phone), Locale: deref(c.Locale), Password: pw}
 	if !c.Replace {
-		in.Keep = reset.Keep{Username: c.Username == nil, Email: c.Email == nil, Phone: c.Phone == nil, Status: true}
+		in.Keep = reset.Keep{Username: c.Username == nil, Email: c.Email == nil, Phone: c.Phone == nil, Status: true, Locale: c.Locale == nil}
 	}
 	a, err := g.open(ctx)
 	if err != nil {

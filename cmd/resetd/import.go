@@ -16,7 +16,7 @@ import (
 // UserImportCmd streams a CSV of users into the directory.
 type UserImportCmd struct {
 	Institution string `name:"institution" required:"" help:"Institution id."`
-	File        string `arg:"" name:"file" help:"CSV file with the header userId,username,email,phone and optionally passwordHash ('-' for standard input)."`
+	File        string `arg:"" name:"file" help:"CSV file with the header userId,username,email,phone and optionally passwordHash and locale (a BCP 47 tag) ('-' for standard input)."`
 	DryRun      bool   `name:"dry-run" help:"Validate every row and count what would change; write nothing."`
 	Replace     bool   `name:"replace" help:"Write every cell as given: an empty cell clears the stored email or phone. Without it an empty cell leaves the stored value alone."`
 	Batch       int    `name:"batch" default:"1000" help:"Rows per transaction."`
@@ -164,7 +164,7 @@ func (c *UserImportCmd) Run(ctx context.Context, g *Globals) error {
 			}
 			return err
 		}
-		batch = append(batch, reset.ImportRow{Line: line, UserID: field(rec, "userId"), Username: field(rec, "username"), Email: field(rec, "email"), Phone: field(rec, "phone"), PasswordHash: field(rec, "passwordHash")})
+		batch = append(batch, reset.ImportRow{Line: line, UserID: field(rec, "userId"), Username: field(rec, "username"), Email: field(rec, "email"), Phone: field(rec, "phone"), PasswordHash: field(rec, "passwordHash"), Locale: field(rec, "locale")})
 		if len(batch) == c.Batch {
 			if err := flush(); err != nil {
 				return err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/resetd/resetd/internal/i18n"
 	gomail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
 )
@@ -300,6 +301,10 @@ func (s *SMTPSender) buildMsg(m Message) (*gomail.Msg, error) {
 	msg.FromMailAddress(fromAddr)
 	// RFC 3834: an automatic message; vacation responders must not answer it.
 	msg.SetGenHeader(gomail.Header("Auto-Submitted"), "auto-generated")
+	// RFC 3282: the language the message is written in.
+	if lang, err := i18n.Canonical(m.Language); err == nil {
+		msg.SetGenHeader(gomail.HeaderContentLang, lang)
+	}
 	if err := msg.To(m.To); err != nil {
 		return nil, fmt.Errorf("delivery: smtp: invalid recipient: %w", err)
 	}

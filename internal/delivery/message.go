@@ -39,6 +39,9 @@ type Message struct {
 	Subject  string `json:"subject,omitempty"`
 	Text     string `json:"text"`
 	HTML     string `json:"html,omitempty"`
+	// Language is the BCP 47 tag the message is written in: an email's
+	// Content-Language.
+	Language string `json:"language,omitempty"`
 }
 
 // Sender hands a message to a carrier (an SMTP server, an SMS API).

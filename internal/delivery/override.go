@@ -62,14 +62,14 @@ type overrideData struct {
 }
 
 func toOverrideData(d TemplateData) overrideData {
-	o := overrideData{
+	w := d.texts
+	if w == nil {
+		w = d.words()
+	}
+	return overrideData{
 		DisplayName: d.DisplayName, UserName: d.UserName, Link: d.Link, DisputeLink: d.DisputeLink,
-		Code: d.Code, Changed: d.Changed,
+		Code: d.Code, Changed: w["Changed"].(string), ExpiresIn: w["ExpiresIn"].(string),
 	}
-	if d.ExpiresIn > 0 {
-		o.ExpiresIn = humanDuration(d.ExpiresIn)
-	}
-	return o
 }
 
 // overridePart is a checked, parsed override and the most bytes it can render.

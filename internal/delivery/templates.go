@@ -9,11 +9,12 @@ import (
 	"io/fs"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	texttemplate "text/template"
 	"time"
+
+	"github.com/resetd/resetd/internal/i18n"
 )
 
 // The default templates, one file per part, named "<kind>.<channel>.<part>.tmpl"
@@ -36,9 +37,14 @@ var defaultTemplates = sync.OnceValue(func() *Templates {
 
 // TemplateData is what a message template can use.
 //
-// Besides the fields, templates may call {{duration .ExpiresIn}}, which
-// renders "60 minutes", "10 minutes", "2 hours" and so on.
+// Default templates take every sentence from the catalog of Lang with
+// {{.T "message.id"}}; an override sees the placeholders as text in that
+// language ({{.ExpiresIn}} reads "60 minutes" or "60 Minuten").
 type TemplateData struct {
+	// Lang is the language to render in: a shipped code ("fr"), chosen by
+	// the caller from the user's locale and the institution's; "" is
+	// i18n.Default.
+	Lang        string
 	DisplayName string        // institution's display name, e.g. "Demo Bank"
 	UserName    string        // email only: SMS is read on lock screens
 	Link        string        // reset link (reset_link kind)
@@ -46,22 +52,94 @@ type TemplateData struct {
 	ExpiresIn   time.Duration // how long Link or Code stays valid
 	DisputeLink string        // optional "This wasn't me" link, shown when set
 	// Changed names what was replaced in a contact_changed notice:
-	// "email address" or "phone number".
+	// ChangedEmail or ChangedPhone.
 	Changed string
 	// When and How say, in a password_changed notice, when the change was
-	// made ("2006-01-02 15:04 UTC") and how: "reset link", "code" or
-	// "by the bank".
-	When string
+	// made and how: HowLink, HowCode or HowAdmin.
+	When time.Time
 	How  string
+
+	loc   *i18n.Localizer // set by Render from Lang
+	texts i18n.Data       // words(), computed once by Render
 }
 
-// Rendered is a rendered message; SMS uses Text only.
-type Rendered struct{ Subject, Text, HTML string }
+// What a contact_changed notice says was replaced.
+const (
+	ChangedEmail = "email address"
+	ChangedPhone = "phone number"
+)
+
+// How a password was changed, as a password_changed notice says it.
+const (
+	HowLink  = "reset link"
+	HowCode  = "code"
+	HowAdmin = "by the bank"
+)
+
+// T renders catalog message id in the message's language, with the
+// placeholders as the message's reader sees them.
+func (d TemplateData) T(id string) string {
+	if d.texts == nil {
+		d.texts = d.words()
+	}
+	return d.localizer().T(id, d.texts)
+}
+
+// ChangedPhone reports whether a contact_changed notice is about a phone
+// number (else an email address): the sentences differ by more than a noun.
+func (d TemplateData) ChangedPhone() bool { return d.Changed == ChangedPhone }
+
+func (d TemplateData) localizer() *i18n.Localizer {
+	if d.loc != nil {
+		return d.loc
+	}
+	return i18n.Messages().In(d.Lang)
+}
+
+// words are the placeholders as text in the message's language.
+func (d TemplateData) words() i18n.Data {
+	l := d.localizer()
+	w := i18n.Data{
+		"DisplayName": d.DisplayName, "UserName": d.UserName, "Link": d.Link, "Code": d.Code,
+		"DisputeLink": d.DisputeLink, "ExpiresIn": "", "Changed": "", "When": "", "How": "",
+	}
+	if d.ExpiresIn > 0 {
+		w["ExpiresIn"] = l.Duration(d.ExpiresIn)
+	}
+	switch d.Changed {
+	case ChangedEmail:
+		w["Changed"] = l.T("contact_changed.email_address", nil)
+	case ChangedPhone:
+		w["Changed"] = l.T("contact_changed.phone_number", nil)
+	default:
+		w["Changed"] = d.Changed
+	}
+	if !d.When.IsZero() {
+		w["When"] = l.DateTime(d.When)
+	}
+	switch d.How {
+	case HowLink:
+		w["How"] = l.T("password_changed.how_link", nil)
+	case HowCode:
+		w["How"] = l.T("password_changed.how_code", nil)
+	case HowAdmin:
+		w["How"] = l.T("password_changed.how_admin", nil)
+	default:
+		w["How"] = d.How
+	}
+	return w
+}
+
+// Rendered is a rendered message; SMS uses Text only. Lang is the
+// language it is written in (an email's Content-Language).
+type Rendered struct{ Subject, Text, HTML, Lang string }
 
 // Templates holds parsed templates for every kind and channel. It is
 // immutable and safe for concurrent use.
 type Templates struct {
-	parts map[string]executor // by key, e.g. "reset_link.email.html"
+	// parts by key: "reset_link.email.html" for every language, and
+	// "fr:reset_link.email.html" for one (an override only).
+	parts map[string]executor
 }
 
 // executor is what text/template and html/template have in common.
@@ -75,53 +153,90 @@ func DefaultTemplates() *Templates { return defaultTemplates() }
 // WithOverrides returns a copy of t with some parts replaced. Keys name a
 // part: "reset_link.email.subject", "reset_link.email.text",
 // "reset_link.email.html", "reset_link.sms.text", and the same for otp,
-// password_changed and contact_changed. ".html" parts are html/template
+// password_changed and contact_changed; such a key replaces the part in
+// every language. A key prefixed with a shipped language and a colon,
+// "fr:reset_link.email.subject", replaces it in that language only, and
+// wins over the unprefixed one there. ".html" parts are html/template
 // (auto-escaped), the rest text/template.
 //
-// Overrides are data, not programs (SPEC §11): each is checked against
-// rules here — only placeholders and if, at most MaxOverrideBytes, an
-// HTML part's absolute URLs under rules.LinkBases, and every message it
-// is part of at most MaxMessageBytes with the longest values — so an
-// institution's bad template is refused when it is set (a *TemplateError)
-// rather than when a user needs a reset.
+// Overrides are data, not programs: each is checked against rules here —
+// only placeholders and if, at most MaxOverrideBytes, an HTML part's
+// absolute URLs under rules.LinkBases, and every message it is part of at
+// most MaxMessageBytes with the longest values in every language — so an
+// institution's bad template is refused when it is set (a
+// *TemplateError) rather than when a user needs a reset.
 func (t *Templates) WithOverrides(over map[string]string, rules OverrideRules) (*Templates, error) {
 	parts := maps.Clone(t.parts)
 	bounds := map[string]int{}
 	for _, key := range slices.Sorted(maps.Keys(over)) {
-		if _, ok := t.parts[key]; !ok {
-			return nil, &TemplateError{Key: key, Reason: "unknown key (want <kind>.<channel>.<part>, e.g. reset_link.email.subject)"}
+		lang, part, prefixed := splitKey(key)
+		if prefixed && !i18n.IsShipped(lang) {
+			return nil, &TemplateError{Key: key, Reason: fmt.Sprintf("unknown language %q (want one of %s, as in fr:reset_link.email.subject)", lang, strings.Join(i18n.Shipped(), ", "))}
 		}
-		p, err := checkOverride(key, over[key], rules)
+		if _, ok := t.parts[part]; !ok || strings.Contains(part, ":") {
+			return nil, &TemplateError{Key: key, Reason: "unknown key (want <kind>.<channel>.<part>, e.g. reset_link.email.subject, or <language>:<kind>.<channel>.<part>, e.g. fr:reset_link.email.subject)"}
+		}
+		p, err := checkOverride(part, over[key], rules)
 		if err != nil {
+			var te *TemplateError
+			if errors.As(err, &te) {
+				te.Key = key
+			}
 			return nil, err
 		}
 		parts[key], bounds[key] = p, p.bound
 	}
-	worst := longest(rules.MaxLen)
-	for _, kind := range kinds {
-		for _, channel := range []string{ChannelEmail, ChannelSMS} {
-			keys := partKeys(kind, channel)
-			if !slices.ContainsFunc(keys, func(k string) bool { _, ok := over[k]; return ok }) {
-				continue
-			}
-			total := 0
-			for _, k := range keys {
-				if b, ok := bounds[k]; ok {
-					total += b
+	for _, lang := range i18n.Shipped() {
+		worst := longest(rules.MaxLen)
+		worst.Lang = lang
+		worst.loc = i18n.Messages().In(lang)
+		for _, kind := range kinds {
+			for _, channel := range []string{ChannelEmail, ChannelSMS} {
+				keys := partKeys(kind, channel)
+				if !slices.ContainsFunc(keys, func(k string) bool { return has(over, lang, k) }) {
 					continue
 				}
-				var w strings.Builder
-				if err := t.parts[k].Execute(&w, worst); err != nil {
-					return nil, fmt.Errorf("delivery: template %s: %w", k, err)
+				total := 0
+				for _, k := range keys {
+					if b, ok := bounds[lang+":"+k]; ok {
+						total += b
+						continue
+					}
+					if b, ok := bounds[k]; ok {
+						total += b
+						continue
+					}
+					var w strings.Builder
+					if err := t.parts[k].Execute(&w, worst); err != nil {
+						return nil, fmt.Errorf("delivery: template %s: %w", k, err)
+					}
+					total += w.Len()
 				}
-				total += w.Len()
-			}
-			if total > MaxMessageBytes {
-				return nil, &TemplateError{Key: keys[len(keys)-1], Reason: fmt.Sprintf("the %s %s message renders up to %d bytes with the longest values, at most %d", kind, channel, total, MaxMessageBytes)}
+				if total > MaxMessageBytes {
+					return nil, &TemplateError{Key: keys[len(keys)-1], Reason: fmt.Sprintf("the %s %s message in %s renders up to %d bytes with the longest values, at most %d", kind, channel, lang, total, MaxMessageBytes)}
+				}
 			}
 		}
 	}
 	return &Templates{parts: parts}, nil
+}
+
+// splitKey splits "fr:reset_link.email.subject" into its language and
+// part; an unprefixed key has no language.
+func splitKey(key string) (lang, part string, prefixed bool) {
+	if l, p, ok := strings.Cut(key, ":"); ok {
+		return l, p, true
+	}
+	return "", key, false
+}
+
+// has reports whether over replaces part in lang.
+func has(over map[string]string, lang, part string) bool {
+	if _, ok := over[part]; ok {
+		return true
+	}
+	_, ok := over[lang+":"+part]
+	return ok
 }
 
 // longest is TemplateData with each placeholder at its longest, made of
@@ -130,17 +245,23 @@ func longest(maxLen map[string]int) TemplateData {
 	f := func(name string) string { return strings.Repeat(`"`, max(maxLen[name], 1)) }
 	return TemplateData{
 		DisplayName: f("DisplayName"), UserName: f("UserName"), Link: f("Link"), DisputeLink: f("DisputeLink"),
-		Code: f("Code"), Changed: f("Changed"), ExpiresIn: 10079 * time.Minute,
+		Code: f("Code"), Changed: ChangedEmail, ExpiresIn: 10079 * time.Minute,
+		When: time.Date(2026, 12, 31, 23, 59, 0, 0, time.UTC), How: HowAdmin,
 	}
 }
 
 // Render renders the message of kind (KindResetLink, KindOTP,
-// KindPasswordChanged) for channel (ChannelEmail, ChannelSMS).
+// KindPasswordChanged, KindContactChanged) for channel (ChannelEmail,
+// ChannelSMS) in d.Lang (a language without a catalog renders in
+// i18n.Default).
 func (t *Templates) Render(kind, channel string, d TemplateData) (Rendered, error) {
 	if err := checkTemplateData(kind, channel, d); err != nil {
 		return Rendered{}, err
 	}
-	var r Rendered
+	d.loc = i18n.Messages().In(d.Lang)
+	d.Lang = d.loc.Lang()
+	d.texts = d.words()
+	r := Rendered{Lang: d.Lang}
 	var err error
 	// One budget for the whole message: an override checked at PUT stays
 	// under it, and nothing renders past it whatever the data.
@@ -171,8 +292,13 @@ func (t *Templates) Render(kind, channel string, d TemplateData) (Rendered, erro
 	return r, nil
 }
 
+// exec renders the part key in d's language: that language's override,
+// else the override for every language, else the default.
 func (t *Templates) exec(key string, d TemplateData, budget *int) (string, error) {
-	ex, ok := t.parts[key]
+	ex, ok := t.parts[d.Lang+":"+key]
+	if !ok {
+		ex, ok = t.parts[key]
+	}
 	if !ok {
 		return "", fmt.Errorf("delivery: template %q missing", key)
 	}
@@ -272,11 +398,10 @@ func parseTemplates(fsys fs.FS) (*Templates, error) {
 func parseTemplate(key, src string) (executor, error) {
 	var ex executor
 	var err error
-	funcs := map[string]any{"duration": humanDuration}
 	if strings.HasSuffix(key, ".html") {
-		ex, err = htmltemplate.New(key).Funcs(funcs).Parse(src)
+		ex, err = htmltemplate.New(key).Option("missingkey=error").Parse(src)
 	} else {
-		ex, err = texttemplate.New(key).Funcs(funcs).Parse(src)
+		ex, err = texttemplate.New(key).Option("missingkey=error").Parse(src)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("delivery: template %s: %w", key, err)
@@ -288,34 +413,13 @@ func parseTemplate(key, src string) (executor, error) {
 			Code: "123456", ExpiresIn: time.Hour, DisputeLink: "https://reset.example/d/x",
 		},
 	}
-	for _, d := range samples {
-		if err := ex.Execute(io.Discard, d); err != nil {
-			return nil, fmt.Errorf("delivery: template %s: %w", key, err)
+	for _, lang := range i18n.Shipped() {
+		for _, d := range samples {
+			d.Lang = lang
+			if err := ex.Execute(io.Discard, d); err != nil {
+				return nil, fmt.Errorf("delivery: template %s: %w", key, err)
+			}
 		}
 	}
 	return ex, nil
-}
-
-// humanDuration renders an expiry the way people say it: "1 minute",
-// "60 minutes", "2 hours", "3 days". It rounds down so as never to promise
-// more time than the user has.
-func humanDuration(d time.Duration) string {
-	unit := func(n int64, name string) string {
-		if n == 1 {
-			return "1 " + name
-		}
-		return strconv.FormatInt(n, 10) + " " + name + "s"
-	}
-	switch {
-	case d < time.Second:
-		return "0 seconds"
-	case d < time.Minute:
-		return unit(int64(d/time.Second), "second")
-	case d >= 48*time.Hour && d%(24*time.Hour) == 0:
-		return unit(int64(d/(24*time.Hour)), "day")
-	case d >= 2*time.Hour && d%time.Hour == 0:
-		return unit(int64(d/time.Hour), "hour")
-	default:
-		return unit(int64(d/time.Minute), "minute")
-	}
 }

@@ -3,7 +3,6 @@ package delivery
 import (
 	"testing"
 	"testing/fstest"
-	"time"
 )
 
 func TestParseTemplatesRejectsBrokenFiles(t *testing.T) {
@@ -46,34 +45,5 @@ func TestEmbeddedTemplatesParse(t *testing.T) {
 	t.Parallel()
 	if _, err := parseTemplates(templateFiles); err != nil {
 		t.Fatalf("embedded templates: %v", err)
-	}
-}
-
-func TestHumanDuration(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		d    time.Duration
-		want string
-	}{
-		{0, "0 seconds"},
-		{-time.Minute, "0 seconds"},
-		{time.Second, "1 second"},
-		{45 * time.Second, "45 seconds"},
-		{time.Minute, "1 minute"},
-		{90 * time.Second, "1 minute"},
-		{10 * time.Minute, "10 minutes"},
-		{59*time.Minute + 59*time.Second, "59 minutes"},
-		{60 * time.Minute, "60 minutes"},
-		{90 * time.Minute, "90 minutes"},
-		{2 * time.Hour, "2 hours"},
-		{24 * time.Hour, "24 hours"},
-		{25*time.Hour + time.Minute, "1501 minutes"},
-		{48 * time.Hour, "2 days"},
-		{7 * 24 * time.Hour, "7 days"},
-	}
-	for _, tc := range tests {
-		if got := humanDuration(tc.d); got != tc.want {
-			t.Errorf("humanDuration(%v) = %q, want %q", tc.d, got, tc.want)
-		}
 	}
 }

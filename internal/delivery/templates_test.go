@@ -20,8 +20,8 @@ func sampleData() delivery.TemplateData {
 		Code:        "482913",
 		ExpiresIn:   60 * time.Minute,
 		DisputeLink: "https://reset.demobank.example/reset/dispute?token=9xY8wV7uT6sR5qP4oN3mL2kJ1iH0gFeDcBa-_Zz12345",
-		When:        "2026-12-01 23:40 UTC",
-		How:         "by the bank",
+		When:        time.Date(2026, 12, 1, 23, 40, 0, 0, time.UTC),
+		How:         delivery.HowAdmin,
 	}
 }
 
@@ -101,7 +101,7 @@ func TestResetLinkEmailFollowsSeedWording(t *testing.T) {
 		"Hello,",
 		`<a title="Reset password" href="` + realisticLink + `">Reset password</a>`,
 		"Your username is: jane.q.customer.",
-		"If you didn't request a password reset",
+		"If you didn&#39;t request a password reset",
 		"Thanks,<br>Demo Bank",
 	} {
 		mustContain(t, r.HTML, want)

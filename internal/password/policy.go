@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/resetd/resetd/internal/i18n"
 )
 
 // Violation codes, stable for API clients; Message is for people.
@@ -29,8 +31,55 @@ const (
 
 // Violation is one reason a candidate password is refused.
 type Violation struct {
-	Code    string `json:"code"`    // "invalid", "too_short", "too_long", "common", "weak", "contains_username", "breached", "reused"
-	Message string `json:"message"` // a plain English sentence for an end user, e.g. "Use at least 12 characters."
+	Code string `json:"code"` // "invalid", "too_short", "too_long", "common", "weak", "contains_username", "breached", "reused"
+	// Message is a plain sentence for an end user, e.g. "Use at least 12
+	// characters.": in English as Check returns it, in the user's language
+	// after Localize. Code stays the same in every language.
+	Message string `json:"message"`
+	// n is the number the message names (a length, a history depth).
+	n int
+}
+
+// NewViolation is the violation of code with the number its message
+// names (the least or most length for too_short and too_long, the
+// history depth for reused; 0 for the others), its message in English.
+func NewViolation(code string, n int) Violation {
+	return Violation{Code: code, n: n, Message: reason(english(), code, n)}
+}
+
+// Localize returns vs with each message in l's language.
+func Localize(vs []Violation, l *i18n.Localizer) []Violation {
+	out := make([]Violation, len(vs))
+	for i, v := range vs {
+		out[i] = v
+		out[i].Message = reason(l, v.Code, v.n)
+	}
+	return out
+}
+
+func english() *i18n.Localizer { return i18n.Messages().In(i18n.Default) }
+
+// reason is the sentence for a violation in l's language.
+func reason(l *i18n.Localizer, code string, n int) string {
+	switch code {
+	case codeInvalid:
+		return l.T("policy.invalid", nil)
+	case codeTooShort:
+		return l.N("policy.too_short", n, nil)
+	case codeTooLong:
+		return l.N("policy.too_long", n, nil)
+	case codeCommon:
+		return l.T("policy.common", nil)
+	case codeWeak:
+		return l.T("policy.weak", nil)
+	case codeContainsUsername:
+		return l.T("policy.contains_username", nil)
+	case codeBreached:
+		return l.T("policy.breached", nil)
+	case codeReused:
+		return l.N("policy.reused", n, nil)
+	}
+	return code
 }
 
 // Policy is what a new password must meet.
@@ -85,26 +134,26 @@ func (p Policy) Check(ctx context.Context, h *Hasher, pw, username string, histo
 // current hash when h.Current says it is not (SPEC §13).
 func (p Policy) Assess(ctx context.Context, h *Hasher, pw, username string, history []string) (vs []Violation, matched string, err error) {
 	if !utf8.ValidString(pw) {
-		return []Violation{{Code: codeInvalid, Message: "The password contains invalid characters."}}, "", nil
+		return []Violation{NewViolation(codeInvalid, 0)}, "", nil
 	}
 	pw = Normalize(pw)
 
 	n := utf8.RuneCountInString(pw)
 	if n < p.MinLength {
-		vs = append(vs, Violation{Code: codeTooShort, Message: fmt.Sprintf("Use at least %s.", characters(p.MinLength))})
+		vs = append(vs, NewViolation(codeTooShort, p.MinLength))
 	}
 	if limit := p.maxLength(); n > limit {
-		vs = append(vs, Violation{Code: codeTooLong, Message: fmt.Sprintf("Use at most %s.", characters(limit))})
+		vs = append(vs, NewViolation(codeTooLong, limit))
 	}
 	// A common password is weak too; "common" says more.
 	if IsCommon(pw) {
-		vs = append(vs, Violation{Code: codeCommon, Message: "This password is too common. Choose one that is harder to guess."})
+		vs = append(vs, NewViolation(codeCommon, 0))
 	} else if n <= p.maxLength() && weak(pw, username, p.Context, p.MinStrength) {
-		vs = append(vs, Violation{Code: codeWeak, Message: "This password is too easy to guess: avoid repeated characters, sequences, keyboard patterns and your own or the bank's name. Add more words."})
+		vs = append(vs, NewViolation(codeWeak, 0))
 	}
 	if utf8.RuneCountInString(username) >= minUsernameRunes &&
 		strings.Contains(strings.ToLower(pw), strings.ToLower(Normalize(username))) {
-		vs = append(vs, Violation{Code: codeContainsUsername, Message: "The password must not contain your username."})
+		vs = append(vs, NewViolation(codeContainsUsername, 0))
 	}
 	if len(vs) > 0 {
 		return vs, "", nil
@@ -112,7 +161,7 @@ func (p Policy) Assess(ctx context.Context, h *Hasher, pw, username string, hist
 
 	if p.Breaches != nil {
 		if found, _ := p.Breaches.Contains(ctx, pw); found {
-			return []Violation{{Code: codeBreached, Message: "This password has appeared in a data breach. Choose another one."}}, "", nil
+			return []Violation{NewViolation(codeBreached, 0)}, "", nil
 		}
 	}
 
@@ -126,44 +175,31 @@ func (p Policy) Assess(ctx context.Context, h *Hasher, pw, username string, hist
 				return nil, "", fmt.Errorf("password: history entry %d: %w", i, err)
 			}
 			if same {
-				return []Violation{{Code: codeReused, Message: reusedMessage(p.History)}}, encoded, nil
+				return []Violation{NewViolation(codeReused, p.History)}, encoded, nil
 			}
 		}
 	}
 	return nil, "", nil
 }
 
-// Describe returns the policy in words for a web page, e.g. "At least 12
-// characters", "At most 128 characters", "Not a commonly used password",
-// "Must not contain your username", "Must differ from your last 4 passwords".
-func (p Policy) Describe() []string {
+// Describe returns the policy in English words for a web page, e.g. "At
+// least 12 characters", "At most 128 characters", "Not a commonly used
+// password", "Must not contain your username", "Must differ from your
+// last 4 passwords".
+func (p Policy) Describe() []string { return p.DescribeIn(english()) }
+
+// DescribeIn is Describe in l's language.
+func (p Policy) DescribeIn(l *i18n.Localizer) []string {
 	var ds []string
 	if p.MinLength > 0 {
-		ds = append(ds, "At least "+characters(p.MinLength))
+		ds = append(ds, l.N("policy.at_least", p.MinLength, nil))
 	}
-	ds = append(ds, "At most "+characters(p.maxLength()),
-		"Not a commonly used password",
-		"Not a pattern (repeats, sequences, keyboard rows) or mostly your name or the bank's",
-		"Must not contain your username")
-	switch {
-	case p.History == 1:
-		ds = append(ds, "Must differ from your last password")
-	case p.History > 1:
-		ds = append(ds, fmt.Sprintf("Must differ from your last %d passwords", p.History))
+	ds = append(ds, l.N("policy.at_most", p.maxLength(), nil),
+		l.T("policy.not_common", nil),
+		l.T("policy.not_pattern", nil),
+		l.T("policy.no_username", nil))
+	if p.History > 0 {
+		ds = append(ds, l.N("policy.differ", p.History, nil))
 	}
 	return ds
-}
-
-func reusedMessage(history int) string {
-	if history == 1 {
-		return "Choose a password different from your last one."
-	}
-	return fmt.Sprintf("Choose a password different from your last %d.", history)
-}
-
-func characters(n int) string {
-	if n == 1 {
-		return "1 character"
-	}
-	return fmt.Sprintf("%d characters", n)
 }

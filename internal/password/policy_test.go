@@ -115,9 +115,9 @@ func TestCheckMessages(t *testing.T) {
 		pw     string
 		want   Violation
 	}{
-		{Policy{MinLength: 12}, "short-pass", Violation{"too_short", "Use at least 12 characters."}},
-		{Policy{MaxLength: 20}, strings.Repeat("y", 21), Violation{"too_long", "Use at most 20 characters."}},
-		{Policy{}, "\xc3", Violation{"invalid", "The password contains invalid characters."}},
+		{Policy{MinLength: 12}, "short-pass", Violation{Code: "too_short", Message: "Use at least 12 characters.", n: 12}},
+		{Policy{MaxLength: 20}, strings.Repeat("y", 21), Violation{Code: "too_long", Message: "Use at most 20 characters.", n: 20}},
+		{Policy{}, "\xc3", Violation{Code: "invalid", Message: "The password contains invalid characters."}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want.Code, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/resetd/resetd/internal/delivery"
+	"github.com/resetd/resetd/internal/i18n"
 	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/store"
 )
@@ -16,7 +17,7 @@ func policyFor(st Settings) password.Policy {
 
 // owner is whose password is being set: the words it must not be made of.
 type owner struct {
-	institutionID, userID, username, email string
+	institutionID, userID, username, email, locale string
 }
 
 // checkAndHash applies the institution's policy to pw, NFKC-normalised,
@@ -41,7 +42,8 @@ func (s *Service) checkAndHash(ctx context.Context, a Actor, st Settings, who ow
 				return "", err
 			}
 		}
-		return "", &PolicyError{Violations: v}
+		// The reasons in the user's language; the codes stay as they are.
+		return "", &PolicyError{Violations: password.Localize(v, i18n.Messages().In(st.messageLang(who.locale)))}
 	}
 	return s.hasher.Hash(ctx, password.Normalize(pw))
 }
@@ -105,9 +107,9 @@ func alive(st Settings, t store.Token, now time.Time) bool {
 
 // How a password was changed, as the "password changed" notices say it.
 const (
-	howLink  = "reset link"
-	howCode  = "code"
-	howAdmin = "by the bank"
+	howLink  = delivery.HowLink
+	howCode  = delivery.HowCode
+	howAdmin = delivery.HowAdmin
 )
 
 // changedNotices are the "your password was changed" messages to every
@@ -122,18 +124,18 @@ type changedNotices struct {
 // in the way how.
 func (s *Service) renderChanged(st Settings, u store.User, how string, now time.Time) (changedNotices, error) {
 	n := changedNotices{rendered: true, dispute: s.newDispute()}
-	d := delivery.TemplateData{DisputeLink: n.dispute.link, When: now.UTC().Format("2006-01-02 15:04") + " UTC", How: how}
+	d := delivery.TemplateData{DisputeLink: n.dispute.link, When: now, How: how}
 	if u.Email != "" {
 		d := d
 		d.UserName = u.Username
-		m, err := s.render(st, delivery.KindPasswordChanged, delivery.ChannelEmail, u.Email, d)
+		m, err := s.render(st, u.Locale, delivery.KindPasswordChanged, delivery.ChannelEmail, u.Email, d)
 		if err != nil {
 			return n, err
 		}
 		n.messages = append(n.messages, m)
 	}
 	if s.smsNotice(st, u.Phone) {
-		m, err := s.render(st, delivery.KindPasswordChanged, delivery.ChannelSMS, u.Phone, d)
+		m, err := s.render(st, u.Locale, delivery.KindPasswordChanged, delivery.ChannelSMS, u.Phone, d)
 		if err != nil {
 			return n, err
 		}
@@ -175,7 +177,9 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 		return ErrGone
 	}
 	if len(newPassword) > 4*128 {
-		return &PolicyError{Violations: []password.Violation{{Code: "too_long", Message: "Use at most 128 characters."}}}
+		// Refused before the token is read, so in English; the page
+		// writes every reason again in its own language.
+		return &PolicyError{Violations: []password.Violation{password.NewViolation("too_long", 128)}}
 	}
 	// A change needs the hasher: when it could not even queue, answer
 	// busy before reading or writing anything, so a flood of changes
@@ -234,7 +238,7 @@ func (s *Service) ChangePasswordWithFacts(ctx context.Context, a Actor, tok, new
 		if err := s.changeAttempt(ctx, a, st, t); err != nil {
 			return err
 		}
-		newHash, err := s.checkAndHash(ctx, a, st, owner{t.InstitutionID, t.UserID, u.Username, u.Email}, newPassword, history)
+		newHash, err := s.checkAndHash(ctx, a, st, owner{t.InstitutionID, t.UserID, u.Username, u.Email, u.Locale}, newPassword, history)
 		if pe := (*PolicyError)(nil); errors.As(err, &pe) {
 			if err := s.changeRefused(ctx, a, t, hash); err != nil {
 				return err

@@ -56,7 +56,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 				if st.AdminResetApproval {
 					return ErrApprovalRequired
 				}
-				if changed, err = s.renderChanged(st, store.User{Username: merged.Username, Email: merged.Email, Phone: merged.Phone}, howAdmin, now); err != nil {
+				if changed, err = s.renderChanged(st, store.User{Username: merged.Username, Email: merged.Email, Phone: merged.Phone, Locale: merged.Locale}, howAdmin, now); err != nil {
 					return err
 				}
 			}
@@ -72,7 +72,7 @@ func (s *Service) PutUser(ctx context.Context, a Actor, institutionID, userID st
 		}
 		newHash := given
 		if in.Password != nil {
-			if newHash, err = s.checkAndHash(ctx, a, st, owner{institutionID, userID, merged.Username, merged.Email}, *in.Password, history); err != nil {
+			if newHash, err = s.checkAndHash(ctx, a, st, owner{institutionID, userID, merged.Username, merged.Email, merged.Locale}, *in.Password, history); err != nil {
 				return false, err
 			}
 		}
@@ -119,7 +119,7 @@ func (s *Service) putUserTx(ctx context.Context, tx store.Tx, now time.Time, st 
 		in.Status = StatusActive // a new user whose status was "kept"
 	}
 	email, phone, status := in.Email, in.Phone, in.Status
-	u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, CreatedAt: now, UpdatedAt: now}
+	u := store.User{InstitutionID: institutionID, ID: userID, Username: in.Username, Email: email, Phone: phone, Status: status, Locale: in.Locale, CreatedAt: now, UpdatedAt: now}
 	if existed {
 		u.PasswordHash, u.CreatedAt, u.Facts, u.LockedUntil = old.PasswordHash, old.CreatedAt, old.Facts, old.LockedUntil
 		u.EmailChangedAt, u.PhoneChangedAt = old.EmailChangedAt, old.PhoneChangedAt
@@ -299,6 +299,7 @@ type UserSummary struct {
 	ID       string
 	Username string
 	Status   string
+	Locale   string // BCP 47, "" when unknown
 }
 
 // FindUsers looks a username up (exact, case-insensitive).
@@ -321,7 +322,7 @@ func (s *Service) FindUsers(ctx context.Context, institutionID, username string)
 		if err != nil {
 			return err
 		}
-		out = append(out, UserSummary{ID: u.ID, Username: u.Username, Status: u.Status})
+		out = append(out, UserSummary{ID: u.ID, Username: u.Username, Status: u.Status, Locale: u.Locale})
 		return nil
 	})
 	return out, err

@@ -2,6 +2,7 @@ package reset
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/resetd/resetd/internal/delivery"
@@ -19,6 +20,18 @@ const (
 type DisputeInfo struct {
 	DisplayName string
 	Branding    Branding
+	// Languages decide the language of the dispute pages: the user's
+	// locale first.
+	Languages Languages
+}
+
+// disputeInfo describes the dispute link t of st's institution.
+func disputeInfo(ctx context.Context, tx store.ReadTx, t store.Token, st Settings) (DisputeInfo, error) {
+	u, err := tx.User(ctx, t.InstitutionID, t.UserID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return DisputeInfo{}, err
+	}
+	return DisputeInfo{DisplayName: st.DisplayName, Branding: st.Branding(t.InstitutionID), Languages: languagesOf(st, u.Locale)}, nil
 }
 
 // InspectDispute checks a dispute link without spending it.
@@ -29,7 +42,10 @@ func (s *Service) InspectDispute(ctx context.Context, tok string) (DisputeInfo, 
 	var info DisputeInfo
 	err := s.store.View(ctx, func(tx store.ReadTx) error {
 		t, st, err := s.disputeToken(ctx, tx, tok, s.now())
-		info.DisplayName, info.Branding = st.DisplayName, st.Branding(t.InstitutionID)
+		if err != nil {
+			return err
+		}
+		info, err = disputeInfo(ctx, tx, t, st)
 		return err
 	})
 	return info, err
@@ -60,7 +76,9 @@ func (s *Service) ConfirmDispute(ctx context.Context, a Actor, tok string) (Disp
 		if err != nil {
 			return err
 		}
-		info.DisplayName, info.Branding = st.DisplayName, st.Branding(t.InstitutionID)
+		if info, err = disputeInfo(ctx, tx, t, st); err != nil {
+			return err
+		}
 		if err := tx.KillTokens(ctx, t.InstitutionID, t.UserID, now); err != nil {
 			return err
 		}

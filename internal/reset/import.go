@@ -17,6 +17,8 @@ type ImportRow struct {
 	Username string
 	Email    string
 	Phone    string
+	// Locale is the user's language (BCP 47), the column "locale".
+	Locale string
 	// PasswordHash, when not empty, is a hash from the old system in one
 	// of the forms of SPEC §13; it replaces the user's password.
 	PasswordHash string
@@ -164,7 +166,7 @@ func (s *Service) ImportUsers(ctx context.Context, a Actor, institutionID string
 				changed, queued := s.contactChanges(old, existed, merged)
 				res.ContactsChanged += changed
 				res.NoticesQueued += queued
-				written[r.UserID] = prior{u: store.User{ID: r.UserID, Username: merged.Username, Email: merged.Email, Phone: merged.Phone, Status: merged.Status}, existed: true}
+				written[r.UserID] = prior{u: store.User{ID: r.UserID, Username: merged.Username, Email: merged.Email, Phone: merged.Phone, Status: merged.Status, Locale: merged.Locale}, existed: true}
 				imported++
 			}
 			if stale {
@@ -191,9 +193,9 @@ func importInput(r ImportRow, replace bool, reject func(int, error)) (UserInput,
 		reject(r.Line, invalid("userId", "malformed user id"))
 		return UserInput{}, false
 	}
-	in := UserInput{Username: r.Username, Email: r.Email, Phone: r.Phone}
+	in := UserInput{Username: r.Username, Email: r.Email, Phone: r.Phone, Locale: r.Locale}
 	if !replace {
-		in.Keep = Keep{Username: r.Username == "", Email: r.Email == "", Phone: r.Phone == ""}
+		in.Keep = Keep{Username: r.Username == "", Email: r.Email == "", Phone: r.Phone == "", Locale: r.Locale == ""}
 	}
 	if err := in.normalize(); err != nil {
 		reject(r.Line, err)
@@ -262,7 +264,7 @@ func (s *Service) importNotices(ctx context.Context, institutionID string, rows 
 			return inst, nil, err
 		}
 		out[r.Line] = n
-		k.u.Username, k.u.Email, k.u.Phone, k.existed, k.deletedAt = in.Username, in.Email, in.Phone, true, time.Time{}
+		k.u.Username, k.u.Email, k.u.Phone, k.u.Locale, k.existed, k.deletedAt = in.Username, in.Email, in.Phone, in.Locale, true, time.Time{}
 		current[r.UserID] = k
 	}
 	return inst, out, nil

@@ -56,8 +56,8 @@ func (s *Service) overrideRules(st Settings) delivery.OverrideRules {
 			"Link":        link + token,
 			"DisputeLink": len(s.publicURL) + len("/reset/dispute") + token,
 			"Code":        10,
-			"ExpiresIn":   16,
-			"Changed":     16,
+			"ExpiresIn":   24,
+			"Changed":     32,
 		},
 	}
 }

@@ -118,7 +118,7 @@ func (s *Service) prepareLink(st Settings, u store.User, method string, now time
 	}
 	tok, hash := newToken()
 	p := preparedLink{method: method, hash: hash, dispute: s.newDispute()}
-	p.message, err = s.render(st, delivery.KindResetLink, method, to, delivery.TemplateData{
+	p.message, err = s.render(st, u.Locale, delivery.KindResetLink, method, to, delivery.TemplateData{
 		UserName: u.Username, Link: st.LinkBases[0] + "?token=" + tok, ExpiresIn: time.Duration(st.Expiration) * time.Second, DisputeLink: p.dispute.link,
 	})
 	return p, err
@@ -170,6 +170,9 @@ type TokenInfo struct {
 	Facts []string
 	// Branding is the institution's, for the page.
 	Branding Branding
+	// Languages decide the language of the token's pages: the user's
+	// locale first.
+	Languages Languages
 }
 
 // InspectToken checks a reset token without consuming it (opening a link
@@ -199,7 +202,7 @@ func (s *Service) InspectToken(ctx context.Context, tok string) (TokenInfo, erro
 		if err != nil {
 			return goneIfNotFound(err)
 		}
-		info = TokenInfo{InstitutionID: t.InstitutionID, UserID: t.UserID, Username: u.Username, DisplayName: st.DisplayName, Policy: policyFor(st), ExpiresAt: t.ExpiresAt, Branding: st.Branding(t.InstitutionID)}
+		info = TokenInfo{InstitutionID: t.InstitutionID, UserID: t.UserID, Username: u.Username, DisplayName: st.DisplayName, Policy: policyFor(st), ExpiresAt: t.ExpiresAt, Branding: st.Branding(t.InstitutionID), Languages: languagesOf(st, u.Locale)}
 		if end := t.CreatedAt.Add(time.Duration(st.Expiration) * time.Second); end.Before(info.ExpiresAt) {
 			info.ExpiresAt = end // the institution's current lifetime, if shorter
 		}

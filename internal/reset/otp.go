@@ -206,7 +206,7 @@ func (s *Service) prepareOTP(st Settings, u store.User, channel string, now time
 		return preparedOTP{}, err
 	}
 	p := preparedOTP{channel: channel, code: s.otpCode(st.OTPLength), dispute: s.newDispute()}
-	p.message, err = s.render(st, delivery.KindOTP, channel, to, delivery.TemplateData{
+	p.message, err = s.render(st, u.Locale, delivery.KindOTP, channel, to, delivery.TemplateData{
 		UserName: u.Username, Code: p.code, ExpiresIn: time.Duration(st.OTPExpiration) * time.Second, DisputeLink: p.dispute.link,
 	})
 	return p, err

@@ -40,8 +40,11 @@ func (s *Service) queue(ctx context.Context, tx store.Tx, now time.Time, st Sett
 	return tx.Enqueue(ctx, args)
 }
 
-func (s *Service) render(st Settings, kind, channel, to string, d delivery.TemplateData) (delivery.Message, error) {
+// render renders a message to a user whose locale is locale, in the
+// language that serves it (Settings.messageLang).
+func (s *Service) render(st Settings, locale, kind, channel, to string, d delivery.TemplateData) (delivery.Message, error) {
 	d.DisplayName = st.DisplayName
+	d.Lang = st.messageLang(locale)
 	tmpl, err := s.templatesFor(st)
 	var te *delivery.TemplateError
 	if errors.As(err, &te) {
@@ -57,7 +60,7 @@ func (s *Service) render(st Settings, kind, channel, to string, d delivery.Templ
 	if err != nil {
 		return delivery.Message{}, fmt.Errorf("reset: render %s/%s: %w", kind, channel, err)
 	}
-	m := delivery.Message{Channel: channel, Kind: kind, To: to, Subject: r.Subject, Text: r.Text, HTML: r.HTML}
+	m := delivery.Message{Channel: channel, Kind: kind, To: to, Subject: r.Subject, Text: r.Text, HTML: r.HTML, Language: r.Lang}
 	if channel == delivery.ChannelEmail {
 		m.From, m.FromName = s.sender(st), st.DisplayName
 	}

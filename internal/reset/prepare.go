@@ -168,14 +168,14 @@ func (s *Service) renderContactNotices(st Settings, p prior, in UserInput) (cont
 	old := p.u
 	n := contactNotices{had: true, deletedAt: p.deletedAt, forUsername: old.Username, forEmail: old.Email, forPhone: old.Phone}
 	if old.Email != "" && !sameContact(old.Email, in.Email) {
-		m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelEmail, old.Email, delivery.TemplateData{UserName: old.Username, Changed: "email address"})
+		m, err := s.render(st, old.Locale, delivery.KindContactChanged, delivery.ChannelEmail, old.Email, delivery.TemplateData{UserName: old.Username, Changed: delivery.ChangedEmail})
 		if err != nil {
 			return n, err
 		}
 		n.messages = append(n.messages, m)
 	}
 	if old.Phone != "" && old.Phone != in.Phone && !s.noSMS {
-		m, err := s.render(st, delivery.KindContactChanged, delivery.ChannelSMS, old.Phone, delivery.TemplateData{Changed: "phone number"})
+		m, err := s.render(st, old.Locale, delivery.KindContactChanged, delivery.ChannelSMS, old.Phone, delivery.TemplateData{Changed: delivery.ChangedPhone})
 		if err != nil {
 			return n, err
 		}

@@ -86,7 +86,9 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 		// The masked copy for the answer: rendered with sentinels that
 		// survive escaping, then replaced by the literal placeholders.
 		sentinelTok, sentinelUser := sentinel(), sentinel()
-		masked, err := s.render(st, delivery.KindResetLink, delivery.ChannelEmail, "", delivery.TemplateData{
+		// It is in the institution's default language whoever asks: a
+		// user's own would tell a known username from an unknown one.
+		masked, err := s.render(st, "", delivery.KindResetLink, delivery.ChannelEmail, "", delivery.TemplateData{
 			UserName: sentinelUser, Link: base + "?token=" + sentinelTok, ExpiresIn: lifetime,
 		})
 		if err != nil {
@@ -101,7 +103,7 @@ func (s *Service) SendResetPassword(ctx context.Context, a Actor, in SelfService
 		var m delivery.Message
 		dsp := s.newDispute()
 		if known && u.Email != "" {
-			m, err = s.render(st, delivery.KindResetLink, delivery.ChannelEmail, u.Email, delivery.TemplateData{
+			m, err = s.render(st, u.Locale, delivery.KindResetLink, delivery.ChannelEmail, u.Email, delivery.TemplateData{
 				UserName: u.Username, Link: base + "?token=" + tok, ExpiresIn: lifetime, DisputeLink: dsp.link,
 			})
 			if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/resetd/resetd/internal/config"
+	"github.com/resetd/resetd/internal/i18n"
 )
 
 // Settings are an institution's password-reset settings (seed 000's
@@ -55,6 +56,10 @@ type Settings struct {
 	Logo       string `json:"logo"`
 	SignInURL  string `json:"signInUrl"`
 	SupportURL string `json:"supportUrl"`
+	// DefaultLocale is the language of a user without a locale, or with
+	// one not offered; Locales are the languages offered (shipped codes).
+	DefaultLocale string   `json:"defaultLocale"`
+	Locales       []string `json:"locales"`
 }
 
 // SettingsPatch is a partial update: nil fields keep their value.
@@ -85,10 +90,12 @@ type SettingsPatch struct {
 	SelfServiceGet        *bool     `json:"selfServiceGet"`
 
 	// Branding; "" removes a value.
-	BrandColor *string `json:"brandColor"`
-	Logo       *string `json:"logo"`
-	SignInURL  *string `json:"signInUrl"`
-	SupportURL *string `json:"supportUrl"`
+	BrandColor    *string   `json:"brandColor"`
+	Logo          *string   `json:"logo"`
+	SignInURL     *string   `json:"signInUrl"`
+	SupportURL    *string   `json:"supportUrl"`
+	DefaultLocale *string   `json:"defaultLocale"`
+	Locales       *[]string `json:"locales"`
 }
 
 // maxDisplayName bounds displayName (bytes).
@@ -120,6 +127,8 @@ func DefaultSettings(publicURL string) Settings {
 		DisputeLock:           86400,
 		RequireFacts:          []string{},
 		SelfServiceGet:        true,
+		DefaultLocale:         i18n.Default,
+		Locales:               i18n.Shipped(),
 	}
 }
 
@@ -146,6 +155,12 @@ func decodeSettings(raw []byte, publicURL string) (Settings, error) {
 	}
 	if s.RequireFacts == nil {
 		s.RequireFacts = []string{}
+	}
+	if len(s.Locales) == 0 {
+		s.Locales = i18n.Shipped()
+	}
+	if s.DefaultLocale == "" {
+		s.DefaultLocale = i18n.Default
 	}
 	return s, nil
 }
@@ -177,6 +192,12 @@ func (p SettingsPatch) Apply(s Settings) Settings {
 	}
 	if p.SelfServiceGet != nil {
 		s.SelfServiceGet = *p.SelfServiceGet
+	}
+	if p.DefaultLocale != nil {
+		s.DefaultLocale = *p.DefaultLocale
+	}
+	if p.Locales != nil {
+		s.Locales = slices.Clone(*p.Locales)
 	}
 	if p.LinkBases != nil {
 		s.LinkBases = slices.Clone(*p.LinkBases)
@@ -267,8 +288,43 @@ func (s Settings) Validate() error {
 			return invalid("smsCountries", fmt.Sprintf("%q is not an ISO 3166 alpha-2 country code", c))
 		}
 	}
-	return s.validateBranding()
+	if err := s.validateBranding(); err != nil {
+		return err
+	}
+	return s.validateLocales()
 }
+
+// validateLocales refuses (400) a language resetd has no catalog for, a
+// list that repeats one, and a default that is not offered.
+func (s Settings) validateLocales() error {
+	shipped := strings.Join(i18n.Shipped(), ", ")
+	if len(s.Locales) == 0 {
+		return unprocessable("locales", "locales must offer at least one language ("+shipped+")")
+	}
+	for i, l := range s.Locales {
+		if !i18n.IsShipped(l) {
+			return unprocessable("locales", fmt.Sprintf("%q is not a language resetd has messages for (%s)", l, shipped))
+		}
+		if slices.Contains(s.Locales[:i], l) {
+			return unprocessable("locales", fmt.Sprintf("%q is listed twice", l))
+		}
+	}
+	if !slices.Contains(s.Locales, s.DefaultLocale) {
+		return unprocessable("defaultLocale", fmt.Sprintf("defaultLocale %q must be one of locales (%s)", s.DefaultLocale, strings.Join(s.Locales, ", ")))
+	}
+	return nil
+}
+
+// messageLang is the language of a message to a user whose locale is
+// locale: the offered language it matches (BCP 47: "de-AT" is served by
+// "de"), else the institution's default.
+func (s Settings) messageLang(locale string) string {
+	return i18n.Match(s.Locales, s.DefaultLocale, locale)
+}
+
+// Languages are the institution's languages for a page of no user in
+// particular (the code page).
+func (s Settings) Languages() Languages { return languagesOf(s, "") }
 
 // ValidateLinkBase accepts an absolute https URL (http only on a loopback
 // host) without query or fragment, since the link is BASE?token=….

@@ -1,10 +1,12 @@
 package reset
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
+	"github.com/resetd/resetd/internal/i18n"
 	"github.com/resetd/resetd/internal/password"
 	"github.com/resetd/resetd/internal/store"
 )
@@ -15,6 +17,10 @@ type UserInput struct {
 	Email    string
 	Phone    string
 	Status   string
+	// Locale is the user's language, a BCP 47 tag ("fr", "de-AT"); ""
+	// for none. A well-formed tag of a language not offered is kept: the
+	// messages fall back to the institution's default.
+	Locale string
 	// Password, when set, replaces the current one (after the policy).
 	Password *string
 	// PasswordHash, when set, replaces the current password with a hash
@@ -31,7 +37,7 @@ type UserInput struct {
 
 // Keep names the fields a user write leaves as stored.
 type Keep struct {
-	Username, Email, Phone, Status bool
+	Username, Email, Phone, Status, Locale bool
 }
 
 // over is in as it writes over old: every kept field of an existing user
@@ -51,6 +57,9 @@ func (in UserInput) over(old store.User, existed bool) UserInput {
 	}
 	if in.Keep.Status {
 		in.Status = old.Status
+	}
+	if in.Keep.Locale {
+		in.Locale = old.Locale
 	}
 	return in
 }
@@ -112,6 +121,30 @@ func NormalizePhone(p string) (string, error) {
 	return e164, nil
 }
 
+// NormalizeLocale validates a user's locale as a well-formed BCP 47 tag
+// (400 otherwise) and returns it in canonical case ("pt-br" → "pt-BR").
+func NormalizeLocale(l string) (string, error) {
+	if l == "" {
+		return "", nil
+	}
+	c, err := i18n.Canonical(l)
+	if err != nil {
+		return "", unprocessable("locale", fmt.Sprintf("locale %q is not a well-formed BCP 47 language tag (e.g. fr, de-AT, pt-BR)", truncate(l, 40)))
+	}
+	return c, nil
+}
+
+// truncate shortens s for an error message, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
 // maxUsernameRunes bounds a username (characters).
 const maxUsernameRunes = 256
 
@@ -150,6 +183,9 @@ func (in *UserInput) normalize() error {
 		return err
 	}
 	if in.Phone, err = NormalizePhone(in.Phone); err != nil {
+		return err
+	}
+	if in.Locale, err = NormalizeLocale(in.Locale); err != nil {
 		return err
 	}
 	if in.Status == "" && !in.Keep.Status {

@@ -70,6 +70,7 @@ type userJSON struct {
 	ID       string `json:"id"`
 	Username string `json:"username"`
 	Status   string `json:"status"`
+	Locale   string `json:"locale,omitempty"`
 }
 
 func (s *Server) findUsers(w http.ResponseWriter, r *http.Request, c auth.Claims) {
@@ -87,7 +88,7 @@ func (s *Server) findUsers(w http.ResponseWriter, r *http.Request, c auth.Claims
 		Users []userJSON `json:"users"`
 	}{Users: []userJSON{}}
 	for _, u := range users {
-		out.Users = append(out.Users, userJSON{ID: u.ID, Username: u.Username, Status: u.Status})
+		out.Users = append(out.Users, userJSON{ID: u.ID, Username: u.Username, Status: u.Status, Locale: u.Locale})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -98,6 +99,7 @@ func (s *Server) putUser(w http.ResponseWriter, r *http.Request, c auth.Claims) 
 		Email        string            `json:"email"`
 		Phone        string            `json:"phone"`
 		Status       string            `json:"status"`
+		Locale       string            `json:"locale"`
 		Password     *string           `json:"password"`
 		PasswordHash *string           `json:"passwordHash"`
 		Facts        map[string]string `json:"facts"`
@@ -107,7 +109,7 @@ func (s *Server) putUser(w http.ResponseWriter, r *http.Request, c auth.Claims) 
 		return
 	}
 	created, err := s.reset.PutUser(r.Context(), actor(r, c.ClientID), r.PathValue("institutionId"), r.PathValue("userId"), reset.UserInput{
-		Username: body.Username, Email: body.Email, Phone: body.Phone, Status: body.Status,
+		Username: body.Username, Email: body.Email, Phone: body.Phone, Status: body.Status, Locale: body.Locale,
 		Password: body.Password, PasswordHash: body.PasswordHash, Facts: body.Facts,
 	})
 	if err != nil {

@@ -52,6 +52,10 @@ type User struct {
 	LockedUntil time.Time
 	// Facts are knowledge facts as keyed hashes (name → hex MAC).
 	Facts map[string]string
+	// Locale is the user's language as a BCP 47 tag ("fr", "de-AT");
+	// "" when unknown. Messages and pages fall back to the institution's
+	// default when it matches no language offered.
+	Locale string
 }
 
 // Client is an OAuth2 client. InstitutionID "*" means every institution.

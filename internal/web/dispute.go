@@ -48,7 +48,7 @@ func (h *handler) disputeForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.pages.render(w, r, http.StatusOK, pageDispute, view{
-		Institution: info.DisplayName, Brand: info.Branding, CSRF: h.csrfFor(disputeSession, s), Action: h.base + disputeConfirmPath,
+		Institution: info.DisplayName, Brand: info.Branding, Langs: &info.Languages, CSRF: h.csrfFor(disputeSession, s), Action: h.base + disputeConfirmPath,
 	})
 }
 
@@ -68,7 +68,7 @@ func (h *handler) disputeConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.clearSession(w, disputeSession)
-	h.pages.render(w, r, http.StatusOK, pageDisputed, view{Institution: info.DisplayName, Brand: info.Branding})
+	h.pages.render(w, r, http.StatusOK, pageDisputed, view{Institution: info.DisplayName, Brand: info.Branding, Langs: &info.Languages})
 }
 
 // disputeFail: a dead dispute link gets its own 410 page (it must tell a

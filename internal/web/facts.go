@@ -15,10 +15,7 @@ import (
 // back into a field, and a wrong one gets one generic answer that does not
 // say which was wrong (the domain already counts it as a wrong try).
 
-// factsMismatch is the one message for any wrong fact on the form.
-const factsMismatch = "The details you entered do not match our records."
-
-// factSpec is how the page asks for one fact.
+// factSpec is how the page asks for one fact; its words are message ids.
 type factSpec struct {
 	label, hint  string
 	missing      string // the error when left empty
@@ -37,18 +34,18 @@ type factSpec struct {
 // asked for as plain text with its name as the label (see factField).
 var factSpecs = map[string]factSpec{
 	reset.FactDateOfBirth: {
-		label:        "Date of birth",
-		hint:         "Year, month and day, for example 1984-02-29.",
-		missing:      "Enter your date of birth.",
-		malformed:    "Enter your date of birth as year-month-day, for example 1984-02-29.",
+		label:        "facts.dob_label",
+		hint:         "facts.dob_hint",
+		missing:      "facts.dob_missing",
+		malformed:    "facts.dob_malformed",
 		autocomplete: "bday",
 		normalize:    normalizeDate,
 	},
 	reset.FactAccountLast4: {
-		label:        "Last 4 digits of your account number",
-		hint:         "As on your card or statement.",
-		missing:      "Enter the last 4 digits of your account number.",
-		malformed:    "Enter 4 digits, for example 0123.",
+		label:        "facts.last4_label",
+		hint:         "facts.last4_hint",
+		missing:      "facts.last4_missing",
+		malformed:    "facts.last4_malformed",
 		autocomplete: "off",
 		inputMode:    "numeric",
 		maxLength:    4,
@@ -59,8 +56,8 @@ var factSpecs = map[string]factSpec{
 		},
 	},
 	reset.FactPostalCode: {
-		label:        "Postal code",
-		missing:      "Enter your postal code.",
+		label:        "facts.postal_label",
+		missing:      "facts.postal_missing",
 		autocomplete: "postal-code",
 		maxLength:    16,
 		normalize:    func(v string) (string, bool) { return strings.TrimSpace(v), true },
@@ -86,7 +83,7 @@ func normalizeDate(v string) (string, bool) {
 // set from what was posted: facts are not written back.
 type factField struct {
 	Name         string // the form field's name and id: the fact's name
-	Label        string
+	Label        string // message ids, written by the page's T
 	Hint         string
 	Error        string
 	Autocomplete string
@@ -100,7 +97,7 @@ func specFor(name string) factSpec {
 	if sp, ok := factSpecs[name]; ok {
 		return sp
 	}
-	return factSpec{label: name, missing: "Enter your " + name + ".", autocomplete: "off",
+	return factSpec{label: name, missing: "facts.other_missing", autocomplete: "off",
 		normalize: func(v string) (string, bool) { return strings.TrimSpace(v), true }}
 }
 

@@ -17,22 +17,22 @@ func actor(r *http.Request) reset.Actor {
 // formPage is what a page's POST guard tells a customer whose form it
 // refuses: each page has its own way back.
 type formPage struct {
-	unreadable string // the 400 page's text: the body is not a form
-	refused    string // the 403 page's text: the CSRF value is wrong
+	unreadable string // the 400 page's text (a message id): the body is not a form
+	refused    string // the 403 page's text (a message id): the CSRF value is wrong
 }
 
 var (
 	resetForm = formPage{
-		unreadable: "The form could not be read. Open the link from your message again and retry.",
-		refused:    "For your security the form was refused and nothing was changed. Open the link from your message again to choose a new password.",
+		unreadable: "message.unreadable_reset",
+		refused:    "message.refused_reset",
 	}
 	codeFormPage = formPage{
-		unreadable: "The form could not be read. Go back and try again.",
-		refused:    "For your security the form was refused and nothing was checked. Go back, reload the page and enter your code again.",
+		unreadable: "message.unreadable_code",
+		refused:    "message.refused_code",
 	}
 	disputeFormPage = formPage{
-		unreadable: "The form could not be read. Open the link from your message again and retry.",
-		refused:    "For your security the form was refused and nothing was changed. Open the link from your message again to tell us it was not you.",
+		unreadable: "message.unreadable_reset",
+		refused:    "message.refused_dispute",
 	}
 )
 
@@ -44,11 +44,11 @@ var (
 // and form-action 'self' do the work.
 func (h *handler) postedForm(w http.ResponseWriter, r *http.Request, p formPage, csrfOK func(got string) bool) (form url.Values, ok bool) {
 	if err := r.ParseForm(); err != nil {
-		h.message(w, r, http.StatusBadRequest, reset.Branding{}, "Something went wrong with the form", p.unreadable)
+		h.message(w, r, http.StatusBadRequest, reset.Branding{}, "message.unreadable_title", p.unreadable)
 		return nil, false
 	}
 	if !csrfOK(r.PostForm.Get(fieldCSRF)) {
-		h.message(w, r, http.StatusForbidden, reset.Branding{}, "This form can no longer be used", p.refused)
+		h.message(w, r, http.StatusForbidden, reset.Branding{}, "message.refused_title", p.refused)
 		return nil, false
 	}
 	return r.PostForm, true

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"github.com/resetd/resetd/internal/i18n"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,7 +44,9 @@ func TestPostsShareOneFormGuard(t *testing.T) {
 			}
 			w := httptest.NewRecorder()
 			s.srv.ServeHTTP(w, r)
-			if w.Code != c.status || !strings.Contains(w.Body.String(), c.text) {
+			// The page as an English reader sees it.
+			text := html.EscapeString(i18n.Messages().In("en").T(c.text, nil))
+			if w.Code != c.status || !strings.Contains(w.Body.String(), text) {
 				t.Fatalf("%d, want %d with %q:\n%s", w.Code, c.status, c.text, w.Body)
 			}
 			if len(s.fake.changed) != 0 || s.fake.disputed != 0 {

@@ -70,8 +70,9 @@ func (h *handler) codeForm(w http.ResponseWriter, r *http.Request) {
 // codeView is the code page; the knowledge facts the institution requires
 // are asked for with the code, and checked with it.
 func (h *handler) codeView(w http.ResponseWriter, r *http.Request, id string, st reset.Settings) view {
+	langs := st.Languages()
 	v := view{
-		Institution: st.DisplayName, Brand: st.Branding(id), InstitutionID: id, CodeLength: st.OTPLength,
+		Institution: st.DisplayName, Brand: st.Branding(id), InstitutionID: id, CodeLength: st.OTPLength, Langs: &langs,
 		CSRF: h.codeCSRF(h.codeNonce(w, r)), Action: h.base + "/reset/code",
 		Facts: factFields(st.RequireFacts),
 	}
@@ -104,10 +105,10 @@ func (h *handler) codeSubmit(w http.ResponseWriter, r *http.Request) {
 	v.Facts = fields
 	describe(v.Facts, false)
 	if username == "" {
-		v.UsernameError = "Enter your username."
+		v.UsernameError = "code.username_missing"
 	}
 	if code == "" {
-		v.CodeError = "Enter the code you were sent."
+		v.CodeError = "code.code_missing"
 	}
 	if v.UsernameError != "" || v.CodeError != "" || factsBad {
 		switch {
@@ -132,24 +133,29 @@ func (h *handler) codeSubmit(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, reset.ErrOTPInvalid), errors.As(err, &inv):
 		// One message for a wrong, expired or spent code, an unknown
 		// username and a wrong fact alike: the page must not tell which.
-		v.CodeError, v.Focus = "That code is not valid. Check your username and the code, or ask for a new code.", fieldCode
+		v.CodeError, v.Focus = "code.invalid", fieldCode
 		if len(v.Facts) > 0 {
-			v.CodeError = "That code is not valid. Check your username, the code and your details, or ask for a new code."
+			v.CodeError = "code.invalid_facts"
 		}
 		h.pages.render(w, r, http.StatusUnprocessableEntity, pageCode, v)
 	default:
-		h.codeFail(w, r, err, st.Branding(id))
+		langs := st.Languages()
+		h.codeFailIn(w, r, err, st.Branding(id), &langs)
 	}
 }
 
 // codeFail adds to fail what only the code page can meet: an unknown or
 // malformed institution.
 func (h *handler) codeFail(w http.ResponseWriter, r *http.Request, err error, institution reset.Branding) {
+	h.codeFailIn(w, r, err, institution, nil)
+}
+
+// codeFailIn is codeFail in an institution's languages.
+func (h *handler) codeFailIn(w http.ResponseWriter, r *http.Request, err error, institution reset.Branding, langs *reset.Languages) {
 	var inv *reset.InvalidError
 	if errors.Is(err, reset.ErrNotFound) || errors.As(err, &inv) {
-		h.message(w, r, http.StatusNotFound, reset.Branding{}, "This page is not available",
-			"The address is not complete or not valid. Use the link your bank gave you to enter your code.")
+		h.message(w, r, http.StatusNotFound, reset.Branding{}, "message.unavailable_title", "message.unavailable_text")
 		return
 	}
-	h.fail(w, r, err, institution)
+	h.failIn(w, r, err, institution, langs)
 }

@@ -34,6 +34,8 @@ type Service interface {
 	VerifyOTP(ctx context.Context, a reset.Actor, institutionID string, in reset.OTPVerifyInput) (token string, expiresAt time.Time, err error)
 	InspectDispute(ctx context.Context, token string) (reset.DisputeInfo, error)
 	ConfirmDispute(ctx context.Context, a reset.Actor, token string) (reset.DisputeInfo, error)
+	// DefaultLanguages are the languages of a page without a token.
+	DefaultLanguages(ctx context.Context) (reset.Languages, error)
 	brandService
 }
 
@@ -101,7 +103,7 @@ func newHandler(c Config) *handler {
 		h.secure = u.Scheme == "https"
 		h.base = config.BaseURL(u.Path)
 	}
-	h.pages = newPages(h.base, h.logger)
+	h.pages = newPages(h.base, h.logger, c.Reset.DefaultLanguages)
 	return h
 }
 
@@ -165,8 +167,8 @@ func (h *handler) live(w http.ResponseWriter, r *http.Request, s session) (reset
 
 func (h *handler) formView(s session, info reset.TokenInfo) view {
 	return view{
-		Institution: info.DisplayName, Brand: info.Branding, Username: info.Username,
-		CSRF: h.csrf(s), Policy: info.Policy.Describe(),
+		Institution: info.DisplayName, Brand: info.Branding, Username: info.Username, Langs: &info.Languages,
+		CSRF: h.csrf(s), Policy: info.Policy,
 	}
 }
 
@@ -196,13 +198,13 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 	// come first on the page).
 	switch {
 	case pw == "":
-		v.PasswordErrors = []string{"Enter a new password."}
+		v.PasswordError = "form.empty"
 	case pw != confirm:
 		// Keep the new password (the field without the error) and clear
 		// the confirmation, where the customer types again.
-		v.Password, v.ConfirmError = pw, "The passwords do not match. Type your new password again."
+		v.Password, v.ConfirmError = pw, "form.mismatch"
 	}
-	if factsBad || v.PasswordErrors != nil || v.ConfirmError != "" {
+	if factsBad || v.PasswordError != "" || v.ConfirmError != "" {
 		v.Focus = cmp.Or(firstFactError(fields), focusOf(v))
 		describe(v.Facts, false)
 		h.pages.render(w, r, http.StatusUnprocessableEntity, pageForm, v)
@@ -213,15 +215,12 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		h.endSession(w)
-		h.pages.render(w, r, http.StatusOK, pageSuccess, view{Institution: info.DisplayName, Brand: info.Branding})
+		h.pages.render(w, r, http.StatusOK, pageSuccess, view{Institution: info.DisplayName, Brand: info.Branding, Langs: &info.Languages})
 	case errors.As(err, &pol):
 		// The password itself was refused, so both fields must change:
 		// neither is kept (the confirmation of a refused password is of no
 		// use to the customer).
-		for _, vi := range pol.Violations {
-			v.PasswordErrors = append(v.PasswordErrors, vi.Message)
-		}
-		v.Focus = fieldPassword
+		v.Refused, v.Focus = pol.Violations, fieldPassword
 		describe(v.Facts, false)
 		h.pages.render(w, r, http.StatusUnprocessableEntity, pageForm, v)
 	case errors.Is(err, reset.ErrOTPInvalid) && len(v.Facts) > 0:
@@ -229,23 +228,22 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 		// for the facts as a whole, never which one. The password was not
 		// looked at; it is not kept either, as nothing of a refused
 		// attempt is.
-		v.FactsError, v.Focus = factsMismatch, v.Facts[0].Name
+		v.FactsError, v.Focus = "facts.mismatch", v.Facts[0].Name
 		describe(v.Facts, true)
 		h.pages.render(w, r, http.StatusUnprocessableEntity, pageForm, v)
 	case errors.Is(err, reset.ErrOTPInvalid):
 		// The institution began requiring facts between this read of its
 		// settings and the domain's: opening the form again shows them.
-		h.message(w, r, http.StatusUnprocessableEntity, info.Branding, "Please confirm your details",
-			factsMismatch+" Open the link from your message again and fill in every field.")
+		h.messageIn(w, r, http.StatusUnprocessableEntity, info.Branding, &info.Languages, "message.confirm_title", "message.confirm_text")
 	default:
-		h.sessionFail(w, r, s, err, info.Branding)
+		h.sessionFailIn(w, r, s, err, info.Branding, &info.Languages)
 	}
 }
 
 // focusOf is the first password field in error.
 func focusOf(v view) string {
 	switch {
-	case v.PasswordErrors != nil:
+	case v.PasswordError != "" || v.Refused != nil:
 		return fieldPassword
 	case v.ConfirmError != "":
 		return fieldConfirm
@@ -257,40 +255,49 @@ func focusOf(v view) string {
 // ends the session, and the expired page knows where the customer came
 // from (a link, or a code).
 func (h *handler) sessionFail(w http.ResponseWriter, r *http.Request, s session, err error, institution reset.Branding) {
+	h.sessionFailIn(w, r, s, err, institution, nil)
+}
+
+// sessionFailIn is sessionFail in a token's languages.
+func (h *handler) sessionFailIn(w http.ResponseWriter, r *http.Request, s session, err error, institution reset.Branding, langs *reset.Languages) {
 	if errors.Is(err, reset.ErrGone) {
 		h.endSession(w)
-		h.pages.render(w, r, http.StatusGone, pageExpired, h.expiredView(r, s, institution))
+		v := h.expiredView(r, s, institution)
+		v.Langs = langs
+		h.pages.render(w, r, http.StatusGone, pageExpired, v)
 		return
 	}
-	h.fail(w, r, err, institution)
+	h.failIn(w, r, err, institution, langs)
 }
 
 // fail turns a domain error into a page. The customer sees a stable,
 // plain explanation; the log gets the cause of anything unexpected.
 // institution is the brand the page wears (none when unknown).
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error, institution reset.Branding) {
+	h.failIn(w, r, err, institution, nil)
+}
+
+// failIn is fail in a token's languages (nil: the default institution's).
+func (h *handler) failIn(w http.ResponseWriter, r *http.Request, err error, institution reset.Branding, langs *reset.Languages) {
 	var lim *reset.LimitError
 	switch {
 	case errors.Is(err, reset.ErrGone):
 		if institution.InstitutionID == "" {
 			institution = h.goneBranding(r, "")
 		}
-		h.pages.render(w, r, http.StatusGone, pageExpired, view{Brand: institution})
+		h.pages.render(w, r, http.StatusGone, pageExpired, view{Brand: institution, Langs: langs})
 	case errors.As(err, &lim):
 		request.RetryAfter(w, lim.RetryAfter)
-		h.message(w, r, http.StatusTooManyRequests, institution, "Too many attempts",
-			"For your security, further attempts are paused for a while. Please try again later.")
+		h.messageIn(w, r, http.StatusTooManyRequests, institution, langs, "message.limited_title", "message.limited_text")
 	case errors.Is(err, reset.ErrBusy):
 		request.RetryAfter(w, 2*time.Second)
-		h.message(w, r, http.StatusServiceUnavailable, institution, "Please try again in a moment",
-			"We are very busy right now and could not change your password. Nothing was changed; go back and submit the form again in a moment.")
+		h.messageIn(w, r, http.StatusServiceUnavailable, institution, langs, "message.busy_title", "message.busy_text")
 	case r.Context().Err() != nil:
 		// The customer went away; nobody reads this answer.
-		h.message(w, r, http.StatusServiceUnavailable, institution, "Please try again", "The request was interrupted.")
+		h.messageIn(w, r, http.StatusServiceUnavailable, institution, langs, "message.interrupted_title", "message.interrupted_text")
 	default:
 		h.logger.ErrorContext(r.Context(), "reset page failed", "err", err)
-		h.message(w, r, http.StatusInternalServerError, institution, "Something went wrong",
-			"We could not complete your request. Nothing was changed. Please try again later; if it keeps happening, contact your bank and quote the reference below.")
+		h.messageIn(w, r, http.StatusInternalServerError, institution, langs, "message.failed_title", "message.failed_text")
 	}
 }
 
@@ -317,8 +324,15 @@ func (h *handler) expiredView(r *http.Request, s session, institution reset.Bran
 	return v
 }
 
+// message is a page that only says what happened: heading and text are
+// message ids. It speaks the default institution's languages.
 func (h *handler) message(w http.ResponseWriter, r *http.Request, status int, institution reset.Branding, heading, text string) {
-	v := view{Brand: institution, Heading: heading, Text: text, Error: true}
+	h.messageIn(w, r, status, institution, nil, heading, text)
+}
+
+// messageIn is message in a token's languages.
+func (h *handler) messageIn(w http.ResponseWriter, r *http.Request, status int, institution reset.Branding, langs *reset.Languages, heading, text string) {
+	v := view{Brand: institution, Langs: langs, Heading: heading, Text: text, Error: true}
 	if status >= 500 {
 		v.Reference = request.TransactionID(r.Context())
 	}

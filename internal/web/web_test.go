@@ -78,6 +78,10 @@ func (f *fakeReset) PublicSettings(ctx context.Context, id string) (reset.Settin
 	return st, err
 }
 
+func (f *fakeReset) DefaultLanguages(ctx context.Context) (reset.Languages, error) {
+	return reset.Languages{}, nil
+}
+
 func (f *fakeReset) VerifyOTP(ctx context.Context, a reset.Actor, id string, in reset.OTPVerifyInput) (string, time.Time, error) {
 	return "", time.Time{}, reset.ErrOTPInvalid
 }
@@ -262,8 +266,8 @@ func TestPolicyRefusalListsEveryReason(t *testing.T) {
 	t.Parallel()
 	s := newSetup(t, "http://127.0.0.1:8080")
 	s.fake.changeErr = &reset.PolicyError{Violations: []password.Violation{
-		{Code: "too_short", Message: "Use at least 12 characters."},
-		{Code: "common", Message: "This password is too common. Choose one that is harder to guess."},
+		password.NewViolation("too_short", 12),
+		password.NewViolation("common", 0),
 	}}
 	cookie, csrf := s.open(t)
 	w := s.do(t, "POST", "/reset", url.Values{"csrf": {csrf}, "password": {"password"}, "confirm": {"password"}}, cookie)

@@ -145,17 +145,17 @@ func (t *txn) SetSettings(ctx context.Context, id string, settings []byte, now t
 	return nil
 }
 
-const userCols = `institution_id, id, username, email, phone, status, password_hash, created_at, updated_at, email_changed_at, phone_changed_at, locked_until, facts`
+const userCols = `institution_id, id, username, email, phone, status, password_hash, created_at, updated_at, email_changed_at, phone_changed_at, locked_until, facts, locale`
 
 // userSelect reads facts as text: the JSON is decoded here, as on SQLite.
-const userSelect = `SELECT institution_id, id, username, email, phone, status, password_hash, created_at, updated_at, email_changed_at, phone_changed_at, locked_until, facts::text FROM users`
+const userSelect = `SELECT institution_id, id, username, email, phone, status, password_hash, created_at, updated_at, email_changed_at, phone_changed_at, locked_until, facts::text, locale FROM users`
 
 func scanUser(row pgx.Row) (store.User, error) {
 	var u store.User
 	var c, up time.Time
 	var ec, pc, lu *time.Time
 	var facts string
-	err := row.Scan(&u.InstitutionID, &u.ID, &u.Username, &u.Email, &u.Phone, &u.Status, &u.PasswordHash, &c, &up, &ec, &pc, &lu, &facts)
+	err := row.Scan(&u.InstitutionID, &u.ID, &u.Username, &u.Email, &u.Phone, &u.Status, &u.PasswordHash, &c, &up, &ec, &pc, &lu, &facts, &u.Locale)
 	u.CreatedAt, u.UpdatedAt = fromTS(c), fromTS(up)
 	u.EmailChangedAt, u.PhoneChangedAt, u.LockedUntil = fromNullTS(ec), fromNullTS(pc), fromNullTS(lu)
 	if err == nil {
@@ -235,7 +235,7 @@ func (t *txn) UserAndUsernameOwner(ctx context.Context, institutionID, userID, u
 	}
 	key := store.UsernameKey(username)
 	rows, err := t.q.Query(ctx, `SELECT institution_id, id, username, email, phone, status, password_hash, created_at, updated_at,
-		email_changed_at, phone_changed_at, locked_until, facts::text, username_key = $3 FROM users
+		email_changed_at, phone_changed_at, locked_until, facts::text, locale, username_key = $3 FROM users
 		WHERE institution_id = $1 AND (id = $2 OR username_key = $3)`, institutionID, userID, key)
 	if err != nil {
 		return nil, "", wrap(err, "user and username owner")
@@ -291,14 +291,14 @@ func (t *txn) PutUser(ctx context.Context, u store.User) (bool, error) {
 	}
 	var created bool
 	err = t.savepoint(ctx, func(q pgx.Tx) error {
-		return q.QueryRow(ctx, `INSERT INTO users (`+userCols+`, username_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14)
+		return q.QueryRow(ctx, `INSERT INTO users (`+userCols+`, username_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14, $15)
 			ON CONFLICT (institution_id, id) DO UPDATE SET username = excluded.username, username_key = excluded.username_key,
 			email = excluded.email, phone = excluded.phone, status = excluded.status, password_hash = excluded.password_hash,
 			updated_at = excluded.updated_at, email_changed_at = excluded.email_changed_at, phone_changed_at = excluded.phone_changed_at,
-			locked_until = excluded.locked_until, facts = excluded.facts
+			locked_until = excluded.locked_until, facts = excluded.facts, locale = excluded.locale
 			RETURNING xmax = 0`,
 			u.InstitutionID, u.ID, u.Username, u.Email, u.Phone, u.Status, u.PasswordHash, ts(u.CreatedAt), ts(u.UpdatedAt),
-			nullTS(u.EmailChangedAt), nullTS(u.PhoneChangedAt), nullTS(u.LockedUntil), string(facts), store.UsernameKey(u.Username)).
+			nullTS(u.EmailChangedAt), nullTS(u.PhoneChangedAt), nullTS(u.LockedUntil), string(facts), u.Locale, store.UsernameKey(u.Username)).
 			Scan(&created)
 	})
 	if err != nil {

@@ -99,13 +99,13 @@ func (t *txn) SetSettings(ctx context.Context, id string, settings []byte, now t
 	return nil
 }
 
-const userCols = `institution_id, id, username, email, phone, status, password_hash, created_at, updated_at, email_changed_at, phone_changed_at, locked_until, facts`
+const userCols = `institution_id, id, username, email, phone, status, password_hash, created_at, updated_at, email_changed_at, phone_changed_at, locked_until, facts, locale`
 
 func scanUser(row interface{ Scan(...any) error }) (store.User, error) {
 	var u store.User
 	var c, up, ec, pc, lu int64
 	var facts string
-	err := row.Scan(&u.InstitutionID, &u.ID, &u.Username, &u.Email, &u.Phone, &u.Status, &u.PasswordHash, &c, &up, &ec, &pc, &lu, &facts)
+	err := row.Scan(&u.InstitutionID, &u.ID, &u.Username, &u.Email, &u.Phone, &u.Status, &u.PasswordHash, &c, &up, &ec, &pc, &lu, &facts, &u.Locale)
 	u.CreatedAt, u.UpdatedAt, u.EmailChangedAt, u.PhoneChangedAt, u.LockedUntil = fromMS(c), fromMS(up), fromMS(ec), fromMS(pc), fromMS(lu)
 	if err == nil {
 		err = json.Unmarshal([]byte(facts), &u.Facts)
@@ -220,13 +220,13 @@ func (t *txn) PutUser(ctx context.Context, u store.User) (bool, error) {
 	if err != nil || u.Facts == nil {
 		facts = []byte("{}")
 	}
-	_, err = t.q.ExecContext(ctx, `INSERT INTO users (`+userCols+`, username_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err = t.q.ExecContext(ctx, `INSERT INTO users (`+userCols+`, username_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (institution_id, id) DO UPDATE SET username = excluded.username, username_key = excluded.username_key,
 		email = excluded.email, phone = excluded.phone, status = excluded.status, password_hash = excluded.password_hash,
 		updated_at = excluded.updated_at, email_changed_at = excluded.email_changed_at, phone_changed_at = excluded.phone_changed_at,
-		locked_until = excluded.locked_until, facts = excluded.facts`,
+		locked_until = excluded.locked_until, facts = excluded.facts, locale = excluded.locale`,
 		u.InstitutionID, u.ID, u.Username, u.Email, u.Phone, u.Status, u.PasswordHash, ms(u.CreatedAt), ms(u.UpdatedAt),
-		ms(u.EmailChangedAt), ms(u.PhoneChangedAt), ms(u.LockedUntil), string(facts), store.UsernameKey(u.Username))
+		ms(u.EmailChangedAt), ms(u.PhoneChangedAt), ms(u.LockedUntil), string(facts), u.Locale, store.UsernameKey(u.Username))
 	if isUnique(err) {
 		return false, fmt.Errorf("sqlite: put user: username taken: %w", store.ErrConflict)
 	}

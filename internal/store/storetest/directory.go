@@ -98,14 +98,14 @@ func testUsers(t *testing.T, s store.Store) {
 	u := store.User{
 		InstitutionID: "i1", ID: "u1", Username: "Jane.Doe", Email: "jane@example.com", Phone: "+14155550100",
 		Status: "active", PasswordHash: "$argon2id$h1", CreatedAt: t0, UpdatedAt: t0,
-		EmailChangedAt: t1, LockedUntil: t2, Facts: map[string]string{"dateOfBirth": "00ff"},
+		EmailChangedAt: t1, LockedUntil: t2, Facts: map[string]string{"dateOfBirth": "00ff"}, Locale: "fr",
 	}
 	update(t, s, func(tx store.Tx) error {
 		created, err := tx.PutUser(ctx(t), u)
 		if err != nil || !created {
 			t.Errorf("first PutUser: created=%v err=%v", created, err)
 		}
-		u.Email, u.UpdatedAt = "jane@new.example", t1
+		u.Email, u.UpdatedAt, u.Locale = "jane@new.example", t1, "pt-BR"
 		created, err = tx.PutUser(ctx(t), u)
 		if err != nil || created {
 			t.Errorf("second PutUser: created=%v err=%v", created, err)
@@ -126,7 +126,7 @@ func testUsers(t *testing.T, s store.Store) {
 			return err
 		}
 		if got.Username != "Jane.Doe" || got.Email != "jane@new.example" || got.Phone != "+14155550100" || got.Status != "active" ||
-			got.PasswordHash != "$argon2id$h1" || got.Facts["dateOfBirth"] != "00ff" || len(got.Facts) != 1 {
+			got.PasswordHash != "$argon2id$h1" || got.Facts["dateOfBirth"] != "00ff" || len(got.Facts) != 1 || got.Locale != "pt-BR" {
 			t.Errorf("user = %+v", got)
 		}
 		sameTime(t, "created", got.CreatedAt, t0)
