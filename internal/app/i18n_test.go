@@ -164,7 +164,7 @@ func TestLocaleValidation(t *testing.T) {
 	}
 	for _, bad := range []string{"fr_FR", "english", "de-", "12", "fr FR", strings.Repeat("x", 300), "fr\r\nBcc: x"} {
 		r := h.do("PUT", P+"/institutions/acme/users/u1", admin, map[string]any{"username": "jane", "email": "jane@example.com", "locale": bad})
-		if r.Status != 422 || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/problem+json") || r.json(t)["field"] != "locale" {
+		if r.Status != 400 || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/problem+json") || r.json(t)["field"] != "locale" {
 			t.Errorf("locale %q: %d %s", bad, r.Status, r.Body)
 		}
 	}
@@ -194,7 +194,7 @@ func TestLocaleValidation(t *testing.T) {
 		{map[string]any{"locales": []string{"de", "fr"}}, "defaultLocale"}, // en, the default, no longer offered
 	} {
 		r := h.do("PUT", P+"/institutions/acme/settings", admin, c.patch)
-		if r.Status != 422 || r.json(t)["field"] != c.field {
+		if r.Status != 400 || r.json(t)["field"] != c.field {
 			t.Errorf("settings %v: %d %s", c.patch, r.Status, r.Body)
 		}
 	}
