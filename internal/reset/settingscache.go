@@ -56,5 +56,6 @@ func (st Settings) clone() Settings {
 	st.SMSCountries = slices.Clone(st.SMSCountries)
 	st.RequireFacts = slices.Clone(st.RequireFacts)
 	st.Templates = maps.Clone(st.Templates)
+	st.Locales = slices.Clone(st.Locales)
 	return st
 }

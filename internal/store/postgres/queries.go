@@ -171,7 +171,7 @@ func (t *txn) InstitutionUser(ctx context.Context, institutionID, userID string)
 	}
 	var ic, iu time.Time
 	row := t.q.QueryRow(ctx, `SELECT i.id, i.is_default, i.settings, i.created_at, i.updated_at,
-		u.institution_id, u.id, u.username, u.email, u.phone, u.status, u.password_hash, u.created_at, u.updated_at, u.email_changed_at, u.phone_changed_at, u.locked_until, u.facts::text
+		u.institution_id, u.id, u.username, u.email, u.phone, u.status, u.password_hash, u.created_at, u.updated_at, u.email_changed_at, u.phone_changed_at, u.locked_until, u.facts::text, u.locale
 		FROM institutions i JOIN users u ON u.institution_id = i.id AND u.id = $1 WHERE i.id = $2`, userID, institutionID)
 	u, err := scanUser(scanPrefix{row, []any{&in.ID, &in.IsDefault, &in.Settings, &ic, &iu}})
 	if err != nil {

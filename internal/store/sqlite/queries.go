@@ -126,7 +126,7 @@ func (t *txn) InstitutionUser(ctx context.Context, institutionID, userID string)
 	var def int
 	var ic, iu int64
 	row := t.q.QueryRowContext(ctx, `SELECT i.id, i.is_default, i.settings, i.created_at, i.updated_at,
-		u.institution_id, u.id, u.username, u.email, u.phone, u.status, u.password_hash, u.created_at, u.updated_at, u.email_changed_at, u.phone_changed_at, u.locked_until, u.facts
+		u.institution_id, u.id, u.username, u.email, u.phone, u.status, u.password_hash, u.created_at, u.updated_at, u.email_changed_at, u.phone_changed_at, u.locked_until, u.facts, u.locale
 		FROM institutions i JOIN users u ON u.institution_id = i.id AND u.id = ? WHERE i.id = ?`, userID, institutionID)
 	u, err := scanUser(scanPrefix{row, []any{&in.ID, &def, &in.Settings, &ic, &iu}})
 	if err != nil {
