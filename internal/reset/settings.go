@@ -55,6 +55,9 @@ type Settings struct {
 	Logo       string `json:"logo"`
 	SignInURL  string `json:"signInUrl"`
 	SupportURL string `json:"supportUrl"`
+	// BulkRatePerSecond is how many messages a bulk forced reset of the
+	// institution sends per second (bulk.go).
+	BulkRatePerSecond int `json:"bulkRatePerSecond"`
 }
 
 // SettingsPatch is a partial update: nil fields keep their value.
@@ -85,10 +88,11 @@ type SettingsPatch struct {
 	SelfServiceGet        *bool     `json:"selfServiceGet"`
 
 	// Branding; "" removes a value.
-	BrandColor *string `json:"brandColor"`
-	Logo       *string `json:"logo"`
-	SignInURL  *string `json:"signInUrl"`
-	SupportURL *string `json:"supportUrl"`
+	BrandColor        *string `json:"brandColor"`
+	Logo              *string `json:"logo"`
+	SignInURL         *string `json:"signInUrl"`
+	SupportURL        *string `json:"supportUrl"`
+	BulkRatePerSecond *int    `json:"bulkRatePerSecond"`
 }
 
 // maxDisplayName bounds displayName (bytes).
@@ -120,6 +124,7 @@ func DefaultSettings(publicURL string) Settings {
 		DisputeLock:           86400,
 		RequireFacts:          []string{},
 		SelfServiceGet:        true,
+		BulkRatePerSecond:     50,
 	}
 }
 
@@ -169,6 +174,7 @@ func (p SettingsPatch) Apply(s Settings) Settings {
 	setInt(&s.PublicPerUsernameHour, p.PublicPerUsernameHour)
 	setInt(&s.ContactChangeCooldown, p.ContactChangeCooldown)
 	setInt(&s.DisputeLock, p.DisputeLock)
+	setInt(&s.BulkRatePerSecond, p.BulkRatePerSecond)
 	if p.RequireFacts != nil {
 		s.RequireFacts = slices.Clone(*p.RequireFacts)
 	}
@@ -227,6 +233,7 @@ func (s Settings) Validate() error {
 		{"publicPerUsernameHour", s.PublicPerUsernameHour, 0, 1000},
 		{"contactChangeCooldown", s.ContactChangeCooldown, 0, 2592000},
 		{"disputeLock", s.DisputeLock, 0, 2592000},
+		{"bulkRatePerSecond", s.BulkRatePerSecond, MinBulkRate, MaxBulkRate},
 	}
 	for _, r := range ranges {
 		if r.v < r.min || r.v > r.max {

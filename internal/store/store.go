@@ -441,6 +441,8 @@ type Tx struct {
 	DirectoryWriter
 	SecretWriter
 	RecordWriter
+	// Bulk holds the writes of bulk forced resets (bulk.go).
+	Bulk BulkWriter
 }
 
 // Store is a backend as its consumers see it: one value holding the four
@@ -513,6 +515,8 @@ type Outbox interface {
 	// pbkdf2-sha512, scrypt, other); current is the PHC prefix of an up-to-date
 	// hash, e.g. "$argon2id$v=19$m=19456,t=2,p=1$".
 	PasswordSchemes(ctx context.Context, current string) (map[string]int, error)
+	// BulkReader reads bulk forced resets (bulk.go).
+	BulkReader
 }
 
 // PoolStat is one connection pool's state (metrics).

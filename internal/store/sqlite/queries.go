@@ -233,13 +233,14 @@ func (t *txn) EraseUser(ctx context.Context, e store.Erasure) error {
 		q    string
 		args []any
 	}{
-		{`UPDATE river_job SET errors = NULL, args = jsonb_replace(args, '$.user_id', ?) WHERE kind = 'resetd_send'
+		{`UPDATE river_job SET errors = NULL, args = jsonb_replace(args, '$.user_id', ?) WHERE kind IN ('resetd_send', 'resetd_bulk_send')
 			AND json_extract(args, '$.institution_id') = ? AND json_extract(args, '$.user_id') = ?`, []any{p, in, uid}},
 		{`UPDATE river_job SET args = jsonb_replace(args, '$.event.userId', ?) WHERE kind = 'resetd_webhook'
 			AND json_extract(args, '$.event.institutionId') = ? AND json_extract(args, '$.event.userId') = ?`, []any{p, in, uid}},
 		{`UPDATE audit SET user_id = ? WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
 		{`UPDATE deliveries SET user_id = ?, destination = '', last_error = '' WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
 		{`UPDATE tokens SET user_id = ? WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
+		{`UPDATE bulk_members SET user_id = ? WHERE user_id = ? AND bulk_id IN (SELECT id FROM bulk_resets WHERE institution_id = ?)`, []any{p, uid, in}},
 		{`UPDATE approvals SET user_id = ? WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
 		{`DELETE FROM otps WHERE institution_id = ? AND user_id = ?`, []any{in, uid}},
 		{`DELETE FROM user_tombstones WHERE institution_id = ? AND user_id = ?`, []any{in, uid}},
