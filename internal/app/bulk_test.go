@@ -212,8 +212,9 @@ func TestBulkResetRefusesBadRequestsChangingNothing(t *testing.T) {
 		{"ids not strings", `{"method":"email","userIds":[1,2]}`, nil, 400, "invalid-request"},
 		{"unknown field", map[string]any{"method": "email", "all": true, "rate": 9}, nil, 400, "invalid-request"},
 		{"not JSON", `{"method":`, nil, 400, "invalid-request"},
-		{"too many users", map[string]any{"method": "email", "userIds": tooMany}, nil, 413, "too-many-users"},
-		{"body over the bulk limit", `{"method":"email","userIds":["` + strings.Repeat("a", 9<<20) + `"]}`, nil, 413, "body-too-large"},
+		// Every body is held to 64 KiB: a list longer than that goes in
+		// by the CLI (resetd reset bulk --users FILE).
+		{"too many users", map[string]any{"method": "email", "userIds": tooMany}, nil, 413, "body-too-large"},
 		{"idempotency key with spaces", map[string]any{"method": "email", "all": true}, []string{"Idempotency-Key", "a b"}, 400, "invalid-request"},
 		{"idempotency key too long", map[string]any{"method": "email", "all": true}, []string{"Idempotency-Key", strings.Repeat("k", 201)}, 400, "invalid-request"},
 	} {

@@ -2,24 +2,13 @@ package server
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/resetd/resetd/internal/auth"
 	"github.com/resetd/resetd/internal/reset"
 )
 
-// maxBulkBody bounds the body of a bulk reset: a list of up to
-// reset.MaxBulkUsers user ids does not fit in the 64 KiB every other body
-// is held to.
-const maxBulkBody = 8 << 20
-
-// bulkPath is the suffix of the bulk reset route, for the body limit.
+// bulkPath is the suffix of the bulk reset routes.
 const bulkPath = "/password/reset-bulk"
-
-// bigBody reports whether r may carry a body up to maxBulkBody.
-func bigBody(r *http.Request) bool {
-	return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, bulkPath)
-}
 
 // startBulk is POST …/password/reset-bulk: 202 {"bulkId"}. A retry with
 // the same Idempotency-Key and body answers the same bulkId (with
