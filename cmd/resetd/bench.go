@@ -16,7 +16,8 @@ type BenchCmd struct {
 	Users        int           `name:"users" default:"10000" help:"Users to seed (through the import path)."`
 	Concurrency  int           `name:"concurrency" short:"c" default:"32" help:"Closed-loop clients per flow."`
 	Duration     time.Duration `name:"duration" short:"d" default:"5s" help:"Load time per flow."`
-	Flows        []string      `name:"flows" sep:"," help:"Flows to run (default all): token,send-reset,otp,self-service,change,overload."`
+	Flows        []string      `name:"flows" sep:"," help:"Flows to run (default all): token,send-reset,otp,self-service,change,overload,bulk."`
+	BulkRate     int           `name:"bulk-rate" help:"bulkRatePerSecond of the bulk flow (0: the setting's default, 50)."`
 	Overload     int           `name:"overload" default:"10" help:"Client multiple for the overload flow (password change beyond argon2id capacity)."`
 	QueueWorkers int           `name:"queue-workers" help:"Concurrent deliveries of the in-process server (0: the server's default)."`
 	LimitTime    time.Duration `name:"limit-time" default:"1500ms" help:"How long each raw limit is measured (before and after each flow)."`
@@ -48,7 +49,7 @@ func (c *BenchCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	rep, err := bench.Run(ctx, bench.Config{
 		DB: db, SecretKey: g.SecretKey, URL: c.URL, Users: c.Users, Concurrency: c.Concurrency, Duration: c.Duration, Flows: flows,
-		OverloadFactor: c.Overload, QueueWorkers: c.QueueWorkers, LimitDuration: c.LimitTime,
+		OverloadFactor: c.Overload, QueueWorkers: c.QueueWorkers, LimitDuration: c.LimitTime, BulkRate: c.BulkRate,
 		ClientID: c.ClientID, ClientSecret: c.ClientSecret, Institution: c.Institution, SMTPListen: c.SMTPListen, ServerPID: c.ServerPID,
 		CPUProfile: c.CPUProfile, MemProfile: c.MemProfile,
 		Progress: func(format string, args ...any) { fmt.Fprintf(g.stderr, "bench: "+format+"\n", args...) },
