@@ -265,11 +265,16 @@ const (
 	PurgeRateCounters PurgeKind = "rateCounters"
 	PurgeDeliveries   PurgeKind = "deliveries"
 	PurgeAudit        PurgeKind = "audit"
+	// PurgeBulkMembers and PurgeBulks: the member rows of bulk forced
+	// resets finished before the cutoff, then the bulks left without
+	// members.
+	PurgeBulkMembers PurgeKind = "bulkMembers"
+	PurgeBulks       PurgeKind = "bulks"
 )
 
 // PurgeKinds is every kind, in the order a purge runs them.
 func PurgeKinds() []PurgeKind {
-	return []PurgeKind{PurgeTokens, PurgeOTPs, PurgeApprovals, PurgeRateCounters, PurgeDeliveries, PurgeAudit}
+	return []PurgeKind{PurgeTokens, PurgeOTPs, PurgeApprovals, PurgeRateCounters, PurgeDeliveries, PurgeAudit, PurgeBulkMembers, PurgeBulks}
 }
 
 // Erasure names what EraseUser replaces and deletes.

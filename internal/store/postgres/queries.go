@@ -972,6 +972,10 @@ func purgeWhere(kind store.PurgeKind) (table, cond string, ok bool) {
 		return "deliveries", "created_at < $1", true
 	case store.PurgeAudit:
 		return "audit", "time < $1", true
+	case store.PurgeBulkMembers:
+		return "bulk_members", "bulk_id IN (SELECT id FROM bulk_resets WHERE finished_at < $1)", true
+	case store.PurgeBulks:
+		return "bulk_resets", "finished_at < $1 AND NOT EXISTS (SELECT 1 FROM bulk_members m WHERE m.bulk_id = bulk_resets.id)", true
 	}
 	return "", "", false
 }
