@@ -177,6 +177,7 @@ func (s *Service) bulkTick(ctx context.Context, institutionID, id string) (time.
 	}
 	var after time.Time
 	stalled := false
+	issued := 0
 	err = s.store.Update(ctx, func(tx store.Tx) error {
 		now := s.now()
 		cur, err := tx.Bulk.LockBulk(ctx, institutionID, id)
@@ -202,7 +203,7 @@ func (s *Service) bulkTick(ctx context.Context, institutionID, id string) (time.
 			return err
 		}
 		room := bulkBacklog(rate) - queued
-		issued := 0
+		issued = 0
 		for _, uid := range ids {
 			m := store.BulkMember{BulkID: cur.ID, UserID: uid}
 			u, exists := fresh[uid]
@@ -269,7 +270,11 @@ func (s *Service) bulkTick(ctx context.Context, institutionID, id string) (time.
 		return bulkTick, false, nil
 	case err != nil:
 		return 0, false, err
-	case stalled:
+	}
+	for range issued {
+		s.observer.ResetIssued(b.Method, "bulk")
+	}
+	if stalled {
 		return 5 * bulkTick, false, nil
 	}
 	return max(time.Until(after), bulkTick), false, nil
