@@ -387,7 +387,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Webhooks: webhooks,
 	})
 	river.AddWorker(workers, &purgeWorker{reset: a.Reset, retention: cfg.Retention, done: cfg.Purged})
-	river.AddWorker(workers, &bulkWorker{reset: a.Reset})
+	river.AddWorker(workers, &bulkWorker{reset: a.Reset, logger: cfg.Logger})
 	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies,
 		MTLS: cfg.ClientCA != "", HSTS: strings.HasPrefix(cfg.PublicURL, "https://"), MetricsElsewhere: cfg.MetricsAddr != "", PublicURL: cfg.PublicURL})
 	if cfg.MetricsAddr != "" {

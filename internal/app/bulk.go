@@ -2,10 +2,13 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/resetd/resetd/internal/delivery"
 	"github.com/resetd/resetd/internal/reset"
@@ -19,15 +22,33 @@ const bulkTimeout = 20 * time.Second
 // directory and the paced sending. A step that is not finished snoozes
 // (River keeps the one job row; a short snooze makes it available again
 // at once), so a bulk never holds a worker for long.
+//
+// A step that fails (the database away, an SMS bulk on a process without
+// an SMS carrier) is logged and snoozed, never retried to exhaustion: a
+// bulk ends only done or cancelled.
 type bulkWorker struct {
 	river.WorkerDefaults[delivery.BulkRunArgs]
-	reset *reset.Service
+	reset  *reset.Service
+	logger *slog.Logger
 }
+
+// bulkRetry is how long a failed step waits before it runs again.
+const bulkRetry = 5 * time.Second
 
 func (w *bulkWorker) Timeout(*river.Job[delivery.BulkRunArgs]) time.Duration { return bulkTimeout }
 
 func (w *bulkWorker) Work(ctx context.Context, job *river.Job[delivery.BulkRunArgs]) error {
-	a := job.Args
+	err := w.step(ctx, job.Args)
+	var snooze *rivertype.JobSnoozeError
+	var cancel *rivertype.JobCancelError
+	if err == nil || errors.As(err, &snooze) || errors.As(err, &cancel) {
+		return err
+	}
+	w.logger.WarnContext(ctx, "bulk step failed; it runs again shortly", "bulk_id", job.Args.BulkID, "step", job.Args.Step, "err", err)
+	return river.JobSnooze(bulkRetry)
+}
+
+func (w *bulkWorker) step(ctx context.Context, a delivery.BulkRunArgs) error {
 	switch a.Step {
 	case delivery.BulkStepWalk:
 		more, err := w.reset.RunBulkWalk(ctx, a.InstitutionID, a.BulkID)

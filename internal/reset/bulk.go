@@ -184,8 +184,9 @@ func (s *Service) StartBulk(ctx context.Context, a Actor, institutionID string, 
 			Skipped: map[string]int{}, NextAt: time.Now(), CreatedAt: now, UpdatedAt: now}
 		if err := tx.Bulk.InsertBulk(ctx, b); err != nil {
 			if errors.Is(err, store.ErrConflict) {
-				// Another request started one meanwhile (PostgreSQL).
-				return fmt.Errorf("%w: another bulk of the institution started meanwhile; retry", ErrConflict)
+				// A concurrent request committed first (PostgreSQL): a
+				// retry with the same key, or another bulk.
+				return s.bulkRace(ctx, tx, a, institutionID, req.IdempotencyKey, hash, &id)
 			}
 			return err
 		}
@@ -220,6 +221,25 @@ func (s *Service) StartBulk(ctx context.Context, a Actor, institutionID string, 
 		return "", false, err
 	}
 	return id, created, nil
+}
+
+// bulkRace answers a start that lost to a concurrent one: the bulk of the
+// same Idempotency-Key and request (id is set), or the running bulk.
+func (s *Service) bulkRace(ctx context.Context, tx store.Tx, a Actor, institutionID, key string, hash []byte, id *string) error {
+	if key != "" {
+		if prior, err := tx.Bulk.BulkByKey(ctx, institutionID, a.ClientID, key); err == nil {
+			if subtle.ConstantTimeCompare(prior.RequestHash, hash) != 1 {
+				return ErrIdempotencyMismatch
+			}
+			*id = prior.ID
+			return nil
+		}
+	}
+	running, err := tx.Bulk.RunningBulk(ctx, institutionID)
+	if err != nil {
+		return fmt.Errorf("reset: start bulk: %w", err)
+	}
+	return &BulkRunningError{ID: running.ID}
 }
 
 // checkBulkRequest validates a request and returns its user ids without

@@ -21,7 +21,7 @@ import (
 // Timing and sizes of a bulk's jobs.
 const (
 	// bulkSlice is how long one run of a bulk job works before it yields.
-	bulkSlice = 2 * time.Second
+	bulkSlice = 5 * time.Second
 	// walkBatch is how many users one walk transaction adds as members:
 	// large enough for tens of thousands a second, small enough that the
 	// one SQLite writer is held for milliseconds.
@@ -29,10 +29,10 @@ const (
 	// bulkTick is the least time between two send batches: at 50/s a
 	// batch holds about five members.
 	bulkTick = 100 * time.Millisecond
-	// bulkBurst bounds how far a sender that fell behind (a restart, a
-	// slow relay) catches up at once: the rate is never exceeded by more
-	// than this much of it.
-	bulkBurst = 250 * time.Millisecond
+	// bulkBurst bounds how far a sender that fell behind (a busy
+	// machine, the pause between two runs of its job, a restart) catches
+	// up at once: the rate is never exceeded by more than this much of it.
+	bulkBurst = time.Second
 	// bulkMaxBatch bounds the members one send transaction decides.
 	bulkMaxBatch = 500
 	// bulkBacklogSeconds: sending waits while more than this many seconds
