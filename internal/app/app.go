@@ -410,8 +410,9 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers, mw []riv
 		// between an ordinary message and its worker.
 		Queues:     map[string]int{delivery.QueueWebhook: delivery.WebhookWorkers, delivery.QueueBulk: delivery.BulkWorkers, delivery.QueueBulkSend: delivery.BulkSendWorkers},
 		Middleware: mw,
-		// A message cut off by a crash goes out again within seconds.
-		QuickRescue: []string{delivery.SendArgs{}.Kind(), delivery.WebhookArgs{}.Kind()},
+		// A message cut off by a crash goes out again within seconds; so
+		// does a bulk's step (a slice of seconds, inside the attempt timeout).
+		QuickRescue: []string{delivery.SendArgs{}.Kind(), delivery.WebhookArgs{}.Kind(), delivery.BulkSendArgs{}.Kind(), delivery.BulkRunArgs{}.Kind()},
 	}
 	if workers != nil {
 		q.Periodic = []queue.Periodic{{Every: reset.PurgeEvery, Job: purgeJob}}

@@ -14,14 +14,13 @@ import (
 	"github.com/resetd/resetd/internal/reset"
 )
 
-// bulkTimeout bounds one run of a bulk's job: a run works for a couple of
-// seconds (reset.RunBulkWalk, reset.RunBulkSend) and then snoozes.
-const bulkTimeout = 20 * time.Second
-
 // bulkWorker runs the two steps of a bulk forced reset: the walk of the
-// directory and the paced sending. A step that is not finished snoozes
-// (River keeps the one job row; a short snooze makes it available again
-// at once), so a bulk never holds a worker for long.
+// directory and the paced sending. A run works for a few seconds
+// (reset.RunBulkWalk, reset.RunBulkSend), well inside the queue's attempt
+// timeout, and a step that is not finished snoozes (River keeps the one
+// job row; a short snooze makes it available again at once), so a bulk
+// never holds a worker for long and a crash mid-run is rescued as quickly
+// as a message.
 //
 // A step that fails (the database away, an SMS bulk on a process without
 // an SMS carrier) is logged and snoozed, never retried to exhaustion: a
@@ -34,8 +33,6 @@ type bulkWorker struct {
 
 // bulkRetry is how long a failed step waits before it runs again.
 const bulkRetry = 5 * time.Second
-
-func (w *bulkWorker) Timeout(*river.Job[delivery.BulkRunArgs]) time.Duration { return bulkTimeout }
 
 func (w *bulkWorker) Work(ctx context.Context, job *river.Job[delivery.BulkRunArgs]) error {
 	err := w.step(ctx, job.Args)
