@@ -90,7 +90,39 @@ func (w *BulkWorker) Work(ctx context.Context, job *river.Job[BulkSendArgs]) err
 	if !queued {
 		return river.JobCancel(fmt.Errorf("delivery: bulk delivery %d is no longer queued", job.Args.DeliveryID))
 	}
-	return w.Send.Work(ctx, &river.Job[SendArgs]{JobRow: job.JobRow, Args: job.Args.SendArgs})
+	if err := w.Send.Work(ctx, &river.Job[SendArgs]{JobRow: job.JobRow, Args: job.Args.SendArgs}); err != nil {
+		return err
+	}
+	// Sent. Its bulk waits for the delivery row, so an outcome the worker
+	// could not record (the database too busy as the relay answered) is
+	// tried once more; should that fail too, the bulk ends without it.
+	ctx = context.WithoutCancel(ctx)
+	if queued, err := w.Deliveries.BulkDeliveryQueued(ctx, job.Args.DeliveryID); err != nil || !queued {
+		return nil
+	}
+	state := store.DeliverySent
+	if m, err := Open(w.Send.Key, job.Args.SendArgs); err == nil && logOnly(w.Send.senderFor(m.Channel)) {
+		state = store.DeliveryLogged
+	}
+	rctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	defer cancel()
+	if err := w.Send.Recorder.MarkDelivery(rctx, job.Args.DeliveryID, state, job.Attempt, "", w.Send.Now(), nil); err != nil {
+		w.Send.Logger.ErrorContext(ctx, "bulk message sent, its delivery still recorded queued", "delivery_id", job.Args.DeliveryID, "err", err)
+	}
+	return nil
+}
+
+// senderFor is the carrier of a channel.
+func (w *Worker) senderFor(channel string) Sender {
+	if channel == ChannelSMS {
+		return w.SMS
+	}
+	return w.Email
+}
+
+func logOnly(s Sender) bool {
+	lo, ok := s.(interface{ LogOnly() bool })
+	return ok && lo.LogOnly()
 }
 
 // SealedOf returns the sealed message of a queued job's arguments, for

@@ -363,7 +363,16 @@ func (s *Service) finishBulk(ctx context.Context, institutionID, id string) (tim
 			return err
 		}
 		if q, err := tx.Bulk.BulkQueued(ctx, b.ID); err != nil || q > 0 {
-			return err
+			// Done anyway when no send job is left to send them: their
+			// outcome could not be recorded (the database was too busy as
+			// the relay answered), and nothing will change them.
+			if err != nil {
+				return err
+			}
+			if live, err := tx.Bulk.BulkLiveSends(ctx, b.ID); err != nil || live > 0 {
+				return err
+			}
+			s.logger.WarnContext(ctx, "bulk done with messages whose outcome was not recorded", "bulk_id", b.ID, "queued", q)
 		}
 		b.State, b.UpdatedAt, b.FinishedAt = store.BulkDone, now, now
 		if err := tx.Bulk.SaveBulk(ctx, b); err != nil {

@@ -136,4 +136,8 @@ type BulkWriter interface {
 	// CancelBulkDeliveries marks the bulk's queued deliveries failed
 	// (BulkCancelledError) and returns how many.
 	CancelBulkDeliveries(ctx context.Context, bulkID string, now time.Time) (int, error)
+	// BulkLiveSends counts the bulk's send jobs that may still run: with
+	// none, a delivery still queued has nothing left to send it (its
+	// outcome could not be recorded).
+	BulkLiveSends(ctx context.Context, bulkID string) (int, error)
 }

@@ -213,6 +213,13 @@ func (t *txn) CancelBulkDeliveries(ctx context.Context, bulkID string, now time.
 	return int(tag.RowsAffected()), nil
 }
 
+func (t *txn) BulkLiveSends(ctx context.Context, bulkID string) (int, error) {
+	var n int
+	err := t.q.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE state IN ('available', 'pending', 'retryable', 'running', 'scheduled')
+		AND queue = 'bulk_send' AND kind = 'resetd_bulk_send' AND args->>'bulk_id' = $1`, bulkID).Scan(&n)
+	return n, wrap0(err, "bulk live sends")
+}
+
 func (s *Store) Bulk(ctx context.Context, institutionID, id string) (store.Bulk, error) {
 	if !storable(institutionID, id) {
 		return store.Bulk{}, fmt.Errorf("postgres: bulk: %w", store.ErrNotFound)

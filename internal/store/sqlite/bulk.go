@@ -205,6 +205,15 @@ func (t *txn) CancelBulkDeliveries(ctx context.Context, bulkID string, now time.
 	return int(n), nil
 }
 
+func (t *txn) BulkLiveSends(ctx context.Context, bulkID string) (int, error) {
+	var n int
+	if err := t.q.QueryRowContext(ctx, `SELECT count(*) FROM river_job WHERE state IN `+unfinishedJobStates+` AND queue = 'bulk_send'
+		AND kind = 'resetd_bulk_send' AND json_extract(args, '$.bulk_id') = ?`, bulkID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: bulk live sends: %w", err)
+	}
+	return n, nil
+}
+
 func (s *Store) Bulk(ctx context.Context, institutionID, id string) (store.Bulk, error) {
 	b, err := scanBulk(s.read.QueryRowContext(ctx, `SELECT `+bulkCols+` FROM bulk_resets WHERE institution_id = ? AND id = ?`, institutionID, id))
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river"
+
 	"github.com/resetd/resetd/internal/store"
 )
 
@@ -14,6 +16,15 @@ import (
 // order from a cursor (a repeated batch adds nothing), and the bulk's
 // deliveries are counted and cancelled by state. Bulks are the
 // institution's own.
+
+// bulkSendJob has the kind, queue and bulk_id argument of a bulk's send
+// job (delivery.BulkSendArgs), which the store counts.
+type bulkSendJob struct {
+	BulkID string `json:"bulk_id"`
+}
+
+func (bulkSendJob) Kind() string                 { return "resetd_bulk_send" }
+func (bulkSendJob) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: "bulk_send"} }
 
 func newBulk(id, inst string) store.Bulk {
 	return store.Bulk{ID: id, InstitutionID: inst, Method: "email", State: store.BulkRunning, ClientID: "c1",
@@ -145,6 +156,17 @@ func testBulks(t *testing.T, s store.Store) {
 		n, err := tx.Bulk.BulkQueued(ctx(t), "b1")
 		if err != nil || n != 2 {
 			t.Errorf("BulkQueued = %d, %v; want 2 (the delivery of no bulk is not the bulk's)", n, err)
+		}
+		if live, err := tx.Bulk.BulkLiveSends(ctx(t), "b1"); err != nil || live != 0 {
+			t.Errorf("BulkLiveSends without jobs = %d, %v", live, err)
+		}
+		for _, b := range []string{"b1", "b1", "b3"} {
+			if err := tx.Enqueue(ctx(t), bulkSendJob{BulkID: b}); err != nil {
+				return err
+			}
+		}
+		if live, err := tx.Bulk.BulkLiveSends(ctx(t), "b1"); err != nil || live != 2 {
+			t.Errorf("BulkLiveSends = %d, %v; want b1's 2", live, err)
 		}
 		n, err = tx.Bulk.CancelBulkDeliveries(ctx(t), "b1", t0.Add(time.Minute))
 		if err != nil || n != 2 {
