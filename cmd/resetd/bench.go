@@ -19,7 +19,8 @@ type BenchCmd struct {
 	Light        int           `name:"light-concurrency" default:"8" help:"Clients of the send-reset-light flow (latency under light load)."`
 	InProcess    bool          `name:"in-process" help:"Run the server inside the bench's process instead of as a child 'resetd serve' (no server CPU figure; needed for --memprofile)."`
 	Duration     time.Duration `name:"duration" short:"d" default:"5s" help:"Load time per flow."`
-	Flows        []string      `name:"flows" sep:"," help:"Flows to run (default all): token,send-reset,send-reset-light,otp,self-service,change,overload."`
+	Flows        []string      `name:"flows" sep:"," help:"Flows to run (default all but bulk): token,send-reset,send-reset-light,otp,self-service,change,overload,bulk (a run with bulk keeps the server in-process)."`
+	BulkRate     int           `name:"bulk-rate" help:"bulkRatePerSecond of the bulk flow (0: the setting's default, 50)."`
 	Overload     int           `name:"overload" default:"10" help:"Client multiple for the overload flow (password change beyond argon2id capacity)."`
 	QueueWorkers int           `name:"queue-workers" help:"Concurrent deliveries of the in-process server (0: the server's default)."`
 	LimitTime    time.Duration `name:"limit-time" default:"1500ms" help:"How long each raw limit is measured (before and after each flow)."`
@@ -60,7 +61,7 @@ func (c *BenchCmd) Run(ctx context.Context, g *Globals) error {
 	rep, err := bench.Run(ctx, bench.Config{
 		DB: db, SecretKey: g.SecretKey, URL: c.URL, Users: c.Users, Concurrency: c.Concurrency, LightConcurrency: c.Light, Duration: c.Duration, Flows: flows,
 		ServerCommand:  server,
-		OverloadFactor: c.Overload, QueueWorkers: c.QueueWorkers, LimitDuration: c.LimitTime,
+		OverloadFactor: c.Overload, QueueWorkers: c.QueueWorkers, LimitDuration: c.LimitTime, BulkRate: c.BulkRate,
 		ClientID: c.ClientID, ClientSecret: c.ClientSecret, Institution: c.Institution, SMTPListen: c.SMTPListen, ServerPID: c.ServerPID,
 		CPUProfile: c.CPUProfile, MemProfile: c.MemProfile,
 		Progress: func(format string, args ...any) { fmt.Fprintf(g.stderr, "bench: "+format+"\n", args...) },

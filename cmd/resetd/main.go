@@ -49,6 +49,7 @@ type CLI struct {
 	Migrate     MigrateCmd     `cmd:"" help:"Apply schema migrations (idempotent; safe while replicas run)."`
 	Institution InstitutionCmd `cmd:"" help:"Manage institutions."`
 	User        UserCmd        `cmd:"" help:"Manage users."`
+	Reset       ResetCmd       `cmd:"" help:"Reset many users at once (bulk forced reset)."`
 	Client      ClientCmd      `cmd:"" help:"Manage OAuth2 clients."`
 	Keys        KeysCmd        `cmd:"" help:"Secret keys and signing keys: status, rewrap, list, rotate, retire."`
 	Outbox      OutboxCmd      `cmd:"" help:"Inspect outgoing messages."`

@@ -69,7 +69,7 @@ func (c *PurgeCmd) Run(ctx context.Context, g *Globals) error {
 	if c.DryRun {
 		verb = "would delete"
 	}
-	fmt.Fprintf(g.stdout, "%s: tokens %d, otps %d, approvals %d, rate counters %d, deliveries %d, audit records %d\n",
-		verb, n.Tokens, n.OTPs, n.Approvals, n.RateCounters, n.Deliveries, n.Audit)
+	fmt.Fprintf(g.stdout, "%s: tokens %d, otps %d, approvals %d, rate counters %d, deliveries %d, audit records %d, bulk members %d, bulks %d\n",
+		verb, n.Tokens, n.OTPs, n.Approvals, n.RateCounters, n.Deliveries, n.Audit, n.BulkMembers, n.Bulks)
 	return nil
 }

@@ -347,6 +347,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Observe: a.Metrics.ObserveMessage,
 	}
 	river.AddWorker(workers, sendWorker)
+	river.AddWorker(workers, &delivery.BulkWorker{Send: sendWorker, Deliveries: st})
 	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Secrets: st, Client: webhooks.Client(10 * time.Second), Now: cfg.Now, Logger: cfg.Logger})
 	if a.Auth, err = auth.New(ctx, traced, a.Key, cfg.PublicURL, cfg.Now); err != nil {
 		a.Close()
@@ -386,6 +387,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Webhooks: webhooks,
 	})
 	river.AddWorker(workers, &purgeWorker{reset: a.Reset, retention: cfg.Retention, done: cfg.Purged})
+	river.AddWorker(workers, &bulkWorker{reset: a.Reset, logger: cfg.Logger})
 	a.Server = server.New(server.Config{Reset: a.Reset, Auth: a.Auth, Ready: st.Ping, Metrics: a.Metrics, Logger: cfg.Logger, TrustedProxies: proxies,
 		MTLS: cfg.ClientCA != "", HSTS: strings.HasPrefix(cfg.PublicURL, "https://"), MetricsElsewhere: cfg.MetricsAddr != "", PublicURL: cfg.PublicURL})
 	if cfg.MetricsAddr != "" {
@@ -404,10 +406,13 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers, mw []riv
 	q := queue.Options{
 		Workers: workers, MaxWorkers: cfg.QueueWorkers, RetryPolicy: delivery.RetryPolicy{}, MaxAttempts: delivery.MaxAttempts, Logger: queueLogger(ctx, cfg.Logger),
 		// Webhook events on a queue of their own (SPEC §11).
-		Queues:     map[string]int{delivery.QueueWebhook: delivery.WebhookWorkers},
+		// Bulk forced resets on queues of their own: a bulk never stands
+		// between an ordinary message and its worker.
+		Queues:     map[string]int{delivery.QueueWebhook: delivery.WebhookWorkers, delivery.QueueBulk: delivery.BulkWorkers, delivery.QueueBulkSend: delivery.BulkSendWorkers},
 		Middleware: mw,
-		// A message cut off by a crash goes out again within seconds.
-		QuickRescue: []string{delivery.SendArgs{}.Kind(), delivery.WebhookArgs{}.Kind()},
+		// A message cut off by a crash goes out again within seconds; so
+		// does a bulk's step (a slice of seconds, inside the attempt timeout).
+		QuickRescue: []string{delivery.SendArgs{}.Kind(), delivery.WebhookArgs{}.Kind(), delivery.BulkSendArgs{}.Kind(), delivery.BulkRunArgs{}.Kind()},
 	}
 	if workers != nil {
 		q.Periodic = []queue.Periodic{{Every: reset.PurgeEvery, Job: purgeJob}}

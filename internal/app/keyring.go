@@ -3,7 +3,6 @@ package app
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -76,15 +75,14 @@ func (a *App) KeyStatus(ctx context.Context) (KeyStatus, error) {
 		count(RecordTombstones, tb.Sealed)
 	}
 	for _, j := range recs.Jobs {
-		if j.Kind != (delivery.SendArgs{}).Kind() {
-			continue
-		}
-		var args delivery.SendArgs
-		if err := json.Unmarshal(j.Args, &args); err != nil {
+		sealed, ok, err := delivery.SealedOf(j.Kind, j.Args)
+		switch {
+		case !ok:
+		case err != nil:
 			st.Other[RecordQueuedMessages]++
-			continue
+		default:
+			count(RecordQueuedMessages, sealed)
 		}
-		count(RecordQueuedMessages, args.Sealed)
 	}
 	ws, err := delivery.SealedWebhookSecrets(ctx, a.Store)
 	if err != nil {
@@ -122,20 +120,9 @@ func (a *App) Rewrap(ctx context.Context) (Rewrapped, error) {
 		return out, err
 	}
 	for _, j := range recs.Jobs {
-		if j.Kind != (delivery.SendArgs{}).Kind() {
-			continue
-		}
-		var args delivery.SendArgs
-		if err := json.Unmarshal(j.Args, &args); err != nil {
-			continue
-		}
-		fresh, changed, err := delivery.Reseal(a.Key, args)
+		b, changed, err := delivery.ResealJob(a.Key, j.Kind, j.Args)
 		if err != nil || !changed {
-			continue // under no key of the ring: keys status shows it
-		}
-		b, err := json.Marshal(fresh)
-		if err != nil {
-			return out, fmt.Errorf("app: rewrap: %w", err)
+			continue // no send job, or under no key of the ring: keys status shows it
 		}
 		ok, err := a.Store.SetJobArgs(ctx, j.ID, b)
 		if err != nil {

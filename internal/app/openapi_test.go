@@ -308,7 +308,7 @@ func (c *apiCheck) coverage() {
 func (c *apiCheck) refusals(admin, otherInstitution string, narrow map[string]string) {
 	c.t.Helper()
 	for _, path := range c.doc.Paths.InMatchingOrder() {
-		concrete := strings.NewReplacer("{institutionId}", "acme", "{userId}", "u1", "{approvalId}", "ap_unknown").Replace(path)
+		concrete := strings.NewReplacer("{institutionId}", "acme", "{userId}", "u1", "{approvalId}", "ap_unknown", "{bulkId}", "6a1f0c2b-8a4e-4f5d-9c9b-1a0e2d4c6b8a").Replace(path)
 		for method, op := range c.doc.Paths.Value(path).Operations() {
 			target := concrete
 			q := url.Values{}
@@ -666,6 +666,22 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 	do(apiCall{method: "POST", path: u1 + "/password/otp", bearer: tok, body: map[string]string{"contactMethodId": cm["email"]}, want: 202})
 	do(apiCall{method: "GET", path: "/api/Authorize/SendResetPassword?username=sam", want: 405})
 	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: map[string]any{"adminResetApproval": false, "selfServiceGet": true}, want: 204})
+
+	// A bulk forced reset: started, retried, refused, read, cancelled.
+	bulk := inst + "/password/reset-bulk"
+	// At 1/s the bulk below runs for a second at least: still running at its 409.
+	do(apiCall{method: "PUT", path: inst + "/settings", bearer: tok, body: map[string]any{"bulkRatePerSecond": 1}, want: 204})
+	bk := do(apiCall{method: "POST", path: bulk, bearer: tok, body: map[string]any{"method": "email", "userIds": []string{"u1", "ghost"}}, header: []string{"Idempotency-Key", "k1"}, want: 202})
+	bulkID, _ := bk.json(t)["bulkId"].(string)
+	do(apiCall{method: "POST", path: bulk, bearer: tok, body: map[string]any{"method": "email", "userIds": []string{"u1", "ghost"}}, header: []string{"Idempotency-Key", "k1"}, want: 202})
+	do(apiCall{method: "POST", path: bulk, bearer: tok, body: map[string]any{"method": "email", "all": true}, header: []string{"Idempotency-Key", "k1"}, want: 422})
+	do(apiCall{method: "POST", path: bulk, bearer: tok, body: map[string]any{"method": "email", "all": true}, want: 409})
+	do(apiCall{method: "POST", path: bulk, bearer: tok, body: map[string]any{"method": "email"}, want: 400})
+	do(apiCall{method: "POST", path: bulk, bearer: tok, body: map[string]any{"method": "email", "all": true, "userIds": []string{"u1"}}, want: 400})
+	do(apiCall{method: "GET", path: bulk + "/" + bulkID, bearer: tok, want: 200})
+	do(apiCall{method: "GET", path: bulk + "/not-a-bulk", bearer: tok, want: 404})
+	do(apiCall{method: "DELETE", path: bulk + "/" + bulkID, bearer: tok, want: 200})
+	do(apiCall{method: "DELETE", path: bulk + "/" + bulkID, bearer: tok, want: 200})
 
 	// Audit, and deleting a user.
 	do(apiCall{method: "GET", path: inst + "/audit", bearer: tok, want: 200})

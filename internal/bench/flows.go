@@ -46,6 +46,9 @@ func judge(ctx context.Context, status int, err error, want int) (out outcome, r
 }
 
 func (t *target) runFlow(ctx context.Context, flow string, p *plan) (FlowResult, error) {
+	if flow == FlowBulk {
+		return t.bulkFlow(ctx)
+	}
 	c := p.concurrency(flow)
 	res := FlowResult{Flow: flow, Concurrency: c, RSSScope: t.rssScope()}
 	t.sink.resetStats()

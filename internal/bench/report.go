@@ -63,6 +63,16 @@ func WriteTable(w io.Writer, r *Report) error {
 		return err
 	}
 	for _, f := range r.Flows {
+		if b := f.Bulk; b != nil {
+			fmt.Fprintf(w, "bulk: %s users queued in %.1f s (%s users/s); drained %.1f messages/s over %.0f s at a configured %d/s (%.3f); peak RSS %.0f MiB\n",
+				thousands(float64(b.Users)), b.EnqueueSeconds, thousands(b.EnqueuePerSec), b.DrainPerSec, b.DrainSeconds, b.RatePerSec, b.DrainRatio, f.PeakRSSMiB)
+			if l := b.Ordinary; l != nil {
+				fmt.Fprintf(w, "bulk: ordinary resets of another institution meanwhile (%d clients, %.0f/s): mail lag p50 %.0f ms, p99 %.0f ms, max %.0f ms over %d messages, %d undelivered\n",
+					b.OrdinaryClients, b.OrdinaryPerSec, l.P50ms, l.P99ms, l.MaxMs, l.Messages, l.Undelivered)
+			}
+		}
+	}
+	for _, f := range r.Flows {
 		if f.Note != "" {
 			fmt.Fprintf(w, "note: %s: %s\n", f.Flow, f.Note)
 		}

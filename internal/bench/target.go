@@ -42,7 +42,8 @@ type target struct {
 	base, inst             string
 	clientID, clientSecret string
 	bearer                 string
-	rssPID                 int // 0: this process
+	otherBearer            string // the bulk flow's client of another institution
+	rssPID                 int    // 0: this process
 	seeded                 *SeedResult
 	quiet                  atomic.Bool
 }

@@ -25,6 +25,10 @@ type PurgeCounts struct {
 	RateCounters int `json:"rateCounters"`
 	Deliveries   int `json:"deliveries"`
 	Audit        int `json:"audit"`
+	// BulkMembers and Bulks are bulk forced resets finished before the
+	// deliveries' retention, and their member rows.
+	BulkMembers int `json:"bulkMembers"`
+	Bulks       int `json:"bulks"`
 }
 
 const (
@@ -49,7 +53,8 @@ const (
 
 // Purge deletes what is past its end: tokens a week after they expired or
 // were used, OTPs and approvals once ended, rate events once no window
-// reads them, deliveries and audit records older than r.
+// reads them, deliveries and audit records older than r, and bulk forced
+// resets (with their members) finished longer ago than r's deliveries.
 func (s *Service) Purge(ctx context.Context, r Retention, dryRun bool) (PurgeCounts, error) {
 	now := s.now()
 	var c PurgeCounts
@@ -64,6 +69,8 @@ func (s *Service) Purge(ctx context.Context, r Retention, dryRun bool) (PurgeCou
 		{store.PurgeRateCounters, now.Add(-counterLife), &c.RateCounters},
 		{store.PurgeDeliveries, now.Add(-r.Deliveries), &c.Deliveries},
 		{store.PurgeAudit, now.Add(-r.Audit), &c.Audit},
+		{store.PurgeBulkMembers, now.Add(-r.Deliveries), &c.BulkMembers},
+		{store.PurgeBulks, now.Add(-r.Deliveries), &c.Bulks},
 	} {
 		for {
 			n, err := s.store.Purge(ctx, k.kind, k.cutoff, purgeBatch, dryRun)
@@ -80,6 +87,6 @@ func (s *Service) Purge(ctx context.Context, r Retention, dryRun bool) (PurgeCou
 		}
 	}
 	s.logger.InfoContext(ctx, "purge", "dryRun", dryRun, "tokens", c.Tokens, "otps", c.OTPs, "approvals", c.Approvals,
-		"rateCounters", c.RateCounters, "deliveries", c.Deliveries, "audit", c.Audit)
+		"rateCounters", c.RateCounters, "deliveries", c.Deliveries, "audit", c.Audit, "bulkMembers", c.BulkMembers, "bulks", c.Bulks)
 	return c, nil
 }

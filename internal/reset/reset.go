@@ -53,6 +53,8 @@ type Store interface {
 	AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]store.Delivery, error)
 	Purge(ctx context.Context, kind store.PurgeKind, cutoff time.Time, limit int, dryRun bool) (int, error)
 	Forget(ctx context.Context) error
+	// BulkReader reads bulk forced resets outside a write transaction.
+	store.BulkReader
 }
 
 // Config is what New needs. It is read once: a running Service keeps its

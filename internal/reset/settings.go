@@ -60,6 +60,9 @@ type Settings struct {
 	// one not offered; Locales are the languages offered (shipped codes).
 	DefaultLocale string   `json:"defaultLocale"`
 	Locales       []string `json:"locales"`
+	// BulkRatePerSecond is how many messages a bulk forced reset of the
+	// institution sends per second (bulk.go).
+	BulkRatePerSecond int `json:"bulkRatePerSecond"`
 }
 
 // SettingsPatch is a partial update: nil fields keep their value.
@@ -90,12 +93,13 @@ type SettingsPatch struct {
 	SelfServiceGet        *bool     `json:"selfServiceGet"`
 
 	// Branding; "" removes a value.
-	BrandColor    *string   `json:"brandColor"`
-	Logo          *string   `json:"logo"`
-	SignInURL     *string   `json:"signInUrl"`
-	SupportURL    *string   `json:"supportUrl"`
-	DefaultLocale *string   `json:"defaultLocale"`
-	Locales       *[]string `json:"locales"`
+	BrandColor        *string   `json:"brandColor"`
+	Logo              *string   `json:"logo"`
+	SignInURL         *string   `json:"signInUrl"`
+	SupportURL        *string   `json:"supportUrl"`
+	DefaultLocale     *string   `json:"defaultLocale"`
+	Locales           *[]string `json:"locales"`
+	BulkRatePerSecond *int      `json:"bulkRatePerSecond"`
 }
 
 // maxDisplayName bounds displayName (bytes).
@@ -129,6 +133,7 @@ func DefaultSettings(publicURL string) Settings {
 		SelfServiceGet:        true,
 		DefaultLocale:         i18n.Default,
 		Locales:               i18n.Shipped(),
+		BulkRatePerSecond:     50,
 	}
 }
 
@@ -184,6 +189,7 @@ func (p SettingsPatch) Apply(s Settings) Settings {
 	setInt(&s.PublicPerUsernameHour, p.PublicPerUsernameHour)
 	setInt(&s.ContactChangeCooldown, p.ContactChangeCooldown)
 	setInt(&s.DisputeLock, p.DisputeLock)
+	setInt(&s.BulkRatePerSecond, p.BulkRatePerSecond)
 	if p.RequireFacts != nil {
 		s.RequireFacts = slices.Clone(*p.RequireFacts)
 	}
@@ -248,6 +254,7 @@ func (s Settings) Validate() error {
 		{"publicPerUsernameHour", s.PublicPerUsernameHour, 0, 1000},
 		{"contactChangeCooldown", s.ContactChangeCooldown, 0, 2592000},
 		{"disputeLock", s.DisputeLock, 0, 2592000},
+		{"bulkRatePerSecond", s.BulkRatePerSecond, MinBulkRate, MaxBulkRate},
 	}
 	for _, r := range ranges {
 		if r.v < r.min || r.v > r.max {

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -56,7 +57,16 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var pol *reset.PolicyError
 	var lim *reset.LimitError
 	var tooBig *http.MaxBytesError
+	var running *reset.BulkRunningError
 	switch {
+	case errors.As(err, &running):
+		s.problem(w, r, http.StatusConflict, "bulk-running", "bulk "+running.ID+" of this institution is still running: wait for it, or cancel it with DELETE …/password/reset-bulk/"+running.ID)
+	case errors.Is(err, reset.ErrTooManyUsers):
+		s.problem(w, r, http.StatusRequestEntityTooLarge, "too-many-users", fmt.Sprintf("at most %d userIds per request; use {\"all\": true} for every user of the institution", reset.MaxBulkUsers))
+	case errors.Is(err, reset.ErrIdempotencyMismatch):
+		s.problem(w, r, http.StatusUnprocessableEntity, "idempotency-key-reused", "this Idempotency-Key was used with another request; use a new key for a new bulk")
+	case errors.Is(err, reset.ErrBulkNeedsApproval):
+		s.problem(w, r, http.StatusConflict, "bulk-approval-required", "with adminResetApproval on, every admin reset needs a second client's approval, which a bulk cannot collect; the operator can start it with resetd reset bulk")
 	case errors.As(err, &inv):
 		s.writeProblem(w, r, Problem{Type: problemBase + "invalid-request", Status: http.StatusBadRequest, Detail: inv.Detail, Field: inv.Field})
 	case errors.As(err, &pol):
@@ -71,7 +81,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		s.writeProblem(w, r, Problem{Type: problemBase + "rate-limited", Status: http.StatusTooManyRequests, Detail: detail, Limit: lim.Limit})
 	case errors.As(err, &tooBig):
-		s.problem(w, r, http.StatusRequestEntityTooLarge, "body-too-large", "request body exceeds 64 KiB")
+		s.problem(w, r, http.StatusRequestEntityTooLarge, "body-too-large", fmt.Sprintf("request body exceeds %d KiB", tooBig.Limit>>10))
 	case errors.Is(err, reset.ErrOTPInvalid):
 		s.problem(w, r, http.StatusBadRequest, "invalid-otp", "the code is not valid")
 	case errors.Is(err, reset.ErrSMSNotAllowed):

@@ -269,11 +269,16 @@ const (
 	PurgeRateCounters PurgeKind = "rateCounters"
 	PurgeDeliveries   PurgeKind = "deliveries"
 	PurgeAudit        PurgeKind = "audit"
+	// PurgeBulkMembers and PurgeBulks: the member rows of bulk forced
+	// resets finished before the cutoff, then the bulks left without
+	// members.
+	PurgeBulkMembers PurgeKind = "bulkMembers"
+	PurgeBulks       PurgeKind = "bulks"
 )
 
 // PurgeKinds is every kind, in the order a purge runs them.
 func PurgeKinds() []PurgeKind {
-	return []PurgeKind{PurgeTokens, PurgeOTPs, PurgeApprovals, PurgeRateCounters, PurgeDeliveries, PurgeAudit}
+	return []PurgeKind{PurgeTokens, PurgeOTPs, PurgeApprovals, PurgeRateCounters, PurgeDeliveries, PurgeAudit, PurgeBulkMembers, PurgeBulks}
 }
 
 // Erasure names what EraseUser replaces and deletes.
@@ -452,6 +457,8 @@ type Tx struct {
 	DirectoryWriter
 	SecretWriter
 	RecordWriter
+	// Bulk holds the writes of bulk forced resets (bulk.go).
+	Bulk BulkWriter
 }
 
 // Store is a backend as its consumers see it: one value holding the four
@@ -524,6 +531,8 @@ type Outbox interface {
 	// pbkdf2-sha512, scrypt, other); current is the PHC prefix of an up-to-date
 	// hash, e.g. "$argon2id$v=19$m=19456,t=2,p=1$".
 	PasswordSchemes(ctx context.Context, current string) (map[string]int, error)
+	// BulkReader reads bulk forced resets (bulk.go).
+	BulkReader
 }
 
 // PoolStat is one connection pool's state (metrics).

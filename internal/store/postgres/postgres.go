@@ -241,7 +241,7 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
 	t := &txn{q: tx, tx: tx, s: s, write: true}
-	if err := fn(store.Tx{ReadTx: t, DirectoryWriter: t, SecretWriter: t, RecordWriter: t}); err != nil {
+	if err := fn(store.Tx{ReadTx: t, DirectoryWriter: t, SecretWriter: t, RecordWriter: t, Bulk: t}); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return err
 	}

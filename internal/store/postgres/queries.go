@@ -983,13 +983,14 @@ func (t *txn) EraseUser(ctx context.Context, e store.Erasure) error {
 		q    string
 		args []any
 	}{
-		{`UPDATE river_job SET errors = NULL, args = jsonb_set(args, '{user_id}', to_jsonb($1::text)) WHERE kind = 'resetd_send'
+		{`UPDATE river_job SET errors = NULL, args = jsonb_set(args, '{user_id}', to_jsonb($1::text)) WHERE kind IN ('resetd_send', 'resetd_bulk_send')
 			AND args->>'institution_id' = $2 AND args->>'user_id' = $3`, []any{p, in, uid}},
 		{`UPDATE river_job SET args = jsonb_set(args, '{event,userId}', to_jsonb($1::text)) WHERE kind = 'resetd_webhook'
 			AND args->'event'->>'institutionId' = $2 AND args->'event'->>'userId' = $3`, []any{p, in, uid}},
 		{`UPDATE audit SET user_id = $1 WHERE institution_id = $2 AND user_id = $3`, []any{p, in, uid}},
 		{`UPDATE deliveries SET user_id = $1, destination = '', last_error = '' WHERE institution_id = $2 AND user_id = $3`, []any{p, in, uid}},
 		{`UPDATE tokens SET user_id = $1 WHERE institution_id = $2 AND user_id = $3`, []any{p, in, uid}},
+		{`UPDATE bulk_members SET user_id = $1 WHERE user_id = $3 AND bulk_id IN (SELECT id FROM bulk_resets WHERE institution_id = $2)`, []any{p, in, uid}},
 		{`UPDATE approvals SET user_id = $1 WHERE institution_id = $2 AND user_id = $3`, []any{p, in, uid}},
 		{`DELETE FROM otps WHERE institution_id = $1 AND user_id = $2`, []any{in, uid}},
 		{`DELETE FROM rate_events WHERE key = ANY($1)`, []any{counterKeys(e.CounterKeys)}},
@@ -1024,6 +1025,10 @@ func purgeWhere(kind store.PurgeKind) (table, cond string, ok bool) {
 		return "deliveries", "created_at < $1", true
 	case store.PurgeAudit:
 		return "audit", "time < $1", true
+	case store.PurgeBulkMembers:
+		return "bulk_members", "bulk_id IN (SELECT id FROM bulk_resets WHERE finished_at < $1)", true
+	case store.PurgeBulks:
+		return "bulk_resets", "finished_at < $1 AND NOT EXISTS (SELECT 1 FROM bulk_members m WHERE m.bulk_id = bulk_resets.id)", true
 	}
 	return "", "", false
 }

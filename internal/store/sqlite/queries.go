@@ -256,13 +256,14 @@ func (t *txn) EraseUser(ctx context.Context, e store.Erasure) error {
 		q    string
 		args []any
 	}{
-		{`UPDATE river_job SET errors = NULL, args = jsonb_replace(args, '$.user_id', ?) WHERE kind = 'resetd_send'
+		{`UPDATE river_job SET errors = NULL, args = jsonb_replace(args, '$.user_id', ?) WHERE kind IN ('resetd_send', 'resetd_bulk_send')
 			AND json_extract(args, '$.institution_id') = ? AND json_extract(args, '$.user_id') = ?`, []any{p, in, uid}},
 		{`UPDATE river_job SET args = jsonb_replace(args, '$.event.userId', ?) WHERE kind = 'resetd_webhook'
 			AND json_extract(args, '$.event.institutionId') = ? AND json_extract(args, '$.event.userId') = ?`, []any{p, in, uid}},
 		{`UPDATE audit SET user_id = ? WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
 		{`UPDATE deliveries SET user_id = ?, destination = '', last_error = '' WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
 		{`UPDATE tokens SET user_id = ? WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
+		{`UPDATE bulk_members SET user_id = ? WHERE user_id = ? AND bulk_id IN (SELECT id FROM bulk_resets WHERE institution_id = ?)`, []any{p, uid, in}},
 		{`UPDATE approvals SET user_id = ? WHERE institution_id = ? AND user_id = ?`, []any{p, in, uid}},
 		{`DELETE FROM otps WHERE institution_id = ? AND user_id = ?`, []any{in, uid}},
 		{`DELETE FROM user_tombstones WHERE institution_id = ? AND user_id = ?`, []any{in, uid}},
@@ -741,6 +742,10 @@ func purgeWhere(kind store.PurgeKind) (table, key, cond string, ok bool) {
 		return "deliveries", "id", "created_at < ?1", true
 	case store.PurgeAudit:
 		return "audit", "id", "time < ?1", true
+	case store.PurgeBulkMembers:
+		return "bulk_members", "bulk_id, user_id", "bulk_id IN (SELECT id FROM bulk_resets WHERE finished_at != 0 AND finished_at < ?1)", true
+	case store.PurgeBulks:
+		return "bulk_resets", "id", "finished_at != 0 AND finished_at < ?1 AND NOT EXISTS (SELECT 1 FROM bulk_members m WHERE m.bulk_id = bulk_resets.id)", true
 	}
 	return "", "", "", false
 }

@@ -230,7 +230,7 @@ func (s *Store) View(ctx context.Context, fn func(store.ReadTx) error) error {
 
 // writeTx is the store.Tx of a write transaction: t does all of it.
 func writeTx(t *txn) store.Tx {
-	return store.Tx{ReadTx: t, DirectoryWriter: t, SecretWriter: t, RecordWriter: t}
+	return store.Tx{ReadTx: t, DirectoryWriter: t, SecretWriter: t, RecordWriter: t, Bulk: t}
 }
 
 func ms(t time.Time) int64 {

@@ -86,6 +86,7 @@ func Run(t *testing.T, open Opener) {
 		{"Approvals", testApprovals},
 		{"Tombstones", testTombstones},
 		{"LiveTokens", testLiveTokens},
+		{"Bulks", testBulks},
 		{"UpdateRollsBack", testRollback},
 		{"ViewIsReadOnly", testView},
 		{"Ping", testPing},
