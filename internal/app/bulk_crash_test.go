@@ -13,9 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,36 +29,18 @@ func TestBulkResetSurvivesSIGKILL(t *testing.T) {
 		t.Skip("SQLite only: the process and its database file are killed and reopened")
 	}
 	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "resetd.db")
-	db := "sqlite:" + path
 	bin := buildServer(t)
 	ctx := context.Background()
 	const users = 400
-	a, err := app.Open(ctx, app.Config{DB: db, SecretKey: testKey, Command: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Reset.PutInstitution(ctx, "acme", "Acme Bank", nil, nil, true); err != nil {
-		t.Fatal(err)
-	}
-	rate := 200
-	if _, err := a.Reset.UpdateSettings(ctx, reset.Actor{}, "acme", reset.SettingsPatch{BulkRatePerSecond: &rate}); err != nil {
-		t.Fatal(err)
-	}
-	clientID, clientSecret, err := a.Auth.CreateClient(ctx, "acme", "crash", []string{auth.ScopeResetWrite})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range users {
-		u := fmt.Sprintf("k%04d", i)
-		if _, err := a.Reset.PutUser(ctx, reset.Actor{}, "acme", u, reset.UserInput{Username: u, Email: u + "@example.com"}); err != nil {
+	dir, path, db, clientID, clientSecret := crashDB(t, []string{auth.ScopeResetWrite}, func(ctx context.Context, a *app.App) {
+		rate := 200
+		if _, err := a.Reset.UpdateSettings(ctx, reset.Actor{}, "acme", reset.SettingsPatch{BulkRatePerSecond: &rate}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
+		for i := range users {
+			putCrashUser(t, ctx, a, fmt.Sprintf("k%04d", i))
+		}
+	})
 	mail := mailtest.NewServer(t)
 	smtpURL := mail.URL("noreply@resetd.example")
 

@@ -190,17 +190,15 @@ func jobStates(t *testing.T, path string) []string {
 	return out
 }
 
-func TestCrashAfterAcceptingASendLosesNothing(t *testing.T) {
-	if onPostgres.Load() {
-		t.Skip("SQLite only; on PostgreSQL, TestReplicas (cmd/resetd) kills a replica")
-	}
-	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "resetd.db")
-	db := "sqlite:" + path
-	bin := buildServer(t)
-
-	// The directory, written by the same code the CLI uses.
+// crashDB writes, with the code the CLI uses, a SQLite database file for
+// a test that kills `resetd serve`: the institution acme, a client of it
+// with scopes, and whatever fill adds (users, settings). It returns the
+// directory, the file, its --db value and the client's credentials.
+func crashDB(t *testing.T, scopes []string, fill func(ctx context.Context, a *app.App)) (dir, path, db, clientID, clientSecret string) {
+	t.Helper()
+	dir = t.TempDir()
+	path = filepath.Join(dir, "resetd.db")
+	db = "sqlite:" + path
 	ctx := context.Background()
 	a, err := app.Open(ctx, app.Config{DB: db, SecretKey: testKey, Command: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -209,23 +207,42 @@ func TestCrashAfterAcceptingASendLosesNothing(t *testing.T) {
 	if _, err := a.Reset.PutInstitution(ctx, "acme", "Acme Bank", nil, nil, true); err != nil {
 		t.Fatal(err)
 	}
-	clientID, clientSecret, err := a.Auth.CreateClient(ctx, "acme", "crash", []string{auth.ScopeResetWrite, auth.ScopeUsersRead})
+	clientID, clientSecret, err = a.Auth.CreateClient(ctx, "acme", "crash", scopes)
 	if err != nil {
 		t.Fatal(err)
 	}
+	fill(ctx, a)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, path, db, clientID, clientSecret
+}
+
+// putCrashUser adds a user with an email address to acme.
+func putCrashUser(t *testing.T, ctx context.Context, a *app.App, id string) {
+	t.Helper()
+	if _, err := a.Reset.PutUser(ctx, reset.Actor{}, "acme", id, reset.UserInput{Username: id, Email: id + "@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCrashAfterAcceptingASendLosesNothing(t *testing.T) {
+	if onPostgres.Load() {
+		t.Skip("SQLite only; on PostgreSQL, TestReplicas (cmd/resetd) kills a replica")
+	}
+	t.Parallel()
+	bin := buildServer(t)
+	ctx := context.Background()
 	// A user per try: a kill that lands inside a delivery attempt (rare)
 	// leaves a job that is rescued only once no live attempt can still be
 	// running (TestCrashMidSendDeliversWithin30s), so that try is set aside
 	// and another made.
 	const tries = 3
-	for i := range tries {
-		if _, err := a.Reset.PutUser(ctx, reset.Actor{}, "acme", userID(i), reset.UserInput{Username: userID(i), Email: userID(i) + "@example.com"}); err != nil {
-			t.Fatal(err)
+	dir, path, db, clientID, clientSecret := crashDB(t, []string{auth.ScopeResetWrite, auth.ScopeUsersRead}, func(ctx context.Context, a *app.App) {
+		for i := range tries {
+			putCrashUser(t, ctx, a, userID(i))
 		}
-	}
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
+	})
 
 	mail := mailtest.NewServer(t)
 	mail.Stop()
@@ -348,30 +365,12 @@ func TestCrashMidSendDeliversWithin30s(t *testing.T) {
 		t.Skip("SQLite only; on PostgreSQL, TestReplicas (cmd/resetd) kills a replica mid-send")
 	}
 	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "resetd.db")
-	db := "sqlite:" + path
 	bin := buildServer(t)
-
 	ctx := context.Background()
-	a, err := app.Open(ctx, app.Config{DB: db, SecretKey: testKey, Command: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Reset.PutInstitution(ctx, "acme", "Acme Bank", nil, nil, true); err != nil {
-		t.Fatal(err)
-	}
-	clientID, clientSecret, err := a.Auth.CreateClient(ctx, "acme", "crash", []string{auth.ScopeResetWrite, auth.ScopeUsersRead})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const user = "midsend"
-	if _, err := a.Reset.PutUser(ctx, reset.Actor{}, "acme", user, reset.UserInput{Username: user, Email: user + "@example.com"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dir, path, db, clientID, clientSecret := crashDB(t, []string{auth.ScopeResetWrite, auth.ScopeUsersRead}, func(ctx context.Context, a *app.App) {
+		putCrashUser(t, ctx, a, user)
+	})
 
 	mail := mailtest.NewServer(t)
 	smtpURL := mail.URL("noreply@resetd.example")
