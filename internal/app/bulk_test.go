@@ -414,3 +414,31 @@ func TestBulkResetHonoursTheRate(t *testing.T) {
 		t.Errorf("progress %+v", st)
 	}
 }
+
+// TestBulkResetKeepsThePerUserCap: a client with reset.write cannot use
+// bulks to send a user more links than single sends could: bulk after
+// bulk, a member past sendsPerUserHour is skipped as rateLimited and
+// gets no message.
+func TestBulkResetKeepsThePerUserCap(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	tok := h.admin()
+	h.putUser(tok, "acme", "capped", map[string]any{"username": "capped", "email": "capped@example.com"})
+	if r := h.do("PUT", P+"/institutions/acme/settings", tok, map[string]any{"sendsPerUserHour": 2}); r.Status != 204 {
+		t.Fatalf("settings: %d %s", r.Status, r.Body)
+	}
+	h.resetLink(tok, "acme", "capped") // one single send of the two
+	body := map[string]any{"method": "email", "userIds": []string{"capped"}}
+	if st := h.awaitBulk(tok, h.startBulk(tok, body), 60*time.Second); st.Sent != 1 {
+		t.Fatalf("first bulk: %+v, want its link sent (the second send of the hour)", st)
+	}
+	for range 2 {
+		st := h.awaitBulk(tok, h.startBulk(tok, body), 60*time.Second)
+		if st.Sent != 0 || st.Skipped.RateLimited != 1 {
+			t.Fatalf("bulk past the cap: %+v, want the member skipped as rateLimited", st)
+		}
+	}
+	if got := linksTo(h.mail, "capped@example.com"); len(got) != 2 {
+		t.Errorf("the capped user got %d links, want 2 (the cap)", len(got))
+	}
+}

@@ -223,14 +223,20 @@ func (s *Service) bulkTick(ctx context.Context, institutionID, id string) (time.
 						stalled = issued == 0
 						break
 					}
-					if cur.Method == delivery.ChannelSMS {
-						if err := s.smsLimit(ctx, tx, now, institutionID, to); err != nil {
-							var lim *LimitError
-							if !errors.As(err, &lim) {
-								return err
-							}
-							m.Outcome = SkipRateLimited
+					// The per-user cap of every send, and the per-number
+					// cap of every SMS, hold for a bulk too: starting and
+					// cancelling bulks sends no user more than a single
+					// send could.
+					err := s.limit(ctx, tx, now, "sendsPerUserHour", sendKey(institutionID, u.ID), st2.SendsPerUserHour, time.Hour)
+					if err == nil && cur.Method == delivery.ChannelSMS {
+						err = s.smsLimit(ctx, tx, now, institutionID, to)
+					}
+					if err != nil {
+						var lim *LimitError
+						if !errors.As(err, &lim) {
+							return err
 						}
+						m.Outcome = SkipRateLimited
 					}
 					if m.Outcome == "" {
 						if m.DeliveryID, err = s.issueBulkLink(ctx, tx, now, st2, cur, u, p); err != nil {
@@ -306,14 +312,12 @@ func skipReason(err error) string {
 // own queue) and the reset.requested event — and returns the delivery.
 // The per-user send cap does not apply: a bulk sends one link per user.
 func (s *Service) issueBulkLink(ctx context.Context, tx store.Tx, now time.Time, st Settings, b store.Bulk, u store.User, p preparedLink) (int64, error) {
-	if err := p.dispute.store(ctx, tx, u, now); err != nil {
-		return 0, err
-	}
 	if err := tx.KillTokens(ctx, u.InstitutionID, u.ID, now, PurposeLink, PurposeSelfService); err != nil {
 		return 0, err
 	}
-	if err := tx.InsertToken(ctx, store.Token{Hash: p.hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeLink,
-		CreatedAt: now, ExpiresAt: now.Add(time.Duration(st.Expiration) * time.Second)}); err != nil {
+	// The new link and its dispute token: one statement, as a single send.
+	if err := tx.InsertTokens(ctx, store.Token{Hash: p.hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeLink,
+		CreatedAt: now, ExpiresAt: now.Add(time.Duration(st.Expiration) * time.Second)}, p.dispute.token(u, now)); err != nil {
 		return 0, err
 	}
 	m := p.message
@@ -343,12 +347,8 @@ func (s *Service) issueBulkLink(ctx context.Context, tx store.Tx, now time.Time,
 // finishBulk marks the bulk done once every member is decided and none of
 // its messages waits to be sent, with an audit record of its counts.
 func (s *Service) finishBulk(ctx context.Context, institutionID, id string) (time.Duration, bool, error) {
-	c, err := s.store.BulkCounts(ctx, id)
-	if err != nil {
-		return 0, false, err
-	}
 	finished := false
-	err = s.store.Update(ctx, func(tx store.Tx) error {
+	err := s.store.Update(ctx, func(tx store.Tx) error {
 		now := s.now()
 		b, err := tx.Bulk.LockBulk(ctx, institutionID, id)
 		if err != nil {
@@ -373,6 +373,12 @@ func (s *Service) finishBulk(ctx context.Context, institutionID, id string) (tim
 				return err
 			}
 			s.logger.WarnContext(ctx, "bulk done with messages whose outcome was not recorded", "bulk_id", b.ID, "queued", q)
+		}
+		// Counted under the bulk's lock, once no message waits: the
+		// counts the record gives are the final ones.
+		c, err := tx.Bulk.BulkCounts(ctx, b.ID)
+		if err != nil {
+			return err
 		}
 		b.State, b.UpdatedAt, b.FinishedAt = store.BulkDone, now, now
 		if err := tx.Bulk.SaveBulk(ctx, b); err != nil {

@@ -133,6 +133,9 @@ type BulkWriter interface {
 	InsertBulkDelivery(ctx context.Context, d Delivery, bulkID string) (int64, error)
 	// BulkQueued counts the bulk's deliveries not yet sent or failed.
 	BulkQueued(ctx context.Context, bulkID string) (int, error)
+	// BulkCounts counts the bulk's deliveries by outcome, as this
+	// transaction sees them.
+	BulkCounts(ctx context.Context, bulkID string) (BulkCounts, error)
 	// CancelBulkDeliveries marks the bulk's queued deliveries failed
 	// (BulkCancelledError) and returns how many.
 	CancelBulkDeliveries(ctx context.Context, bulkID string, now time.Time) (int, error)

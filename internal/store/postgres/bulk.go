@@ -232,11 +232,21 @@ func (s *Store) Bulk(ctx context.Context, institutionID, id string) (store.Bulk,
 }
 
 func (s *Store) BulkCounts(ctx context.Context, bulkID string) (store.BulkCounts, error) {
+	return bulkCounts(ctx, s.pool, bulkID)
+}
+
+func (t *txn) BulkCounts(ctx context.Context, bulkID string) (store.BulkCounts, error) {
+	return bulkCounts(ctx, t.q, bulkID)
+}
+
+func bulkCounts(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, bulkID string) (store.BulkCounts, error) {
 	var c store.BulkCounts
 	if !storable(bulkID) {
 		return c, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT state, last_error = $1, count(*) FROM deliveries WHERE bulk_id = $2 GROUP BY 1, 2`, store.BulkCancelledError, bulkID)
+	rows, err := q.Query(ctx, `SELECT state, last_error = $1, count(*) FROM deliveries WHERE bulk_id = $2 GROUP BY 1, 2`, store.BulkCancelledError, bulkID)
 	if err != nil {
 		return c, wrap(err, "bulk counts")
 	}

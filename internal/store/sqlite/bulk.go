@@ -223,8 +223,16 @@ func (s *Store) Bulk(ctx context.Context, institutionID, id string) (store.Bulk,
 }
 
 func (s *Store) BulkCounts(ctx context.Context, bulkID string) (store.BulkCounts, error) {
+	return bulkCounts(ctx, s.read, bulkID)
+}
+
+func (t *txn) BulkCounts(ctx context.Context, bulkID string) (store.BulkCounts, error) {
+	return bulkCounts(ctx, t.q, bulkID)
+}
+
+func bulkCounts(ctx context.Context, q querier, bulkID string) (store.BulkCounts, error) {
 	var c store.BulkCounts
-	rows, err := s.read.QueryContext(ctx, `SELECT state, last_error = ?, count(*) FROM deliveries WHERE bulk_id = ? GROUP BY 1, 2`, store.BulkCancelledError, bulkID)
+	rows, err := q.QueryContext(ctx, `SELECT state, last_error = ?, count(*) FROM deliveries WHERE bulk_id = ? GROUP BY 1, 2`, store.BulkCancelledError, bulkID)
 	if err != nil {
 		return c, fmt.Errorf("sqlite: bulk counts: %w", err)
 	}
