@@ -327,7 +327,12 @@ func bulkStatus(b store.Bulk, c store.BulkCounts, st Settings) BulkStatus {
 		RatePerSecond: bulkRate(b, st), Total: b.Total, Skipped: skippedOf(b.Skipped), CreatedAt: b.CreatedAt, UpdatedAt: b.UpdatedAt,
 		Sent: c.Sent + c.Logged, Failed: c.Failed, Cancelled: c.Cancelled, Queued: c.Queued}
 	// Members not yet decided wait, or were cancelled with their bulk.
-	undecided := max(b.Total-b.Issued-out.Skipped.Total(), 0)
+	// Issued members are counted from their deliveries, read after the
+	// bulk's row: a batch that commits between the two reads moves
+	// members from undecided to issued in the same figures, so the
+	// progress always adds up to the total.
+	issued := c.Queued + c.Sent + c.Logged + c.Failed + c.Cancelled
+	undecided := max(b.Total-issued-out.Skipped.Total(), 0)
 	if b.State == store.BulkCancelled {
 		out.Cancelled += undecided
 	} else {
