@@ -74,10 +74,13 @@ func (a *App) KeyStatus(ctx context.Context) (KeyStatus, error) {
 	for _, tb := range recs.Tombstones {
 		count(RecordTombstones, tb.Sealed)
 	}
+	for _, d := range recs.Messages {
+		count(RecordQueuedMessages, d.Message)
+	}
 	for _, j := range recs.Jobs {
 		sealed, ok, err := delivery.SealedOf(j.Kind, j.Args)
 		switch {
-		case !ok:
+		case !ok, err == nil && len(sealed) == 0: // no send job, or its message is in its delivery
 		case err != nil:
 			st.Other[RecordQueuedMessages]++
 		default:
@@ -119,6 +122,20 @@ func (a *App) Rewrap(ctx context.Context) (Rewrapped, error) {
 	if err != nil {
 		return out, err
 	}
+	for _, d := range recs.Messages {
+		b, changed, err := delivery.ResealMessage(a.Key, d.MessageRef, d.Message)
+		if err != nil || !changed {
+			continue // current already, or under no key of the ring: keys status shows it
+		}
+		ok, err := a.Store.SetDeliveryMessage(ctx, d.ID, b)
+		if err != nil {
+			return out, err
+		}
+		if ok {
+			out[RecordQueuedMessages]++
+		}
+	}
+	// Jobs queued by an earlier version carry their message themselves.
 	for _, j := range recs.Jobs {
 		b, changed, err := delivery.ResealJob(a.Key, j.Kind, j.Args)
 		if err != nil || !changed {

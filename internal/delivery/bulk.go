@@ -101,7 +101,8 @@ func (w *BulkWorker) Work(ctx context.Context, job *river.Job[BulkSendArgs]) err
 		return nil
 	}
 	state := store.DeliverySent
-	if m, err := Open(w.Send.Key, job.Args.SendArgs); err == nil && logOnly(w.Send.senderFor(m.Channel)) {
+	// Still queued, so its message is still there to say the channel.
+	if m, err := w.Send.message(ctx, job.Args.SendArgs); err == nil && logOnly(w.Send.senderFor(m.Channel)) {
 		state = store.DeliveryLogged
 	}
 	rctx, cancel := context.WithTimeout(ctx, recordTimeout)

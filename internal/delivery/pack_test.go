@@ -26,19 +26,53 @@ func TestSealOpenRoundTripIsCompact(t *testing.T) {
 	t.Parallel()
 	key, _ := seal.New(seal.Generate())
 	m := packTestMessage(t)
-	a, err := Seal(key, 7, m)
+	ref, sealed, err := SealMessage(key, m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Open(key, a)
+	got, err := OpenMessage(key, ref, sealed)
 	if err != nil || got != m {
 		t.Fatalf("opened %+v, %v; want %+v", got, err, m)
 	}
 	plain, _ := json.Marshal(m)
-	if len(a.Sealed) >= len(plain) {
-		t.Errorf("sealed %d bytes for %d bytes of JSON: not packed", len(a.Sealed), len(plain))
+	if len(sealed) >= len(plain) {
+		t.Errorf("sealed %d bytes for %d bytes of JSON: not packed", len(sealed), len(plain))
 	}
-	// Bound to its delivery: another id does not open it.
+	// Bound to its reference: another message's does not open it, and
+	// each message gets a reference of its own.
+	ref2, _, err := SealMessage(key, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(ref2) == string(ref) {
+		t.Fatal("two messages got the same reference")
+	}
+	if _, err := OpenMessage(key, ref2, sealed); err == nil {
+		t.Error("a sealed message opened under another reference")
+	}
+	// A message re-sealed under a new key opens under the new ring only
+	// with its reference.
+	next, _ := seal.NewRing(seal.Generate(), seal.Generate())
+	if _, _, err := ResealMessage(next, ref, sealed); err == nil {
+		t.Error("a ring without the message's key re-sealed it")
+	}
+}
+
+// A message an earlier version sealed into the job, bound to the
+// delivery's id, still opens; another id does not open it.
+func TestOpenLegacyJobMessage(t *testing.T) {
+	t.Parallel()
+	key, _ := seal.New(seal.Generate())
+	m := packTestMessage(t)
+	b, err := pack(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := SendArgs{DeliveryID: 7, Sealed: key.Seal(b, fmt.Sprintf("%s/%d", sealContext, 7))}
+	got, err := Open(key, a)
+	if err != nil || got != m {
+		t.Fatalf("opened %+v, %v; want %+v", got, err, m)
+	}
 	a.DeliveryID = 8
 	if _, err := Open(key, a); err == nil {
 		t.Error("a sealed message opened under another delivery id")

@@ -38,7 +38,7 @@ func BenchmarkRenderOTPSMS(b *testing.B) {
 	}
 }
 
-// BenchmarkSealMessage is a rendered message packed into its job.
+// BenchmarkSealMessage is a rendered message packed for its delivery row.
 func BenchmarkSealMessage(b *testing.B) {
 	key, err := seal.New(seal.Generate())
 	if err != nil {
@@ -51,7 +51,7 @@ func BenchmarkSealMessage(b *testing.B) {
 	m := delivery.Message{Channel: delivery.ChannelEmail, Kind: delivery.KindResetLink, To: "u0000001@bench.example", Subject: r.Subject, Text: r.Text, HTML: r.HTML}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := delivery.Seal(key, 1, m); err != nil {
+		if _, _, err := delivery.SealMessage(key, m); err != nil {
 			b.Fatal(err)
 		}
 	}

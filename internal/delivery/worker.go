@@ -2,6 +2,8 @@ package delivery
 
 import (
 	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -12,12 +14,15 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/resetd/resetd/internal/seal"
+	"github.com/resetd/resetd/internal/secret"
 	"github.com/resetd/resetd/internal/store"
 )
 
-// SendArgs is the durable send job. The message itself carries a secret
-// (a link or a code), so the job holds it sealed under the server's key:
-// the queue table never has it in clear.
+// SendArgs is the durable send job. It names the delivery; the message,
+// which carries a secret (a link or a code), is sealed under the server's
+// key in the delivery's row (store.Delivery.Message), so neither the
+// queue's table nor the row has it in clear, and it is written once
+// rather than with every state change of the job.
 type SendArgs struct {
 	DeliveryID    int64  `json:"delivery_id"`
 	InstitutionID string `json:"institution_id,omitempty"`
@@ -26,25 +31,66 @@ type SendArgs struct {
 	// queued: a message that will never be delivered is reported there
 	// (delivery.failed) in the same transaction that records the failure.
 	WebhookURL string `json:"webhook_url,omitempty"`
-	Sealed     []byte `json:"sealed"`
+	// Sealed is the message of a job queued by an earlier version, which
+	// sealed it into the job (to the delivery's id); new jobs leave it
+	// empty.
+	Sealed []byte `json:"sealed,omitempty"`
 }
 
 // Kind names the job for River.
 func (SendArgs) Kind() string { return "resetd_send" }
 
-// sealContext binds sealed messages to this use.
-const sealContext = "delivery/message/v1"
+// Associated data of sealed messages: v1 in a job's arguments, bound to
+// the delivery's id; v2 in the delivery's row, bound to its random
+// message_ref.
+const (
+	sealContext   = "delivery/message/v1"
+	sealContextV2 = "delivery/message/v2"
+)
 
-// Seal packs a message into job arguments.
-func Seal(key *seal.Key, deliveryID int64, m Message) (SendArgs, error) {
+// refSize is the length of a message's random reference.
+const refSize = 16
+
+// SealMessage seals m for its delivery row: a fresh random reference and
+// the message sealed to it (store.Delivery.MessageRef and Message).
+func SealMessage(key *seal.Key, m Message) (ref, sealed []byte, err error) {
 	b, err := pack(m)
 	if err != nil {
-		return SendArgs{}, fmt.Errorf("delivery: seal: %w", err)
+		return nil, nil, fmt.Errorf("delivery: seal: %w", err)
 	}
-	return SendArgs{DeliveryID: deliveryID, Sealed: key.Seal(b, fmt.Sprintf("%s/%d", sealContext, deliveryID))}, nil
+	ref = secret.Bytes(refSize)
+	return ref, key.Seal(b, messageAD(ref)), nil
 }
 
-// Open unpacks job arguments.
+func messageAD(ref []byte) string { return sealContextV2 + "/" + hex.EncodeToString(ref) }
+
+// OpenMessage opens what SealMessage sealed.
+func OpenMessage(key *seal.Key, ref, sealed []byte) (Message, error) {
+	b, err := key.Open(sealed, messageAD(ref))
+	if err != nil {
+		return Message{}, fmt.Errorf("delivery: open: %w", err)
+	}
+	m, err := unpack(b)
+	if err != nil {
+		return Message{}, fmt.Errorf("delivery: open: %w", err)
+	}
+	return m, nil
+}
+
+// ResealMessage re-seals a delivery's message under the current key of
+// the ring (resetd keys rewrap); changed is false when it already was.
+func ResealMessage(key *seal.Key, ref, sealed []byte) (out []byte, changed bool, err error) {
+	if key.Current(sealed) {
+		return sealed, false, nil
+	}
+	b, err := key.Open(sealed, messageAD(ref))
+	if err != nil {
+		return sealed, false, fmt.Errorf("delivery: reseal: %w", err)
+	}
+	return key.Seal(b, messageAD(ref)), true, nil
+}
+
+// Open unpacks the message an earlier version sealed into a job.
 func Open(key *seal.Key, a SendArgs) (Message, error) {
 	b, err := key.Open(a.Sealed, fmt.Sprintf("%s/%d", sealContext, a.DeliveryID))
 	if err != nil {
@@ -63,6 +109,9 @@ type Recorder interface {
 	// MarkDelivery records an attempt; a non-nil then (the delivery.failed
 	// event) is queued in the same transaction.
 	MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time, then store.Job) error
+	// DeliveryMessage reads a delivery with its sealed message
+	// (store.ErrNotFound when the message is gone).
+	DeliveryMessage(ctx context.Context, id int64) (store.Delivery, error)
 }
 
 // Observer hears the outcome of every attempt (metrics); may be nil.
@@ -83,11 +132,22 @@ type Worker struct {
 // Work sends one message. A permanent failure cancels the job (no retry);
 // a temporary one returns the error so River retries with backoff.
 func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
-	m, err := Open(w.Key, job.Args)
-	if err != nil {
+	m, err := w.message(ctx, job.Args)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// The message was cleared: its delivery was sent, failed or
+		// cancelled. This is an attempt cut off after the outcome was
+		// recorded (a crash before the job completed), or a cancelled
+		// bulk's send: nothing is left to send, and sending again would
+		// send twice.
+		w.Logger.InfoContext(ctx, "delivery already finished", "delivery_id", job.Args.DeliveryID)
+		return nil
+	case errors.Is(err, errUndecryptable):
 		// Sealed under a key this server no longer has: it can never be sent.
 		w.record(ctx, job, Message{}, store.DeliveryFailed, "undecryptable", nil)
 		return river.JobCancel(err)
+	case err != nil:
+		return err // the store could not be read: River tries again
 	}
 	sender := w.Email
 	if m.Channel == ChannelSMS {
@@ -131,6 +191,30 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 		w.record(ctx, job, m, state, "unavailable", then)
 		return err
 	}
+}
+
+// errUndecryptable marks a message no key of the ring opens.
+var errUndecryptable = errors.New("delivery: message cannot be opened")
+
+// message opens the job's message: from the delivery's row, or from the
+// job's arguments where an earlier version sealed it there.
+func (w *Worker) message(ctx context.Context, a SendArgs) (Message, error) {
+	if len(a.Sealed) > 0 {
+		m, err := Open(w.Key, a)
+		if err != nil {
+			return m, fmt.Errorf("%w: %w", errUndecryptable, err)
+		}
+		return m, nil
+	}
+	d, err := w.Recorder.DeliveryMessage(ctx, a.DeliveryID)
+	if err != nil {
+		return Message{}, err
+	}
+	m, err := OpenMessage(w.Key, d.MessageRef, d.Message)
+	if err != nil {
+		return m, fmt.Errorf("%w: %w", errUndecryptable, err)
+	}
+	return m, nil
 }
 
 // failedEvent is the delivery.failed event for a message that will never

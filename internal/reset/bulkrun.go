@@ -325,16 +325,16 @@ func (s *Service) issueBulkLink(ctx context.Context, tx store.Tx, now time.Time,
 	if m.Channel == delivery.ChannelSMS {
 		dest = MaskPhone(m.To)
 	}
+	ref, sealed, err := delivery.SealMessage(s.key, m)
+	if err != nil {
+		return 0, err
+	}
 	id, err := tx.Bulk.InsertBulkDelivery(ctx, store.Delivery{InstitutionID: u.InstitutionID, UserID: u.ID, Kind: delivery.KindResetLink,
-		Channel: m.Channel, Destination: dest, State: store.DeliveryQueued, CreatedAt: now}, b.ID)
+		Channel: m.Channel, Destination: dest, State: store.DeliveryQueued, CreatedAt: now, MessageRef: ref, Message: sealed}, b.ID)
 	if err != nil {
 		return 0, err
 	}
-	args, err := delivery.Seal(s.key, id, m)
-	if err != nil {
-		return 0, err
-	}
-	args.InstitutionID, args.UserID, args.WebhookURL = u.InstitutionID, u.ID, st.WebhookURL
+	args := delivery.SendArgs{DeliveryID: id, InstitutionID: u.InstitutionID, UserID: u.ID, WebhookURL: st.WebhookURL}
 	if err := tx.Enqueue(ctx, delivery.BulkSendArgs{SendArgs: args, BulkID: b.ID}); err != nil {
 		return 0, err
 	}

@@ -25,19 +25,18 @@ func (s *Service) queue(ctx context.Context, tx store.Tx, now time.Time, st Sett
 	if m.Channel == delivery.ChannelSMS {
 		dest = MaskPhone(m.To)
 	}
+	ref, sealed, err := delivery.SealMessage(s.key, m)
+	if err != nil {
+		return err
+	}
 	id, err := tx.InsertDelivery(ctx, store.Delivery{
 		InstitutionID: institutionID, UserID: userID, Kind: kind, Channel: m.Channel,
-		Destination: dest, State: store.DeliveryQueued, CreatedAt: now,
+		Destination: dest, State: store.DeliveryQueued, CreatedAt: now, MessageRef: ref, Message: sealed,
 	})
 	if err != nil {
 		return err
 	}
-	args, err := delivery.Seal(s.key, id, m)
-	if err != nil {
-		return err
-	}
-	args.InstitutionID, args.UserID, args.WebhookURL = institutionID, userID, st.WebhookURL
-	return tx.Enqueue(ctx, args)
+	return tx.Enqueue(ctx, delivery.SendArgs{DeliveryID: id, InstitutionID: institutionID, UserID: userID, WebhookURL: st.WebhookURL})
 }
 
 // render renders a message to a user whose locale is locale, in the

@@ -25,7 +25,8 @@ type Delivery struct {
 func deliveries(ds []store.Delivery) []Delivery {
 	out := make([]Delivery, 0, len(ds))
 	for _, d := range ds {
-		out = append(out, Delivery(d))
+		out = append(out, Delivery{ID: d.ID, InstitutionID: d.InstitutionID, UserID: d.UserID, Kind: d.Kind, Channel: d.Channel,
+			Destination: d.Destination, State: d.State, Attempts: d.Attempts, LastError: d.LastError, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt})
 	}
 	return out
 }

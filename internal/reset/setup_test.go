@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"path/filepath"
 	"regexp"
@@ -137,22 +136,19 @@ func (b *bundle) settings(t *testing.T, p reset.SettingsPatch) {
 // server's key as the delivery worker would.
 func (b *bundle) outbox(t *testing.T) []delivery.Message {
 	t.Helper()
-	rows, err := b.raw.QueryContext(b.ctx, `SELECT json(args) FROM river_job WHERE kind = ? ORDER BY id`, delivery.SendArgs{}.Kind())
+	rows, err := b.raw.QueryContext(b.ctx, `SELECT d.message_ref, d.message FROM river_job j JOIN deliveries d ON d.id = json_extract(j.args, '$.delivery_id')
+		WHERE j.kind = ? ORDER BY j.id`, delivery.SendArgs{}.Kind())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	var out []delivery.Message
 	for rows.Next() {
-		var raw []byte
-		var args delivery.SendArgs
-		if err := rows.Scan(&raw); err != nil {
+		var ref, sealed []byte
+		if err := rows.Scan(&ref, &sealed); err != nil {
 			t.Fatal(err)
 		}
-		if err := json.Unmarshal(raw, &args); err != nil {
-			t.Fatal(err)
-		}
-		m, err := delivery.Open(b.key, args)
+		m, err := delivery.OpenMessage(b.key, ref, sealed)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -94,6 +94,8 @@ type KeyedRecords struct {
 	Facts []string
 	// Jobs are queued jobs not yet finished.
 	Jobs []QueuedJob
+	// Messages are the sealed messages of deliveries still to be sent.
+	Messages []Delivery
 	// Tombstones are deleted users' sealed contacts (SPEC §10).
 	Tombstones []Tombstone
 }
@@ -209,6 +211,17 @@ type Delivery struct {
 	LastError     string
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// Message is the sealed message while the delivery is still to be
+	// sent (nil once it is sent, logged or failed), sealed to MessageRef.
+	// InsertDelivery writes both; only DeliveryMessage and KeyedRecords
+	// read them, never a listing.
+	MessageRef, Message []byte
+}
+
+// DeliveryFinal reports whether state ends a delivery (nothing is sent
+// after it): its message is cleared then.
+func DeliveryFinal(state string) bool {
+	return state == DeliverySent || state == DeliveryFailed || state == DeliveryLogged
 }
 
 // Delivery states.
@@ -511,6 +524,10 @@ type Outbox interface {
 	// in the same transaction (a delivery.failed event), so the state and
 	// its consequence commit together.
 	MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time, then Job) error
+	// DeliveryMessage reads a delivery with its sealed message, for the
+	// worker that sends it; ErrNotFound when there is no such delivery or
+	// its message is gone (sent, failed, cancelled).
+	DeliveryMessage(ctx context.Context, id int64) (Delivery, error)
 	Deliveries(ctx context.Context, institutionID, userID string, limit int) ([]Delivery, error)
 	AllDeliveries(ctx context.Context, failedOnly bool, limit int) ([]Delivery, error)
 	Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
@@ -574,6 +591,9 @@ type KeyAdmin interface {
 	// SetJobArgs rewrites a job's arguments if it is still waiting to
 	// run (not running or finished), and reports whether it did.
 	SetJobArgs(ctx context.Context, id int64, args []byte) (bool, error)
+	// SetDeliveryMessage replaces the sealed message of a delivery still
+	// to be sent, and reports whether it did.
+	SetDeliveryMessage(ctx context.Context, id int64, sealed []byte) (bool, error)
 }
 
 // UsernameKey is the form usernames are unique and looked up in:

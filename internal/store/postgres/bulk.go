@@ -189,9 +189,9 @@ func (t *txn) SetBulkMember(ctx context.Context, m store.BulkMember) error {
 
 func (t *txn) InsertBulkDelivery(ctx context.Context, d store.Delivery, bulkID string) (int64, error) {
 	var id int64
-	err := t.q.QueryRow(ctx, `INSERT INTO deliveries (institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at, bulk_id)
-		VALUES ($1, $2, $3, $4, $5, $6, 0, '', $7, $7, $8) RETURNING id`,
-		d.InstitutionID, d.UserID, d.Kind, d.Channel, d.Destination, d.State, ts(d.CreatedAt), bulkID).Scan(&id)
+	err := t.q.QueryRow(ctx, `INSERT INTO deliveries (institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at, bulk_id, message_ref, message)
+		VALUES ($1, $2, $3, $4, $5, $6, 0, '', $7, $7, $8, $9, $10) RETURNING id`,
+		d.InstitutionID, d.UserID, d.Kind, d.Channel, d.Destination, d.State, ts(d.CreatedAt), bulkID, d.MessageRef, d.Message).Scan(&id)
 	if err != nil {
 		return 0, wrap(err, "insert bulk delivery")
 	}
@@ -205,7 +205,7 @@ func (t *txn) BulkQueued(ctx context.Context, bulkID string) (int, error) {
 }
 
 func (t *txn) CancelBulkDeliveries(ctx context.Context, bulkID string, now time.Time) (int, error) {
-	tag, err := t.q.Exec(ctx, `UPDATE deliveries SET state = 'failed', last_error = $1, updated_at = $2 WHERE bulk_id = $3 AND state = 'queued'`,
+	tag, err := t.q.Exec(ctx, `UPDATE deliveries SET state = 'failed', last_error = $1, updated_at = $2, message = NULL WHERE bulk_id = $3 AND state = 'queued'`,
 		store.BulkCancelledError, ts(now), bulkID)
 	if err != nil {
 		return 0, wrap(err, "cancel bulk deliveries")

@@ -204,6 +204,18 @@ func (s *Store) KeyedRecords(ctx context.Context, now time.Time) (store.KeyedRec
 	if err != nil {
 		return r, wrap(err, "keyed records: tombstones")
 	}
+	rows, err = s.pool.Query(ctx, `SELECT id, message_ref, message FROM deliveries WHERE message IS NOT NULL ORDER BY id`)
+	if err != nil {
+		return r, wrap(err, "keyed records: messages")
+	}
+	r.Messages, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Delivery, error) {
+		var d store.Delivery
+		err := row.Scan(&d.ID, &d.MessageRef, &d.Message)
+		return d, err
+	})
+	if err != nil {
+		return r, wrap(err, "keyed records: messages")
+	}
 	rows, err = s.pool.Query(ctx, `SELECT id, kind, args::text FROM river_job WHERE state IN ('available', 'pending', 'retryable', 'running', 'scheduled') ORDER BY id`)
 	if err != nil {
 		return r, wrap(err, "keyed records: jobs")
@@ -231,6 +243,16 @@ func wrap0(err error, what string) error {
 // SetJobArgs leaves a running job alone: its worker already holds the
 // old arguments, and a later retry still opens them while the old key is
 // in the ring.
+// SetDeliveryMessage rewrites only a message that is still there: one
+// sent meanwhile stays cleared.
+func (s *Store) SetDeliveryMessage(ctx context.Context, id int64, sealed []byte) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE deliveries SET message = $1 WHERE id = $2 AND message IS NOT NULL`, sealed, id)
+	if err != nil {
+		return false, wrap(err, "set delivery message")
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 func (s *Store) SetJobArgs(ctx context.Context, id int64, args []byte) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE river_job SET args = $1::jsonb WHERE id = $2 AND state IN ('available', 'pending', 'retryable', 'scheduled')`, string(args), id)
 	if err != nil {

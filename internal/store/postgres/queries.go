@@ -549,9 +549,9 @@ func (t *txn) KillOTP(ctx context.Context, institutionID, userID string, now tim
 
 func (t *txn) InsertDelivery(ctx context.Context, d store.Delivery) (int64, error) {
 	var id int64
-	err := t.q.QueryRow(ctx, `INSERT INTO deliveries (institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, 0, '', $7, $7) RETURNING id`,
-		d.InstitutionID, d.UserID, d.Kind, d.Channel, d.Destination, d.State, ts(d.CreatedAt)).Scan(&id)
+	err := t.q.QueryRow(ctx, `INSERT INTO deliveries (institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at, message_ref, message)
+		VALUES ($1, $2, $3, $4, $5, $6, 0, '', $7, $7, $8, $9) RETURNING id`,
+		d.InstitutionID, d.UserID, d.Kind, d.Channel, d.Destination, d.State, ts(d.CreatedAt), d.MessageRef, d.Message).Scan(&id)
 	if err != nil {
 		return 0, wrap(err, "insert delivery")
 	}
@@ -807,7 +807,7 @@ func (s *Store) MetaSetIfAbsent(ctx context.Context, key string, value []byte) (
 func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time, then store.Job) error {
 	if then != nil {
 		err := s.Update(ctx, func(tx store.Tx) error {
-			if _, err := tx.RecordWriter.(*txn).q.Exec(ctx, `UPDATE deliveries SET state = $1, attempts = $2, last_error = $3, updated_at = $4 WHERE id = $5`, state, attempts, lastError, ts(now), id); err != nil {
+			if _, err := tx.RecordWriter.(*txn).q.Exec(ctx, markDeliverySQL, state, attempts, lastError, ts(now), store.DeliveryFinal(state), id); err != nil {
 				return err
 			}
 			return tx.Enqueue(ctx, then)
@@ -817,11 +817,28 @@ func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attemp
 		}
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE deliveries SET state = $1, attempts = $2, last_error = $3, updated_at = $4 WHERE id = $5`, state, attempts, lastError, ts(now), id)
+	_, err := s.pool.Exec(ctx, markDeliverySQL, state, attempts, lastError, ts(now), store.DeliveryFinal(state), id)
 	if err != nil {
 		return wrap(err, "mark delivery")
 	}
 	return nil
+}
+
+// markDeliverySQL records an attempt; a final state clears the message.
+const markDeliverySQL = `UPDATE deliveries SET state = $1, attempts = $2, last_error = $3, updated_at = $4,
+	message = CASE WHEN $5 THEN NULL ELSE message END WHERE id = $6`
+
+func (s *Store) DeliveryMessage(ctx context.Context, id int64) (store.Delivery, error) {
+	d := store.Delivery{ID: id}
+	var c, u time.Time
+	err := s.pool.QueryRow(ctx, `SELECT institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at, message_ref, message
+		FROM deliveries WHERE id = $1 AND message IS NOT NULL`, id).
+		Scan(&d.InstitutionID, &d.UserID, &d.Kind, &d.Channel, &d.Destination, &d.State, &d.Attempts, &d.LastError, &c, &u, &d.MessageRef, &d.Message)
+	if err != nil {
+		return d, wrap(err, "delivery message")
+	}
+	d.CreatedAt, d.UpdatedAt = fromTS(c), fromTS(u)
+	return d, nil
 }
 
 const deliveryCols = `id, institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at`

@@ -178,9 +178,9 @@ func (t *txn) SetBulkMember(ctx context.Context, m store.BulkMember) error {
 
 func (t *txn) InsertBulkDelivery(ctx context.Context, d store.Delivery, bulkID string) (int64, error) {
 	var id int64
-	err := t.q.QueryRowContext(ctx, `INSERT INTO deliveries (institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at, bulk_id)
-		VALUES (?, ?, ?, ?, ?, ?, 0, '', ?, ?, ?) RETURNING id`,
-		d.InstitutionID, d.UserID, d.Kind, d.Channel, d.Destination, d.State, ms(d.CreatedAt), ms(d.CreatedAt), bulkID).Scan(&id)
+	err := t.q.QueryRowContext(ctx, `INSERT INTO deliveries (institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at, bulk_id, message_ref, message)
+		VALUES (?, ?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?, ?) RETURNING id`,
+		d.InstitutionID, d.UserID, d.Kind, d.Channel, d.Destination, d.State, ms(d.CreatedAt), ms(d.CreatedAt), bulkID, d.MessageRef, d.Message).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: insert bulk delivery: %w", err)
 	}
@@ -196,7 +196,7 @@ func (t *txn) BulkQueued(ctx context.Context, bulkID string) (int, error) {
 }
 
 func (t *txn) CancelBulkDeliveries(ctx context.Context, bulkID string, now time.Time) (int, error) {
-	res, err := t.q.ExecContext(ctx, `UPDATE deliveries SET state = 'failed', last_error = ?, updated_at = ? WHERE bulk_id = ? AND state = 'queued'`,
+	res, err := t.q.ExecContext(ctx, `UPDATE deliveries SET state = 'failed', last_error = ?, updated_at = ?, message = NULL WHERE bulk_id = ? AND state = 'queued'`,
 		store.BulkCancelledError, ms(now), bulkID)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: cancel bulk deliveries: %w", err)

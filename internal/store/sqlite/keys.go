@@ -249,6 +249,22 @@ func (s *Store) KeyedRecords(ctx context.Context, now time.Time) (store.KeyedRec
 		return r, fmt.Errorf("sqlite: keyed records: tombstones: %w", err)
 	}
 	rows.Close()
+	rows, err = s.read.QueryContext(ctx, `SELECT id, message_ref, message FROM deliveries WHERE message IS NOT NULL ORDER BY id`)
+	if err != nil {
+		return r, fmt.Errorf("sqlite: keyed records: messages: %w", err)
+	}
+	for rows.Next() {
+		var d store.Delivery
+		if err := rows.Scan(&d.ID, &d.MessageRef, &d.Message); err != nil {
+			rows.Close()
+			return r, fmt.Errorf("sqlite: keyed records: messages: %w", err)
+		}
+		r.Messages = append(r.Messages, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return r, fmt.Errorf("sqlite: keyed records: messages: %w", err)
+	}
 	rows, err = s.read.QueryContext(ctx, `SELECT id, kind, cast(json(args) AS blob) FROM river_job WHERE state IN `+unfinishedJobStates+` ORDER BY id`)
 	if err != nil {
 		return r, fmt.Errorf("sqlite: keyed records: jobs: %w", err)
@@ -267,6 +283,24 @@ func (s *Store) KeyedRecords(ctx context.Context, now time.Time) (store.KeyedRec
 // SetJobArgs leaves a running job alone: its worker already holds the
 // old arguments, and a later retry still opens them while the old key is
 // in the ring.
+// SetDeliveryMessage rewrites only a message that is still there: one
+// sent meanwhile stays cleared.
+func (s *Store) SetDeliveryMessage(ctx context.Context, id int64, sealed []byte) (bool, error) {
+	var n int64
+	err := s.Update(ctx, func(tx store.Tx) error {
+		res, err := tx.RecordWriter.(*txn).q.ExecContext(ctx, `UPDATE deliveries SET message = ? WHERE id = ? AND message IS NOT NULL`, sealed, id)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("sqlite: set delivery message: %w", err)
+	}
+	return n == 1, nil
+}
+
 func (s *Store) SetJobArgs(ctx context.Context, id int64, args []byte) (bool, error) {
 	res, err := s.write.ExecContext(ctx, `UPDATE river_job SET args = jsonb(?) WHERE id = ? AND state IN ('available', 'pending', 'retryable', 'scheduled')`, string(args), id)
 	if err != nil {

@@ -425,9 +425,9 @@ func (t *txn) KillTokens(ctx context.Context, institutionID, userID string, now 
 
 func (t *txn) InsertDelivery(ctx context.Context, d store.Delivery) (int64, error) {
 	var id int64
-	err := t.q.QueryRowContext(ctx, `INSERT INTO deliveries (institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, 0, '', ?, ?) RETURNING id`,
-		d.InstitutionID, d.UserID, d.Kind, d.Channel, d.Destination, d.State, ms(d.CreatedAt), ms(d.CreatedAt)).Scan(&id)
+	err := t.q.QueryRowContext(ctx, `INSERT INTO deliveries (institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at, message_ref, message)
+		VALUES (?, ?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?) RETURNING id`,
+		d.InstitutionID, d.UserID, d.Kind, d.Channel, d.Destination, d.State, ms(d.CreatedAt), ms(d.CreatedAt), d.MessageRef, d.Message).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: insert delivery: %w", err)
 	}
@@ -615,7 +615,8 @@ func (s *Store) MetaSetIfAbsent(ctx context.Context, key string, value []byte) (
 // shares commits (group commit) instead of paying one fsync each.
 func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attempts int, lastError string, now time.Time, then store.Job) error {
 	err := s.Update(ctx, func(tx store.Tx) error {
-		if _, err := tx.RecordWriter.(*txn).q.ExecContext(ctx, `UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, updated_at = ? WHERE id = ?`, state, attempts, lastError, ms(now), id); err != nil {
+		if _, err := tx.RecordWriter.(*txn).q.ExecContext(ctx, `UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, updated_at = ?,
+			message = CASE WHEN ? THEN NULL ELSE message END WHERE id = ?`, state, attempts, lastError, ms(now), store.DeliveryFinal(state), id); err != nil {
 			return err
 		}
 		if then == nil {
@@ -627,6 +628,22 @@ func (s *Store) MarkDelivery(ctx context.Context, id int64, state string, attemp
 		return fmt.Errorf("sqlite: mark delivery: %w", err)
 	}
 	return nil
+}
+
+func (s *Store) DeliveryMessage(ctx context.Context, id int64) (store.Delivery, error) {
+	d := store.Delivery{ID: id}
+	var c, u int64
+	err := s.read.QueryRowContext(ctx, `SELECT institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at, message_ref, message
+		FROM deliveries WHERE id = ? AND message IS NOT NULL`, id).
+		Scan(&d.InstitutionID, &d.UserID, &d.Kind, &d.Channel, &d.Destination, &d.State, &d.Attempts, &d.LastError, &c, &u, &d.MessageRef, &d.Message)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, fmt.Errorf("sqlite: delivery message: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return d, fmt.Errorf("sqlite: delivery message: %w", err)
+	}
+	d.CreatedAt, d.UpdatedAt = fromMS(c), fromMS(u)
+	return d, nil
 }
 
 const deliveryCols = `id, institution_id, user_id, kind, channel, destination, state, attempts, last_error, created_at, updated_at`

@@ -345,3 +345,87 @@ func testLiveTokens(t *testing.T, s store.Store) {
 		return nil
 	})
 }
+
+// A delivery's sealed message is there while it is still to be sent: a
+// retry keeps it, a final state (sent, logged, failed) or a cancelled
+// bulk clears it, and listings never carry it.
+func testDeliveryMessages(t *testing.T, s store.Store) {
+	var ids []int64
+	update(t, s, func(tx store.Tx) error {
+		for i := range 5 {
+			id, err := tx.InsertDelivery(ctx(t), store.Delivery{InstitutionID: "i", UserID: "u", Kind: "reset_link", Channel: "email",
+				State: store.DeliveryQueued, CreatedAt: t0, MessageRef: []byte{byte(i), 1, 2}, Message: []byte{0, byte(i), 0xff}})
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		// A bulk's member, cancelled below.
+		id, err := tx.Bulk.InsertBulkDelivery(ctx(t), store.Delivery{InstitutionID: "i", UserID: "v", Kind: "reset_link", Channel: "email",
+			State: store.DeliveryQueued, CreatedAt: t0, MessageRef: []byte{9}, Message: []byte{9, 9}}, "bm")
+		ids = append(ids, id)
+		return err
+	})
+	d, err := s.DeliveryMessage(ctx(t), ids[2])
+	if err != nil || string(d.MessageRef) != "\x02\x01\x02" || string(d.Message) != "\x00\x02\xff" || d.InstitutionID != "i" || d.UserID != "u" ||
+		d.Kind != "reset_link" || d.Channel != "email" || d.State != store.DeliveryQueued {
+		t.Fatalf("DeliveryMessage = %+v, %v", d, err)
+	}
+	if _, err := s.DeliveryMessage(ctx(t), ids[5]+1000); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("DeliveryMessage of no delivery: %v, want ErrNotFound", err)
+	}
+	mine, err := s.Deliveries(ctx(t), "i", "u", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.AllDeliveries(ctx(t), false, 10)
+	if err != nil || len(all) != 6 || len(mine) != 5 {
+		t.Fatalf("listings: %d and %d deliveries, %v", len(mine), len(all), err)
+	}
+	for _, l := range [][]store.Delivery{mine, all} {
+		for _, d := range l {
+			if d.Message != nil || d.MessageRef != nil {
+				t.Errorf("a listing carries the sealed message: %+v", d)
+			}
+		}
+	}
+	// A retry keeps the message; every final state clears it.
+	for i, state := range []string{store.DeliveryQueued, store.DeliverySent, store.DeliveryLogged, store.DeliveryFailed} {
+		if err := s.MarkDelivery(ctx(t), ids[i], state, 1, "", t0, nil); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.DeliveryMessage(ctx(t), ids[i])
+		if store.DeliveryFinal(state) != errors.Is(err, store.ErrNotFound) {
+			t.Errorf("after MarkDelivery(%s) DeliveryMessage: %v", state, err)
+		}
+	}
+	update(t, s, func(tx store.Tx) error {
+		_, err := tx.Bulk.CancelBulkDeliveries(ctx(t), "bm", t0)
+		return err
+	})
+	if _, err := s.DeliveryMessage(ctx(t), ids[5]); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a cancelled bulk's message: %v, want ErrNotFound", err)
+	}
+	// What keys status and rewrap see: the two still to be sent.
+	recs, err := s.KeyedRecords(ctx(t), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs.Messages) != 2 || recs.Messages[0].ID != ids[0] || recs.Messages[1].ID != ids[4] ||
+		string(recs.Messages[1].MessageRef) != "\x04\x01\x02" || string(recs.Messages[1].Message) != "\x00\x04\xff" {
+		t.Fatalf("KeyedRecords.Messages = %+v (ids %v)", recs.Messages, ids)
+	}
+	if ok, err := s.SetDeliveryMessage(ctx(t), ids[4], []byte("resealed")); err != nil || !ok {
+		t.Errorf("SetDeliveryMessage of a queued message = %t, %v", ok, err)
+	}
+	if d, err := s.DeliveryMessage(ctx(t), ids[4]); err != nil || string(d.Message) != "resealed" || string(d.MessageRef) != "\x04\x01\x02" {
+		t.Errorf("after SetDeliveryMessage: %+v, %v", d, err)
+	}
+	// A message sent meanwhile stays cleared.
+	if ok, err := s.SetDeliveryMessage(ctx(t), ids[1], []byte("back")); err != nil || ok {
+		t.Errorf("SetDeliveryMessage of a sent delivery = %t, %v", ok, err)
+	}
+	if _, err := s.DeliveryMessage(ctx(t), ids[1]); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a sent message came back: %v", err)
+	}
+}

@@ -66,6 +66,7 @@ func Run(t *testing.T, open Opener) {
 		{"OTP", testOTP},
 		{"ConcurrentOTPAttemptsCounted", testConcurrentOTP},
 		{"Deliveries", testDeliveries},
+		{"DeliveryMessages", testDeliveryMessages},
 		{"Audit", testAudit},
 		{"AuditPagesEveryRecordOnce", testAuditPages},
 		{"AuditPagesUnderConcurrentWrites", testAuditConcurrentPages},
