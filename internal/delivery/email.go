@@ -24,10 +24,10 @@ const (
 	// smtpTimeout bounds dialing and every SMTP command; a relay that takes
 	// longer is treated as down and the job retries later.
 	smtpTimeout = 10 * time.Second
-	// smtpMaxIdle is how many connected sessions we keep between sends. A
-	// loopback relay handles 1,000 messages/s comfortably on a handful of
-	// connections, and relays often cap connections per client.
-	smtpMaxIdle = 8
+	// smtpMaxIdle is how many connected sessions we keep between sends: as
+	// many as may be open, so a burst does not close sessions only to dial
+	// them again (a TCP connect, the greeting and EHLO, STARTTLS).
+	smtpMaxIdle = smtpMaxOpen
 	// smtpMaxOpen bounds concurrent sessions: relays limit connections per
 	// client (Postfix allows 50 by default) and answer 421 beyond that, and
 	// a burst of jobs should queue here rather than there.
@@ -107,7 +107,14 @@ func NewSMTPSender(rawURL string) (*SMTPSender, error) {
 	if host == "" {
 		return nil, errors.New("delivery: smtp url: missing host")
 	}
-	opts := []gomail.Option{gomail.WithTimeout(smtpTimeout)}
+	// Neither NOOP before each message nor RSET after it: each is a round
+	// trip per message, an SMTP transaction is over once its DATA is
+	// accepted (RFC 5321 §4.1.1.4, the session is ready for the next MAIL),
+	// and go-mail reports a failed RSET after an accepted message as a
+	// failed send, which would make the job send it twice. A pooled session
+	// the server dropped fails at MAIL FROM instead, before anything is
+	// sent, and Send tries another (isStaleSession).
+	opts := []gomail.Option{gomail.WithTimeout(smtpTimeout), gomail.WithoutNoop(), gomail.WithoutRset()}
 	port := gomail.DefaultPortTLS
 	switch tlsMode {
 	case "starttls":
@@ -211,9 +218,9 @@ func (s *SMTPSender) Send(ctx context.Context, m Message) error {
 	}
 
 	// A pooled session may have been dropped by the server while idle. That
-	// shows up as a failed NOOP before anything is sent, so it is safe to
-	// try again on another session; the bound keeps a dead pool from
-	// looping when other goroutines keep refilling it.
+	// shows up as a failed MAIL FROM, before anything is sent, so it is
+	// safe to try again on another session; the bound keeps a dead pool
+	// from looping when other goroutines keep refilling it.
 	for attempt := 0; attempt <= smtpMaxIdle; attempt++ {
 		c, reused, err := s.session(ctx)
 		if err != nil {
@@ -240,7 +247,7 @@ func (s *SMTPSender) Send(ctx context.Context, m Message) error {
 		// After a failure the session's state is uncertain (go-mail does not
 		// RSET after every failure path); a new one is cheap.
 		_ = c.Close()
-		if reused && isConnCheck(err) {
+		if reused && isStaleSession(err) {
 			continue
 		}
 		return classifySMTP(fmt.Errorf("delivery: smtp send: %w", err))
@@ -367,9 +374,23 @@ func (s *SMTPSender) release(c *smtp.Client) {
 	_ = s.client.CloseWithSMTPClient(c)
 }
 
-func isConnCheck(err error) bool {
+// isStaleSession reports a session that failed before its message's
+// transaction began: the connection check, or MAIL FROM without a reply
+// (the connection was gone) or with 421 (the server is closing it).
+// Nothing of the message was sent then.
+func isStaleSession(err error) bool {
 	var se *gomail.SendError
-	return errors.As(err, &se) && se.Reason == gomail.ErrConnCheck
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Reason {
+	case gomail.ErrConnCheck:
+		return true
+	case gomail.ErrSMTPMailFrom:
+		code := smtpReplyCode(err)
+		return code == 0 || code == 421
+	}
+	return false
 }
 
 // classifySMTP marks err Permanent when the server answered with a 5xx reply.
