@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"regexp"
@@ -133,20 +134,31 @@ func (b *bundle) settings(t *testing.T, p reset.SettingsPatch) {
 }
 
 // outbox is every message the domain queued, oldest first, opened with the
-// server's key as the delivery worker would.
+// server's key as the delivery worker would: from the delivery row its job
+// names. The job itself must carry no message, sealed or not.
 func (b *bundle) outbox(t *testing.T) []delivery.Message {
 	t.Helper()
-	rows, err := b.raw.QueryContext(b.ctx, `SELECT d.message_ref, d.message FROM river_job j JOIN deliveries d ON d.id = json_extract(j.args, '$.delivery_id')
-		WHERE j.kind = ? ORDER BY j.id`, delivery.SendArgs{}.Kind())
+	rows, err := b.raw.QueryContext(b.ctx, `SELECT cast(json(j.args) AS text), d.message_ref, d.message FROM river_job j
+		JOIN deliveries d ON d.id = json_extract(j.args, '$.delivery_id') WHERE j.kind = ? ORDER BY j.id`, delivery.SendArgs{}.Kind())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	var out []delivery.Message
 	for rows.Next() {
+		var args string
 		var ref, sealed []byte
-		if err := rows.Scan(&ref, &sealed); err != nil {
+		if err := rows.Scan(&args, &ref, &sealed); err != nil {
 			t.Fatal(err)
+		}
+		var fields map[string]any
+		if err := json.Unmarshal([]byte(args), &fields); err != nil {
+			t.Fatal(err)
+		}
+		for k := range fields {
+			if k != "delivery_id" && k != "institution_id" && k != "user_id" && k != "webhook_url" {
+				t.Errorf("a send job carries %q: %s", k, args)
+			}
 		}
 		m, err := delivery.OpenMessage(b.key, ref, sealed)
 		if err != nil {
