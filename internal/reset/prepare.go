@@ -74,17 +74,15 @@ func (s *Service) renderedFor(ctx context.Context, institutionID, userID string,
 		var snap snapshot
 		var st Settings
 		var u store.User
-		err := s.store.View(ctx, func(tx store.ReadTx) error {
-			in, sett, user, err := s.institutionUserIn(ctx, tx, institutionID, userID)
-			if err != nil {
-				return err
-			}
-			st, u, snap = sett, user, snapshotOf(in, user, true)
-			return nil
-		})
+		// One statement, no transaction: the write below reads both again.
+		in, user, err := s.store.InstitutionUser(ctx, institutionID, userID)
 		if err != nil {
+			return mapNotFound(err)
+		}
+		if st, err = s.decode(in); err != nil {
 			return err
 		}
+		u, snap = user, snapshotOf(in, user, true)
 		if err := prepare(st, u); err != nil {
 			return err
 		}

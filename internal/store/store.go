@@ -496,6 +496,11 @@ type Transactor interface {
 	Update(ctx context.Context, fn func(Tx) error) error
 	// View runs fn against a consistent read-only view.
 	View(ctx context.Context, fn func(ReadTx) error) error
+	// InstitutionUser reads an institution and one of its users in one
+	// statement, outside any transaction: ReadTx.InstitutionUser without
+	// the round trips of beginning and ending one, for a flow that reads
+	// them once before its write transaction reads them again.
+	InstitutionUser(ctx context.Context, institutionID, userID string) (Institution, User, error)
 	Ping(ctx context.Context) error
 	Close() error
 }

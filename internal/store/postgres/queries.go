@@ -164,13 +164,27 @@ func scanUser(row pgx.Row) (store.User, error) {
 	return u, err
 }
 
+// InstitutionUser reads on the pool, outside a transaction: one round
+// trip where a transaction would take three.
+func (s *Store) InstitutionUser(ctx context.Context, institutionID, userID string) (store.Institution, store.User, error) {
+	return institutionUser(ctx, s.pool, institutionID, userID)
+}
+
 func (t *txn) InstitutionUser(ctx context.Context, institutionID, userID string) (store.Institution, store.User, error) {
+	return institutionUser(ctx, t.q, institutionID, userID)
+}
+
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func institutionUser(ctx context.Context, q rowQuerier, institutionID, userID string) (store.Institution, store.User, error) {
 	var in store.Institution
 	if !storable(institutionID, userID) {
 		return in, store.User{}, fmt.Errorf("postgres: institution and user: %w", store.ErrNotFound)
 	}
 	var ic, iu time.Time
-	row := t.q.QueryRow(ctx, `SELECT i.id, i.is_default, i.settings, i.created_at, i.updated_at,
+	row := q.QueryRow(ctx, `SELECT i.id, i.is_default, i.settings, i.created_at, i.updated_at,
 		u.institution_id, u.id, u.username, u.email, u.phone, u.status, u.password_hash, u.created_at, u.updated_at, u.email_changed_at, u.phone_changed_at, u.locked_until, u.facts::text, u.locale
 		FROM institutions i JOIN users u ON u.institution_id = i.id AND u.id = $1 WHERE i.id = $2`, userID, institutionID)
 	u, err := scanUser(scanPrefix{row, []any{&in.ID, &in.IsDefault, &in.Settings, &ic, &iu}})

@@ -121,6 +121,11 @@ func (t *txn) User(ctx context.Context, institutionID, userID string) (store.Use
 	return u, nil
 }
 
+// InstitutionUser reads on the read pool, outside a transaction.
+func (s *Store) InstitutionUser(ctx context.Context, institutionID, userID string) (store.Institution, store.User, error) {
+	return (&txn{q: s.read, s: s}).InstitutionUser(ctx, institutionID, userID)
+}
+
 func (t *txn) InstitutionUser(ctx context.Context, institutionID, userID string) (store.Institution, store.User, error) {
 	var in store.Institution
 	var def int

@@ -149,6 +149,15 @@ func testUsers(t *testing.T, s store.Store) {
 			_, _, err := tx.InstitutionUser(ctx(t), c[0], c[1])
 			wantErr(t, "InstitutionUser "+c[0]+"/"+c[1], err, store.ErrNotFound)
 		}
+		// The store's own read, outside a transaction, answers the same.
+		in2, both2, err := s.InstitutionUser(ctx(t), "i1", "u1")
+		if err != nil || !reflect.DeepEqual(in2, in) || !reflect.DeepEqual(both2, both) {
+			t.Errorf("Store.InstitutionUser = %+v, %+v, %v; want %+v, %+v", in2, both2, err, in, both)
+		}
+		for _, c := range [][2]string{{"i2", "u1"}, {"i1", "nope"}, {"nope", "u1"}, {"i1", "u1\x00"}} {
+			_, _, err := s.InstitutionUser(ctx(t), c[0], c[1])
+			wantErr(t, "Store.InstitutionUser "+c[0]+"/"+c[1], err, store.ErrNotFound)
+		}
 		return nil
 	})
 	// The same username is free in another institution; a rename frees
