@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"embed"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	texttemplate "text/template"
+	"text/template/parse"
 	"time"
 
 	"github.com/resetd/resetd/internal/i18n"
@@ -61,6 +63,10 @@ type TemplateData struct {
 
 	loc   *i18n.Localizer // set by Render from Lang
 	texts i18n.Data       // words(), computed once by Render
+	// said holds, within one Render, what T returned for an id: the
+	// subject and the sentences with placeholders are read by more than
+	// one part of an email.
+	said map[string]string
 }
 
 // What a contact_changed notice says was replaced.
@@ -79,10 +85,17 @@ const (
 // T renders catalog message id in the message's language, with the
 // placeholders as the message's reader sees them.
 func (d TemplateData) T(id string) string {
+	if s, ok := d.said[id]; ok {
+		return s
+	}
 	if d.texts == nil {
 		d.texts = d.words()
 	}
-	return d.localizer().T(id, d.texts)
+	s := d.localizer().T(id, d.texts)
+	if d.said != nil {
+		d.said[id] = s
+	}
+	return s
 }
 
 // ChangedPhone reports whether a contact_changed notice is about a phone
@@ -261,53 +274,62 @@ func (t *Templates) Render(kind, channel string, d TemplateData) (Rendered, erro
 	d.loc = i18n.Messages().In(d.Lang)
 	d.Lang = d.loc.Lang()
 	d.texts = d.words()
+	if channel == ChannelEmail {
+		d.said = make(map[string]string, 8)
+	}
 	r := Rendered{Lang: d.Lang}
-	var err error
 	// One budget for the whole message: an override checked at PUT stays
-	// under it, and nothing renders past it whatever the data.
-	budget := MaxMessageBytes
+	// under it, and nothing renders past it whatever the data. One buffer
+	// too, each part copied out of it trimmed, made once to the size of
+	// the largest default part (an HTML part under 2 KiB, an SMS of two
+	// segments) rather than grown by doubling.
+	size := 2 << 10
+	if channel == ChannelSMS {
+		size = 512
+	}
+	w := &cappedWriter{b: make([]byte, 0, size), left: MaxMessageBytes}
 	switch channel {
 	case ChannelEmail:
-		if r.Subject, err = t.exec(kind+".email.subject", d, &budget); err != nil {
+		if err := t.exec(kind+".email.subject", d, w); err != nil {
 			return Rendered{}, err
 		}
 		// A subject is one header line whatever the template or the
 		// display name contain.
-		r.Subject = strings.Join(strings.Fields(r.Subject), " ")
-		if r.Text, err = t.exec(kind+".email.text", d, &budget); err != nil {
+		r.Subject = strings.Join(strings.Fields(string(w.b)), " ")
+		if err := t.exec(kind+".email.text", d, w); err != nil {
 			return Rendered{}, err
 		}
-		r.Text = strings.TrimSpace(r.Text) + "\n"
-		if r.HTML, err = t.exec(kind+".email.html", d, &budget); err != nil {
+		r.Text = string(bytes.TrimSpace(w.b)) + "\n"
+		if err := t.exec(kind+".email.html", d, w); err != nil {
 			return Rendered{}, err
 		}
-		r.HTML = strings.TrimSpace(r.HTML) + "\n"
+		r.HTML = string(bytes.TrimSpace(w.b)) + "\n"
 	case ChannelSMS:
-		if r.Text, err = t.exec(kind+".sms.text", d, &budget); err != nil {
+		if err := t.exec(kind+".sms.text", d, w); err != nil {
 			return Rendered{}, err
 		}
 		// Every character counts against the 160 of one SMS segment.
-		r.Text = strings.TrimSpace(r.Text)
+		r.Text = string(bytes.TrimSpace(w.b))
 	}
 	return r, nil
 }
 
-// exec renders the part key in d's language: that language's override,
-// else the override for every language, else the default.
-func (t *Templates) exec(key string, d TemplateData, budget *int) (string, error) {
+// exec renders the part key in d's language into w, in place of what w
+// held: that language's override, else the override for every language,
+// else the default.
+func (t *Templates) exec(key string, d TemplateData, w *cappedWriter) error {
 	ex, ok := t.parts[d.Lang+":"+key]
 	if !ok {
 		ex, ok = t.parts[key]
 	}
 	if !ok {
-		return "", fmt.Errorf("delivery: template %q missing", key)
+		return fmt.Errorf("delivery: template %q missing", key)
 	}
-	w := cappedWriter{left: *budget}
-	if err := ex.Execute(&w, d); err != nil {
-		return "", fmt.Errorf("delivery: render %s: %w", key, err)
+	w.b = w.b[:0]
+	if err := ex.Execute(w, d); err != nil {
+		return fmt.Errorf("delivery: render %s: %w", key, err)
 	}
-	*budget = w.left
-	return w.b.String(), nil
+	return nil
 }
 
 // ErrMessageTooLarge is a message that would render past MaxMessageBytes.
@@ -315,7 +337,7 @@ var ErrMessageTooLarge = fmt.Errorf("delivery: message larger than %d bytes", Ma
 
 // cappedWriter stops a render at its budget instead of growing without end.
 type cappedWriter struct {
-	b    strings.Builder
+	b    []byte
 	left int
 }
 
@@ -324,7 +346,8 @@ func (w *cappedWriter) Write(p []byte) (int, error) {
 		return 0, ErrMessageTooLarge
 	}
 	w.left -= len(p)
-	return w.b.Write(p)
+	w.b = append(w.b, p...)
+	return len(p), nil
 }
 
 // checkTemplateData catches a caller that forgot the one thing a message is
@@ -393,18 +416,20 @@ func parseTemplates(fsys fs.FS) (*Templates, error) {
 	return &Templates{parts: parts}, nil
 }
 
-// parseTemplate parses one part and renders it with sample data: a typo in
-// a field name parses fine and only fails on execution.
+// parseTemplate parses one part, and a copy of it for each language with
+// the catalog's fixed sentences written in (a localPart), and renders it
+// with sample data: a typo in a field name parses fine and only fails on
+// execution.
 func parseTemplate(key, src string) (executor, error) {
-	var ex executor
-	var err error
-	if strings.HasSuffix(key, ".html") {
-		ex, err = htmltemplate.New(key).Option("missingkey=error").Parse(src)
-	} else {
-		ex, err = texttemplate.New(key).Option("missingkey=error").Parse(src)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("delivery: template %s: %w", key, err)
+	ex := localPart{}
+	trees := map[string]*parse.Tree{}
+	for _, lang := range i18n.Shipped() {
+		local, tree, err := parsePart(key, src)
+		if err != nil {
+			return nil, err
+		}
+		fold(tree, i18n.Messages().In(lang), !strings.HasSuffix(key, ".html"))
+		ex[lang], trees[lang] = local, tree
 	}
 	samples := []TemplateData{
 		{DisplayName: "Demo Bank", Link: "https://reset.example/r/x", Code: "123456"},
@@ -421,5 +446,27 @@ func parseTemplate(key, src string) (executor, error) {
 			}
 		}
 	}
+	if strings.HasSuffix(key, ".html") {
+		// Executed above, every copy is escaped.
+		for _, tree := range trees {
+			foldEscaped(tree)
+		}
+	}
 	return ex, nil
+}
+
+// parsePart parses one part as html/template (".html") or text/template.
+func parsePart(key, src string) (executor, *parse.Tree, error) {
+	if strings.HasSuffix(key, ".html") {
+		t, err := htmltemplate.New(key).Option("missingkey=error").Parse(src)
+		if err != nil {
+			return nil, nil, fmt.Errorf("delivery: template %s: %w", key, err)
+		}
+		return t, t.Tree, nil
+	}
+	t, err := texttemplate.New(key).Option("missingkey=error").Parse(src)
+	if err != nil {
+		return nil, nil, fmt.Errorf("delivery: template %s: %w", key, err)
+	}
+	return t, t.Tree, nil
 }

@@ -43,8 +43,10 @@ var catalogFiles embed.FS
 // Catalog holds the parsed messages of every shipped language. It is
 // immutable and safe for concurrent use.
 type Catalog struct {
-	bundle *goi18n.Bundle
-	ids    map[string][]string // language → message ids, sorted
+	ids map[string][]string // language → message ids, sorted
+	// locs are the localizers of the shipped languages, made once: a
+	// Localizer is read-only, and making one parses its language tag.
+	locs map[string]*Localizer
 }
 
 // catalog is parsed once: the files are embedded and never change.
@@ -64,7 +66,8 @@ func Messages() *Catalog { return catalog() }
 func parseCatalog(fsys fs.FS) (*Catalog, error) {
 	b := goi18n.NewBundle(language.English)
 	b.RegisterUnmarshalFunc("toml", toml.Unmarshal)
-	c := &Catalog{bundle: b, ids: map[string][]string{}}
+	c := &Catalog{ids: map[string][]string{}, locs: map[string]*Localizer{}}
+	msgs := map[string]map[string]*goi18n.Message{}
 	for _, lang := range shipped {
 		name := "catalog/" + lang + ".toml"
 		src, err := fs.ReadFile(fsys, name)
@@ -75,12 +78,40 @@ func parseCatalog(fsys fs.FS) (*Catalog, error) {
 		if err != nil {
 			return nil, fmt.Errorf("i18n: %s: %w", name, err)
 		}
+		msgs[lang] = map[string]*goi18n.Message{}
 		for _, m := range mf.Messages {
 			c.ids[lang] = append(c.ids[lang], m.ID)
+			msgs[lang][m.ID] = m
 		}
 		slices.Sort(c.ids[lang])
 	}
+	for _, lang := range shipped {
+		l := &Localizer{lang: lang, l: goi18n.NewLocalizer(b, lang), fixed: map[string]string{}}
+		for id, m := range msgs[lang] {
+			if hasPlaceholders(m) {
+				continue
+			}
+			// The text is go-i18n's own, so that T answers the same with
+			// or without this table.
+			l.fixed[id] = localize(l.l, id, nil)
+		}
+		c.locs[lang] = l
+	}
 	return c, nil
+}
+
+// hasPlaceholders reports whether any plural form of m is a template, or
+// might be one under delimiters of its own.
+func hasPlaceholders(m *goi18n.Message) bool {
+	if m.LeftDelim != "" || m.RightDelim != "" {
+		return true
+	}
+	for _, form := range []string{m.Zero, m.One, m.Two, m.Few, m.Many, m.Other} {
+		if strings.Contains(form, "{{") {
+			return true
+		}
+	}
+	return false
 }
 
 // IDs returns the message ids of lang's catalog, sorted.
@@ -91,15 +122,19 @@ func (c *Catalog) IDs(lang string) []string { return slices.Clone(c.ids[lang]) }
 type Localizer struct {
 	lang string
 	l    *goi18n.Localizer
+	// fixed holds what T renders for each of lang's messages without a
+	// placeholder: go-i18n's answer, computed once, so that T skips
+	// go-i18n's language matching and lookup for most sentences.
+	fixed map[string]string
 }
 
-// In returns a localizer for lang, which must be a shipped language (any
-// other renders Default).
+// In returns the localizer for lang, which must be a shipped language
+// (any other renders Default). It is shared and safe for concurrent use.
 func (c *Catalog) In(lang string) *Localizer {
 	if !IsShipped(lang) {
 		lang = Default
 	}
-	return &Localizer{lang: lang, l: goi18n.NewLocalizer(c.bundle, lang)}
+	return c.locs[lang]
 }
 
 // Lang is the localizer's language, a shipped code ("fr").
@@ -112,7 +147,22 @@ type Data = map[string]any
 // (a typo the catalog test would have caught) renders as its id, so a
 // page never breaks over one sentence.
 func (l *Localizer) T(id string, data Data) string {
-	s, err := l.l.Localize(&goi18n.LocalizeConfig{MessageID: id, TemplateData: data})
+	if s, ok := l.fixed[id]; ok {
+		return s
+	}
+	return localize(l.l, id, data)
+}
+
+// Fixed returns what T renders for message id whatever the data, when
+// the message has no placeholder in the language; ok is false for one
+// that has, or for an id the language does not have.
+func (l *Localizer) Fixed(id string) (s string, ok bool) {
+	s, ok = l.fixed[id]
+	return s, ok
+}
+
+func localize(l *goi18n.Localizer, id string, data Data) string {
+	s, err := l.Localize(&goi18n.LocalizeConfig{MessageID: id, TemplateData: data})
 	if err != nil && s == "" {
 		return id
 	}

@@ -179,6 +179,84 @@ func TestEveryMessageRenders(t *testing.T) {
 	}
 }
 
+// TestFixedMessagesAreGoI18nsAnswer: T's table of messages without
+// placeholders answers exactly what go-i18n answers from a bundle parsed
+// apart, for every id (and one that does not exist) in every language and
+// with any data, so it can serve neither another language's sentence nor
+// an old one; and a message with placeholders still reads its data.
+func TestFixedMessagesAreGoI18nsAnswer(t *testing.T) {
+	t.Parallel()
+	ref := goi18n.NewBundle(language.English)
+	ref.RegisterUnmarshalFunc("toml", toml.Unmarshal)
+	refMsgs := map[string]map[string]*goi18n.Message{}
+	var ids []string
+	for _, lang := range Shipped() {
+		src, err := catalogFiles.ReadFile("catalog/" + lang + ".toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mf, err := ref.ParseMessageFileBytes(src, lang+".toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		refMsgs[lang] = map[string]*goi18n.Message{}
+		for _, m := range mf.Messages {
+			refMsgs[lang][m.ID] = m
+			if !slices.Contains(ids, m.ID) {
+				ids = append(ids, m.ID)
+			}
+		}
+	}
+	ids = append(ids, "no.such.message")
+	full := Data{
+		"DisplayName": "Demo Bank", "UserName": "jdoe", "Link": "https://r.example/r?token=x", "DisputeLink": "https://r.example/d?token=y",
+		"Code": "123456", "ExpiresIn": "1 h", "Changed": "x", "When": "now", "How": "how", "Institution": "Demo Bank", "CodeLength": 6,
+		"Year": "2026", "Month": "12", "Day": "02", "Time": "15:04",
+	}
+	c := Messages()
+	for _, lang := range append(Shipped(), "", "xx", "pt-BR") {
+		l := c.In(lang)
+		want := goi18n.NewLocalizer(ref, l.Lang())
+		fixed := 0
+		for _, id := range ids {
+			s, ok := l.Fixed(id)
+			if ok {
+				fixed++
+				if m := refMsgs[l.Lang()][id]; m == nil || hasPlaceholders(m) {
+					t.Errorf("%s %s: Fixed = %q for a message with placeholders or none", lang, id, s)
+				}
+			}
+			for _, d := range []Data{nil, {}, full} {
+				w, err := want.Localize(&goi18n.LocalizeConfig{MessageID: id, TemplateData: d})
+				if err != nil && w == "" {
+					w = id
+				}
+				if got := l.T(id, d); got != w {
+					t.Errorf("%s T(%q) = %q, go-i18n says %q", lang, id, got, w)
+				}
+				if ok && s != w {
+					t.Errorf("%s Fixed(%q) = %q, go-i18n says %q", lang, id, s, w)
+				}
+			}
+		}
+		if fixed < 50 {
+			t.Errorf("%s: %d messages without placeholders in the table, want most", lang, fixed)
+		}
+	}
+	for _, lang := range Shipped() {
+		l := c.In(lang)
+		if s, ok := l.Fixed("reset_link.subject"); ok {
+			t.Errorf("%s: reset_link.subject is fixed (%q), it names the institution", lang, s)
+		}
+		if got := l.T("reset_link.subject", Data{"DisplayName": "Zorg Bank"}); !strings.Contains(got, "Zorg Bank") {
+			t.Errorf("%s: reset_link.subject = %q, without its data", lang, got)
+		}
+	}
+	if en, fr := c.In("en").T("email.hello", nil), c.In("fr").T("email.hello", nil); en == fr {
+		t.Errorf("email.hello reads %q in English and in French", en)
+	}
+}
+
 // isPlural reports whether lang's message id has plural forms.
 func isPlural(lang, id string) bool {
 	src, _ := catalogFiles.ReadFile("catalog/" + lang + ".toml")
