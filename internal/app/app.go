@@ -347,6 +347,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Observe: a.Metrics.ObserveMessage,
 	}
 	river.AddWorker(workers, sendWorker)
+	river.AddWorker(workers, &delivery.BatchWorker{Send: sendWorker})
 	river.AddWorker(workers, &delivery.BulkWorker{Send: sendWorker, Deliveries: st})
 	river.AddWorker(workers, &delivery.WebhookWorker{Key: a.Key, Secrets: st, Client: webhooks.Client(10 * time.Second), Now: cfg.Now, Logger: cfg.Logger})
 	if a.Auth, err = auth.New(ctx, traced, a.Key, cfg.PublicURL, cfg.Now); err != nil {
@@ -412,7 +413,7 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers, mw []riv
 		Middleware: mw,
 		// A message cut off by a crash goes out again within seconds; so
 		// does a bulk's step (a slice of seconds, inside the attempt timeout).
-		QuickRescue: []string{delivery.SendArgs{}.Kind(), delivery.WebhookArgs{}.Kind(), delivery.BulkSendArgs{}.Kind(), delivery.BulkRunArgs{}.Kind()},
+		QuickRescue: []string{delivery.SendArgs{}.Kind(), delivery.SendBatchArgs{}.Kind(), delivery.WebhookArgs{}.Kind(), delivery.BulkSendArgs{}.Kind(), delivery.BulkRunArgs{}.Kind()},
 	}
 	if workers != nil {
 		q.Periodic = []queue.Periodic{{Every: reset.PurgeEvery, Job: purgeJob}}

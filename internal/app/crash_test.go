@@ -13,6 +13,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -450,4 +451,97 @@ func TestCrashMidSendDeliversWithin30s(t *testing.T) {
 	if s := jobStates(t, path); s[0] != "completed" {
 		t.Errorf("the send job is %s after it was delivered", s[0])
 	}
+}
+
+// TestCrashMidBatchLosesNothing: sends that committed together are one
+// batch job. A kill while the relay holds every message of the batch
+// unanswered leaves it running; the next process rescues it within 30 s
+// of the kill and every user gets exactly one message.
+func TestCrashMidBatchLosesNothing(t *testing.T) {
+	if onPostgres.Load() {
+		t.Skip("SQLite only: batches are made by SQLite's group commit")
+	}
+	t.Parallel()
+	bin := buildServer(t)
+	ctx := context.Background()
+	const users, round = 48, 12
+	var sent []string
+	dir, _, db, _, _ := crashDB(t, []string{auth.ScopeResetWrite}, func(ctx context.Context, a *app.App) {
+		for i := range users {
+			putCrashUser(t, ctx, a, fmt.Sprintf("batch%02d", i))
+		}
+		// Concurrent sends share a commit, and their jobs a batch: send in
+		// rounds until one has.
+		for r := 0; r*round < users && batchJobs(t, a) == 0; r++ {
+			var wg sync.WaitGroup
+			for i := r * round; i < (r+1)*round; i++ {
+				id := fmt.Sprintf("batch%02d", i)
+				sent = append(sent, id)
+				wg.Go(func() {
+					if _, err := a.Reset.SendResetLink(ctx, reset.Actor{ClientID: "crash"}, "acme", id, "email"); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+		}
+		if batchJobs(t, a) == 0 {
+			t.Fatalf("%d concurrent sends made no batch", len(sent))
+		}
+	})
+
+	mail := mailtest.NewServer(t)
+	smtpURL := mail.URL("noreply@resetd.example")
+	held := mail.HoldNext(len(sent))
+	p := startServer(t, bin, dir, db, smtpURL)
+	// Every send the batch's attempt started is held, unanswered.
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no message reached the relay:\n%s", p.logs())
+	}
+	p.kill()
+	killed := time.Now()
+	mail.Release()
+	if n := mail.Count(); n != 0 {
+		t.Fatalf("the relay accepted %d messages before the kill; it was to hold them all", n)
+	}
+
+	p = startServer(t, bin, dir, db, smtpURL)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second-time.Since(killed))
+	defer cancel()
+	msgs, err := mail.Wait(wctx, len(sent))
+	if err != nil {
+		t.Fatalf("the messages of the batch cut off by the kill did not all go out within 30 s of it: %v (%d of %d)\n%s", err, mail.Count(), len(sent), p.logs())
+	}
+	t.Logf("%d messages of a batch cut off by a kill went out within %v of it", len(msgs), time.Since(killed).Round(100*time.Millisecond))
+	p.terminate(t)
+	got := map[string]int{}
+	for _, m := range mail.Messages() {
+		got[m.To[0]]++
+	}
+	for _, id := range sent {
+		if n := got[id+"@example.com"]; n != 1 {
+			t.Errorf("%s got %d messages, want exactly one", id, n)
+		}
+	}
+	if len(got) != len(sent) {
+		t.Errorf("%d recipients for %d sends", len(got), len(sent))
+	}
+}
+
+// batchJobs counts the batch send jobs in a's database.
+func batchJobs(t *testing.T, a *app.App) int {
+	t.Helper()
+	recs, err := a.Store.KeyedRecords(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, j := range recs.Jobs {
+		if j.Kind == "resetd_send_batch" {
+			n++
+		}
+	}
+	return n
 }

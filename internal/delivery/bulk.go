@@ -102,7 +102,7 @@ func (w *BulkWorker) Work(ctx context.Context, job *river.Job[BulkSendArgs]) err
 	}
 	state := store.DeliverySent
 	// Still queued, so its message is still there to say the channel.
-	if m, err := w.Send.message(ctx, job.Args.SendArgs); err == nil && logOnly(w.Send.senderFor(m.Channel)) {
+	if m, _, err := w.Send.message(ctx, job.Args.SendArgs); err == nil && logOnly(w.Send.senderFor(m.Channel)) {
 		state = store.DeliveryLogged
 	}
 	rctx, cancel := context.WithTimeout(ctx, recordTimeout)

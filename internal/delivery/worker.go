@@ -132,19 +132,27 @@ type Worker struct {
 // Work sends one message. A permanent failure cancels the job (no retry);
 // a temporary one returns the error so River retries with backoff.
 func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
-	m, err := w.message(ctx, job.Args)
+	return w.deliver(ctx, job.JobRow, job.Args)
+}
+
+// deliver sends the message of one delivery in an attempt of job (a send
+// job or a batch): nil when the delivery is done (sent, or already
+// finished), a river.JobCancel error when it failed for good (recorded
+// failed), any other error when it is to be tried again (recorded queued).
+func (w *Worker) deliver(ctx context.Context, job *rivertype.JobRow, a SendArgs) error {
+	m, d, err := w.message(ctx, a)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// The message was cleared: its delivery was sent, failed or
 		// cancelled. This is an attempt cut off after the outcome was
-		// recorded (a crash before the job completed), or a cancelled
-		// bulk's send: nothing is left to send, and sending again would
-		// send twice.
-		w.Logger.InfoContext(ctx, "delivery already finished", "delivery_id", job.Args.DeliveryID)
+		// recorded (a crash before the job completed), a batch tried again
+		// for the deliveries in it that failed, or a cancelled bulk's send:
+		// nothing is left to send, and sending again would send twice.
+		w.Logger.DebugContext(ctx, "delivery already finished", "delivery_id", a.DeliveryID)
 		return nil
 	case errors.Is(err, errUndecryptable):
 		// Sealed under a key this server no longer has: it can never be sent.
-		w.record(ctx, job, Message{}, store.DeliveryFailed, "undecryptable", nil)
+		w.record(ctx, job, a, Message{}, store.DeliveryFailed, "undecryptable", nil)
 		return river.JobCancel(err)
 	case err != nil:
 		return err // the store could not be read: River tries again
@@ -160,8 +168,8 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 		if m.Channel == ChannelSMS {
 			setting = "--sms"
 		}
-		w.Logger.WarnContext(ctx, "delivery has no carrier", "delivery_id", job.Args.DeliveryID, "channel", m.Channel, "setting", setting)
-		w.record(ctx, job, m, store.DeliveryFailed, "no_sender", failedEvent(job, m, w.Now()))
+		w.Logger.WarnContext(ctx, "delivery has no carrier", "delivery_id", a.DeliveryID, "channel", m.Channel, "setting", setting)
+		w.record(ctx, job, a, m, store.DeliveryFailed, "no_sender", failedEvent(a, d, m, w.Now()))
 		return river.JobCancel(fmt.Errorf("delivery: no sender for channel %q", m.Channel))
 	}
 	err = sender.Send(ctx, m)
@@ -171,11 +179,11 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 		if lo, ok := sender.(interface{ LogOnly() bool }); ok && lo.LogOnly() {
 			state = store.DeliveryLogged // nobody received it: never count it as sent
 		}
-		w.record(ctx, job, m, state, "", nil)
+		w.record(ctx, job, a, m, state, "", nil)
 		return nil
 	case IsPermanent(err):
-		w.Logger.WarnContext(ctx, "delivery refused by carrier", "delivery_id", job.Args.DeliveryID, "channel", m.Channel, "attempt", job.Attempt, "class", "rejected")
-		w.record(ctx, job, m, store.DeliveryFailed, "rejected", failedEvent(job, m, w.Now()))
+		w.Logger.WarnContext(ctx, "delivery refused by carrier", "delivery_id", a.DeliveryID, "channel", m.Channel, "attempt", job.Attempt, "class", "rejected")
+		w.record(ctx, job, a, m, store.DeliveryFailed, "rejected", failedEvent(a, d, m, w.Now()))
 		return river.JobCancel(err)
 	default:
 		last := job.Attempt >= job.MaxAttempts
@@ -183,12 +191,12 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 		if last {
 			state = store.DeliveryFailed
 		}
-		w.Logger.WarnContext(ctx, "delivery attempt failed", "delivery_id", job.Args.DeliveryID, "channel", m.Channel, "attempt", job.Attempt, "class", "unavailable", "final", last)
+		w.Logger.WarnContext(ctx, "delivery attempt failed", "delivery_id", a.DeliveryID, "channel", m.Channel, "attempt", job.Attempt, "class", "unavailable", "final", last)
 		var then store.Job
 		if last {
-			then = failedEvent(job, m, w.Now())
+			then = failedEvent(a, d, m, w.Now())
 		}
-		w.record(ctx, job, m, state, "unavailable", then)
+		w.record(ctx, job, a, m, state, "unavailable", then)
 		return err
 	}
 }
@@ -196,49 +204,48 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 // errUndecryptable marks a message no key of the ring opens.
 var errUndecryptable = errors.New("delivery: message cannot be opened")
 
-// message opens the job's message: from the delivery's row, or from the
-// job's arguments where an earlier version sealed it there.
-func (w *Worker) message(ctx context.Context, a SendArgs) (Message, error) {
+// message opens the message of a's delivery: from the delivery's row, or
+// from the job's arguments where an earlier version sealed it there. d
+// says whose it is (the row's institution and user, or the job's).
+func (w *Worker) message(ctx context.Context, a SendArgs) (m Message, d store.Delivery, err error) {
 	if len(a.Sealed) > 0 {
-		m, err := Open(w.Key, a)
-		if err != nil {
-			return m, fmt.Errorf("%w: %w", errUndecryptable, err)
+		d = store.Delivery{ID: a.DeliveryID, InstitutionID: a.InstitutionID, UserID: a.UserID}
+		if m, err = Open(w.Key, a); err != nil {
+			return m, d, fmt.Errorf("%w: %w", errUndecryptable, err)
 		}
-		return m, nil
+		return m, d, nil
 	}
-	d, err := w.Recorder.DeliveryMessage(ctx, a.DeliveryID)
-	if err != nil {
-		return Message{}, err
+	if d, err = w.Recorder.DeliveryMessage(ctx, a.DeliveryID); err != nil {
+		return m, d, err
 	}
-	m, err := OpenMessage(w.Key, d.MessageRef, d.Message)
-	if err != nil {
-		return m, fmt.Errorf("%w: %w", errUndecryptable, err)
+	if m, err = OpenMessage(w.Key, d.MessageRef, d.Message); err != nil {
+		return m, d, fmt.Errorf("%w: %w", errUndecryptable, err)
 	}
-	return m, nil
+	return m, d, nil
 }
 
 // failedEvent is the delivery.failed event for a message that will never
 // be delivered, or nil when its institution had no webhook.
-func failedEvent(job *river.Job[SendArgs], m Message, now time.Time) store.Job {
-	if job.Args.WebhookURL == "" || job.Args.InstitutionID == "" {
+func failedEvent(a SendArgs, d store.Delivery, m Message, now time.Time) store.Job {
+	if a.WebhookURL == "" || d.InstitutionID == "" {
 		return nil
 	}
-	return WebhookArgs{URL: job.Args.WebhookURL, Event: Event{
-		ID: uuid.NewString(), Type: EventDeliveryFailed, Time: now.UTC(), InstitutionID: job.Args.InstitutionID, UserID: job.Args.UserID,
-		Data: map[string]any{"deliveryId": job.Args.DeliveryID, "channel": m.Channel, "kind": m.Kind},
+	return WebhookArgs{URL: a.WebhookURL, Event: Event{
+		ID: uuid.NewString(), Type: EventDeliveryFailed, Time: now.UTC(), InstitutionID: d.InstitutionID, UserID: d.UserID,
+		Data: map[string]any{"deliveryId": a.DeliveryID, "channel": m.Channel, "kind": m.Kind},
 	}}
 }
 
 // record stores an attempt's outcome, then tells the observer: a metric
 // that says "sent" is never ahead of the delivery row.
-func (w *Worker) record(ctx context.Context, job *river.Job[SendArgs], m Message, state, lastErr string, then store.Job) {
+func (w *Worker) record(ctx context.Context, job *rivertype.JobRow, a SendArgs, m Message, state, lastErr string, then store.Job) {
 	// The outcome is recorded even when the attempt's time ran out just as
 	// the carrier answered: a message delivered at the deadline is still
 	// delivered.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	if err := w.Recorder.MarkDelivery(ctx, job.Args.DeliveryID, state, job.Attempt, lastErr, w.Now(), then); err != nil {
-		w.Logger.ErrorContext(ctx, "recording delivery state", "delivery_id", job.Args.DeliveryID, "err", err)
+	if err := w.Recorder.MarkDelivery(ctx, a.DeliveryID, state, job.Attempt, lastErr, w.Now(), then); err != nil {
+		w.Logger.ErrorContext(ctx, "recording delivery state", "delivery_id", a.DeliveryID, "err", err)
 	}
 	if w.Observe != nil {
 		st := state

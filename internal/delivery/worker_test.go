@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -193,5 +194,134 @@ func TestWorkerFailsAnUndecryptableMessage(t *testing.T) {
 	}
 	if n := b.smtp.srv.Count(); n != 0 {
 		t.Errorf("%d messages sent", n)
+	}
+}
+
+func (b workerBundle) workBatch(t *testing.T, ids []int64, attempt int) error {
+	t.Helper()
+	a := delivery.SendBatchArgs{}
+	for _, id := range ids {
+		a.Deliveries = append(a.Deliveries, delivery.BatchedSend{DeliveryID: id})
+	}
+	w := &delivery.BatchWorker{Send: b.worker}
+	return w.Work(testCtx(t), &river.Job[delivery.SendBatchArgs]{
+		JobRow: &rivertype.JobRow{ID: 1, Attempt: attempt, MaxAttempts: delivery.MaxAttempts, State: rivertype.JobStateRunning}, Args: a,
+	})
+}
+
+// A batch whose relay refuses one message for now fails, so River tries it
+// again; the attempt again sends only that message: each recipient gets
+// exactly one. A message refused for good fails alone and does not make
+// the batch try again.
+func TestBatchRetriesOnlyWhatFailed(t *testing.T) {
+	t.Parallel()
+	b := setupWorker(t)
+	var ids []int64
+	for i := range 3 {
+		ids = append(ids, b.queued(t, workerMessage(fmt.Sprintf("u%d@customer.example", i))))
+	}
+	b.smtp.srv.FailNext(1, 451)
+	if err := b.workBatch(t, ids, 1); err == nil {
+		t.Fatal("a batch with a message refused for now succeeded: River would not try it again")
+	}
+	if _, err := b.smtp.srv.Wait(testCtx(t), 2); err != nil {
+		t.Fatal(err)
+	}
+	queued := 0
+	for _, id := range ids {
+		switch d := b.state(t, id); d.State {
+		case store.DeliveryQueued:
+			queued++
+			if d.LastError != "unavailable" || d.Attempts != 1 {
+				t.Errorf("the refused delivery: %+v", d)
+			}
+		case store.DeliverySent:
+		default:
+			t.Errorf("delivery %d: %+v", id, d)
+		}
+	}
+	if queued != 1 {
+		t.Fatalf("%d deliveries still queued, want the refused one", queued)
+	}
+	if err := b.workBatch(t, ids, 2); err != nil {
+		t.Fatalf("the batch's second attempt: %v", err)
+	}
+	mail, err := b.smtp.srv.Wait(testCtx(t), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := b.smtp.srv.Count(); n != 3 {
+		t.Fatalf("%d messages for 3 deliveries", n)
+	}
+	seen := map[string]int{}
+	for _, m := range mail {
+		for _, to := range m.To {
+			seen[to]++
+		}
+	}
+	for i := range 3 {
+		if to := fmt.Sprintf("u%d@customer.example", i); seen[to] != 1 {
+			t.Errorf("%s got %d messages", to, seen[to])
+		}
+	}
+	for _, id := range ids {
+		if d := b.state(t, id); d.State != store.DeliverySent {
+			t.Errorf("after the second attempt: %+v", d)
+		}
+	}
+
+	// Refused for good: recorded failed, the batch does not retry for it.
+	more := []int64{b.queued(t, workerMessage("v0@customer.example")), b.queued(t, workerMessage("v1@customer.example"))}
+	b.smtp.srv.FailNext(1, 550)
+	if err := b.workBatch(t, more, 1); err != nil {
+		t.Fatalf("a batch with a message refused for good: %v", err)
+	}
+	states := map[string]int{}
+	for _, id := range more {
+		d := b.state(t, id)
+		states[d.State+"/"+d.LastError]++
+	}
+	if states["failed/rejected"] != 1 || states["sent/"] != 1 {
+		t.Errorf("outcomes: %v", states)
+	}
+}
+
+// Only a flow's own send batches: a bulk's paced send, which embeds a
+// SendArgs, and a SendArgs job itself are queued one by one.
+func TestOnlyQueuedSendsBatch(t *testing.T) {
+	t.Parallel()
+	for _, j := range []any{delivery.SendArgs{}, delivery.BulkSendArgs{}, delivery.SendBatchArgs{}} {
+		if _, ok := j.(store.Batchable); ok {
+			t.Errorf("%T is batchable", j)
+		}
+	}
+	q := delivery.QueuedSend{DeliveryID: 1}
+	if got := q.Batch([]store.Job{q}); len(got) != 1 || got[0].(delivery.QueuedSend).DeliveryID != 1 {
+		t.Errorf("a lone send batched into %v", got)
+	}
+	var jobs []store.Job
+	for i := range 70 {
+		jobs = append(jobs, delivery.QueuedSend{DeliveryID: int64(i), WebhookURL: "https://hooks.example/x"})
+	}
+	got := q.Batch(jobs)
+	seen := map[int64]bool{}
+	for _, j := range got {
+		switch j := j.(type) {
+		case delivery.SendBatchArgs:
+			if len(j.Deliveries) > 32 {
+				t.Errorf("a batch of %d", len(j.Deliveries))
+			}
+			for _, d := range j.Deliveries {
+				if seen[d.DeliveryID] || d.WebhookURL != "https://hooks.example/x" {
+					t.Errorf("delivery %+v twice or without its webhook", d)
+				}
+				seen[d.DeliveryID] = true
+			}
+		case delivery.QueuedSend:
+			seen[j.DeliveryID] = true
+		}
+	}
+	if len(seen) != 70 || len(got) != 3 {
+		t.Errorf("70 sends became %d jobs holding %d deliveries", len(got), len(seen))
 	}
 }

@@ -36,7 +36,7 @@ func (s *Service) queue(ctx context.Context, tx store.Tx, now time.Time, st Sett
 	if err != nil {
 		return err
 	}
-	return tx.Enqueue(ctx, delivery.SendArgs{DeliveryID: id, InstitutionID: institutionID, UserID: userID, WebhookURL: st.WebhookURL})
+	return tx.Enqueue(ctx, delivery.QueuedSend{DeliveryID: id, InstitutionID: institutionID, UserID: userID, WebhookURL: st.WebhookURL})
 }
 
 // render renders a message to a user whose locale is locale, in the

@@ -134,40 +134,66 @@ func (b *bundle) settings(t *testing.T, p reset.SettingsPatch) {
 }
 
 // outbox is every message the domain queued, oldest first, opened with the
-// server's key as the delivery worker would: from the delivery row its job
-// names. The job itself must carry no message, sealed or not.
+// server's key as the delivery worker would: from the delivery rows its
+// send jobs (one per send, or a batch of the sends of one commit) name.
+// The jobs themselves must carry no message, sealed or not.
 func (b *bundle) outbox(t *testing.T) []delivery.Message {
 	t.Helper()
-	rows, err := b.raw.QueryContext(b.ctx, `SELECT cast(json(j.args) AS text), d.message_ref, d.message FROM river_job j
-		JOIN deliveries d ON d.id = json_extract(j.args, '$.delivery_id') WHERE j.kind = ? ORDER BY j.id`, delivery.SendArgs{}.Kind())
+	rows, err := b.raw.QueryContext(b.ctx, `SELECT kind, cast(json(args) AS text) FROM river_job WHERE kind IN (?, ?) ORDER BY id`,
+		delivery.SendArgs{}.Kind(), delivery.SendBatchArgs{}.Kind())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	var out []delivery.Message
+	var ids []int64
 	for rows.Next() {
-		var args string
-		var ref, sealed []byte
-		if err := rows.Scan(&args, &ref, &sealed); err != nil {
+		var kind, args string
+		if err := rows.Scan(&kind, &args); err != nil {
 			t.Fatal(err)
 		}
-		var fields map[string]any
+		var fields map[string]json.RawMessage
 		if err := json.Unmarshal([]byte(args), &fields); err != nil {
 			t.Fatal(err)
 		}
+		allowed := map[string]bool{"delivery_id": true, "institution_id": true, "user_id": true, "webhook_url": true}
+		if kind == (delivery.SendBatchArgs{}).Kind() {
+			allowed = map[string]bool{"deliveries": true}
+		}
 		for k := range fields {
-			if k != "delivery_id" && k != "institution_id" && k != "user_id" && k != "webhook_url" {
-				t.Errorf("a send job carries %q: %s", k, args)
+			if !allowed[k] {
+				t.Errorf("a %s job carries %q: %s", kind, k, args)
 			}
+		}
+		if kind == (delivery.SendBatchArgs{}).Kind() {
+			var a delivery.SendBatchArgs
+			if err := json.Unmarshal([]byte(args), &a); err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range a.Deliveries {
+				ids = append(ids, d.DeliveryID)
+			}
+			continue
+		}
+		var a delivery.SendArgs
+		if err := json.Unmarshal([]byte(args), &a); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, a.DeliveryID)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	var out []delivery.Message
+	for _, id := range ids {
+		var ref, sealed []byte
+		if err := b.raw.QueryRowContext(b.ctx, `SELECT message_ref, message FROM deliveries WHERE id = ?`, id).Scan(&ref, &sealed); err != nil {
+			t.Fatalf("delivery %d: %v", id, err)
 		}
 		m, err := delivery.OpenMessage(b.key, ref, sealed)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out
 }

@@ -309,6 +309,18 @@ type Job interface {
 	Kind() string
 }
 
+// Batchable is a job that a backend may queue as one with the jobs of its
+// kind that commit in the same transaction (SQLite's group commit joins
+// many callers' writes in one): Batch makes the jobs that do the work of
+// jobs, which are all of the Batchable's own type. A backend that does not
+// batch queues each job as it comes. Nothing may read a batchable job back
+// in the transaction that queued it: it is inserted as the transaction
+// commits.
+type Batchable interface {
+	Job
+	Batch(jobs []Job) []Job
+}
+
 // Inserter puts a job into the queue inside a backend's own driver
 // transaction of type TTx, so the job commits or vanishes with it. The
 // queue owner (internal/queue) implements it; a backend calls it from

@@ -66,9 +66,12 @@ func newCommitter(ctx context.Context, db *sql.DB, s *Store) (*committer, error)
 
 // group is the callers sharing one transaction.
 type group struct {
-	n    int
-	done chan struct{} // closed when the group is committed or aborted
-	err  error         // the commit's outcome, set before done closes
+	n int
+	// batched are the batchable jobs of the group's callers whose
+	// functions succeeded, in order.
+	batched []batchedJob
+	done    chan struct{} // closed when the group is committed or aborted
+	err     error         // the commit's outcome, set before done closes
 }
 
 func (c *committer) update(ctx context.Context, fn func(store.Tx) error) error {
@@ -93,10 +96,11 @@ func (c *committer) update(ctx context.Context, fn func(store.Tx) error) error {
 	g.n++
 	var fnErr, aborted error
 	var p any
+	var batched []batchedJob
 	if first {
 		// The first caller needs no savepoint: its failure rolls back the
 		// whole transaction, which holds nothing else yet.
-		fnErr, p = c.call(fn)
+		fnErr, p = c.call(fn, &batched)
 		if fnErr != nil {
 			tx := c.tx
 			c.tx, c.g = nil, nil
@@ -109,7 +113,10 @@ func (c *committer) update(ctx context.Context, fn func(store.Tx) error) error {
 			return fnErr
 		}
 	} else {
-		fnErr, aborted, p = c.runInSavepoint(ctx, fn)
+		fnErr, aborted, p = c.runInSavepoint(ctx, fn, &batched)
+	}
+	if fnErr == nil && aborted == nil {
+		g.batched = append(g.batched, batched...)
 	}
 	if aborted != nil {
 		c.endLocked(aborted)
@@ -129,14 +136,14 @@ func (c *committer) update(ctx context.Context, fn func(store.Tx) error) error {
 
 // call runs fn on the open transaction, recovering a panic (re-raised by
 // the caller once the lock is released).
-func (c *committer) call(fn func(store.Tx) error) (err error, p any) {
+func (c *committer) call(fn func(store.Tx) error, batched *[]batchedJob) (err error, p any) {
 	defer func() {
 		if r := recover(); r != nil {
 			p = r
 			err = fmt.Errorf("sqlite: update panicked: %v", r)
 		}
 	}()
-	return fn(writeTx(&txn{q: c.tx, tx: c.tx, s: c.s})), nil
+	return fn(writeTx(&txn{q: c.tx, tx: c.tx, s: c.s, batched: batched})), nil
 }
 
 func (c *committer) stmt(ctx context.Context, s *sql.Stmt) error {
@@ -146,12 +153,12 @@ func (c *committer) stmt(ctx context.Context, s *sql.Stmt) error {
 
 // runInSavepoint runs fn in a savepoint of the open transaction. aborted
 // is set when the transaction itself is gone or unusable.
-func (c *committer) runInSavepoint(ctx context.Context, fn func(store.Tx) error) (fnErr, aborted error, p any) {
+func (c *committer) runInSavepoint(ctx context.Context, fn func(store.Tx) error, batched *[]batchedJob) (fnErr, aborted error, p any) {
 	bg := context.WithoutCancel(ctx)
 	if err := c.stmt(bg, c.savepoint); err != nil {
 		return nil, fmt.Errorf("%w: savepoint: %v", errGroupAborted, err), nil
 	}
-	fnErr, p = c.call(fn)
+	fnErr, p = c.call(fn, batched)
 	if fnErr != nil {
 		// ROLLBACK TO keeps the savepoint on the stack; RELEASE pops it.
 		if err := c.stmt(bg, c.rollbackTo); err != nil {
@@ -172,11 +179,62 @@ func (c *committer) endLocked(aborted error) {
 	tx, g := c.tx, c.g
 	c.tx, c.g = nil, nil
 	err := aborted
-	if aborted != nil {
+	if err == nil {
+		err = c.insertBatched(tx, g.batched)
+	}
+	if err != nil {
 		_ = tx.Rollback()
 	} else if cerr := tx.Commit(); cerr != nil {
 		err = fmt.Errorf("sqlite: commit: %w", cerr)
 	}
 	g.err = err
 	close(g.done)
+}
+
+// insertBatched queues the group's batchable jobs as the group commits,
+// each kind's as the jobs its Batch makes of them: the sends of a group
+// become one job to fetch and complete rather than one each. Should the
+// insert fail, the group rolls back and every caller gets the error, as
+// when its commit fails.
+func (c *committer) insertBatched(tx *sql.Tx, jobs []batchedJob) (err error) {
+	if len(jobs) == 0 {
+		return nil
+	}
+	// Batch is the jobs' own code, run while the group holds the write
+	// connection: a panic in it must fail the group, not leave the lock
+	// held.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("sqlite: batching jobs panicked: %v", r)
+		}
+	}()
+	var kinds []string
+	byKind := map[string][]batchedJob{}
+	for _, j := range jobs {
+		k := j.job.Kind()
+		if _, ok := byKind[k]; !ok {
+			kinds = append(kinds, k)
+		}
+		byKind[k] = append(byKind[k], j)
+	}
+	for _, k := range kinds {
+		list := byKind[k]
+		in := make([]store.Job, len(list))
+		for i, j := range list {
+			in[i] = j.job
+		}
+		out := list[0].job.(store.Batchable).Batch(in)
+		for i, j := range out {
+			// A job left as it was is queued in its caller's context; a
+			// batch in the first one's (a job has one trace parent).
+			ctx := list[0].ctx
+			if len(out) == len(in) {
+				ctx = list[i].ctx
+			}
+			if err := c.s.queue.InsertTx(ctx, tx, j); err != nil {
+				return fmt.Errorf("sqlite: enqueue: %w", err)
+			}
+		}
+	}
+	return nil
 }

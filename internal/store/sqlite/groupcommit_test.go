@@ -2,13 +2,16 @@ package sqlite_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/resetd/resetd/internal/queue"
 	"github.com/resetd/resetd/internal/store"
 	"github.com/resetd/resetd/internal/store/sqlite"
 )
@@ -209,5 +212,152 @@ func TestGroupCommitCancelledCallers(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// batchJob is a batchable test job; batchOf is what a group makes of them.
+type batchJob struct {
+	N int `json:"n"`
+}
+
+func (batchJob) Kind() string { return "test_batch_one" }
+
+func (batchJob) Batch(jobs []store.Job) []store.Job {
+	b := batchOf{}
+	for _, j := range jobs {
+		b.Ns = append(b.Ns, j.(batchJob).N)
+	}
+	return []store.Job{b}
+}
+
+type batchOf struct {
+	Ns []int `json:"ns"`
+}
+
+func (batchOf) Kind() string { return "test_batch_of" }
+
+type plainJob struct {
+	N int `json:"n"`
+}
+
+func (plainJob) Kind() string { return "test_plain" }
+
+// TestGroupCommitBatchesJobs: the batchable jobs of a group's callers are
+// queued as the group's batch, holding every caller's that succeeded,
+// once, and none of a caller's that failed; other jobs are queued one by
+// one as before.
+func TestGroupCommitBatchesJobs(t *testing.T) {
+	t.Parallel()
+	s := openGroupStore(t)
+	if _, err := queue.Attach(s, queue.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	errWant := errors.New("refused")
+	const n = 300
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.Update(ctx, func(tx store.Tx) error {
+				if err := tx.Enqueue(ctx, batchJob{N: i}); err != nil {
+					return err
+				}
+				if err := tx.Enqueue(ctx, plainJob{N: i}); err != nil {
+					return err
+				}
+				if i%3 == 0 {
+					return errWant
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	want := map[int]bool{}
+	for i, err := range errs {
+		if (i%3 == 0) != errors.Is(err, errWant) || (i%3 != 0 && err != nil) {
+			t.Fatalf("update %d: %v", i, err)
+		}
+		if err == nil {
+			want[i] = true
+		}
+	}
+	recs, err := s.KeyedRecords(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	batched, plain := map[int]int{}, map[int]int{}
+	batches := 0
+	for _, j := range recs.Jobs {
+		switch j.Kind {
+		case batchOf{}.Kind():
+			var b batchOf
+			if err := json.Unmarshal(j.Args, &b); err != nil {
+				t.Fatal(err)
+			}
+			batches++
+			for _, v := range b.Ns {
+				batched[v]++
+			}
+		case plainJob{}.Kind():
+			var p plainJob
+			if err := json.Unmarshal(j.Args, &p); err != nil {
+				t.Fatal(err)
+			}
+			plain[p.N]++
+		default:
+			t.Errorf("a job of kind %s: a batchable job was queued alone", j.Kind)
+		}
+	}
+	for i := range n {
+		if w := map[bool]int{true: 1}[want[i]]; batched[i] != w || plain[i] != w {
+			t.Errorf("update %d (kept %t): in %d batches, %d plain jobs", i, want[i], batched[i], plain[i])
+		}
+	}
+	if batches == 0 || batches >= len(want) {
+		t.Errorf("%d batches for %d sends: nothing was batched", batches, len(want))
+	}
+	t.Logf("%d updates kept in %d batches", len(want), batches)
+}
+
+type panicBatch struct{}
+
+func (panicBatch) Kind() string                       { return "test_panic_batch" }
+func (panicBatch) Batch(jobs []store.Job) []store.Job { panic("batch refuses") }
+
+// TestGroupCommitBatchPanicFailsTheGroup: a Batch that panics fails its
+// group's callers with an error, and the store goes on committing.
+func TestGroupCommitBatchPanicFailsTheGroup(t *testing.T) {
+	t.Parallel()
+	s := openGroupStore(t)
+	if _, err := queue.Attach(s, queue.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	now := time.Now()
+	err := s.Update(ctx, func(tx store.Tx) error {
+		if _, err := tx.Hit(ctx, "k", time.Hour, now); err != nil {
+			return err
+		}
+		return tx.Enqueue(ctx, panicBatch{})
+	})
+	if err == nil || !strings.Contains(err.Error(), "panicked") {
+		t.Fatalf("Update with a panicking batch = %v", err)
+	}
+	if err := s.Update(ctx, func(tx store.Tx) error {
+		_, err := tx.Hit(ctx, "k", time.Hour, now)
+		return err
+	}); err != nil {
+		t.Fatalf("the next Update: %v", err)
+	}
+	if err := s.View(ctx, func(tx store.ReadTx) error {
+		n, err := tx.Count(ctx, "k", time.Hour, now)
+		if err == nil && n != 1 {
+			t.Errorf("count %d: the failed group's write was kept", n)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

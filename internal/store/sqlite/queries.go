@@ -34,6 +34,17 @@ type txn struct {
 	q  querier
 	tx *sql.Tx
 	s  *Store
+	// batched holds, in a group commit, the batchable jobs this caller
+	// queued: the group inserts them, batched, as it commits (see
+	// committer.insertBatched).
+	batched *[]batchedJob
+}
+
+// batchedJob is a batchable job and the context of the caller that queued
+// it (its trace, its transaction id).
+type batchedJob struct {
+	ctx context.Context
+	job store.Job
 }
 
 const institutionCols = `id, is_default, settings, created_at, updated_at`
@@ -448,6 +459,10 @@ func (t *txn) Enqueue(ctx context.Context, job store.Job) error {
 	}
 	if t.s.queue == nil {
 		return errors.New("sqlite: enqueue: no queue attached")
+	}
+	if _, ok := job.(store.Batchable); ok && t.batched != nil {
+		*t.batched = append(*t.batched, batchedJob{ctx: context.WithoutCancel(ctx), job: job})
+		return nil
 	}
 	if err := t.s.queue.InsertTx(ctx, t.tx, job); err != nil {
 		return fmt.Errorf("sqlite: enqueue: %w", err)
