@@ -312,12 +312,11 @@ func skipReason(err error) string {
 // own queue) and the reset.requested event — and returns the delivery.
 // The per-user send cap does not apply: a bulk sends one link per user.
 func (s *Service) issueBulkLink(ctx context.Context, tx store.Tx, now time.Time, st Settings, b store.Bulk, u store.User, p preparedLink) (int64, error) {
-	if err := tx.KillTokens(ctx, u.InstitutionID, u.ID, now, PurposeLink, PurposeSelfService); err != nil {
-		return 0, err
-	}
-	// The new link and its dispute token: one statement, as a single send.
-	if err := tx.InsertTokens(ctx, store.Token{Hash: p.hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeLink,
-		CreatedAt: now, ExpiresAt: now.Add(time.Duration(st.Expiration) * time.Second)}, p.dispute.token(u, now)); err != nil {
+	// Older links die as the new link and its dispute token are written:
+	// one statement, as a single send.
+	if err := tx.ReplaceTokens(ctx, u.InstitutionID, u.ID, now, []string{PurposeLink, PurposeSelfService},
+		store.Token{Hash: p.hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeLink,
+			CreatedAt: now, ExpiresAt: now.Add(time.Duration(st.Expiration) * time.Second)}, p.dispute.token(u, now)); err != nil {
 		return 0, err
 	}
 	m := p.message

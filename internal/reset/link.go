@@ -139,12 +139,11 @@ func (s *Service) sendLink(ctx context.Context, tx store.Tx, now time.Time, st S
 			return err
 		}
 	}
-	if err := tx.KillTokens(ctx, u.InstitutionID, u.ID, now, PurposeLink, PurposeSelfService); err != nil {
-		return err
-	}
-	// The new link and its dispute token: one statement.
-	if err := tx.InsertTokens(ctx, store.Token{Hash: p.hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeLink,
-		CreatedAt: now, ExpiresAt: now.Add(time.Duration(st.Expiration) * time.Second)}, p.dispute.token(u, now)); err != nil {
+	// Older links die as the new link and its dispute token are written:
+	// one statement.
+	if err := tx.ReplaceTokens(ctx, u.InstitutionID, u.ID, now, []string{PurposeLink, PurposeSelfService},
+		store.Token{Hash: p.hash, InstitutionID: u.InstitutionID, UserID: u.ID, Purpose: PurposeLink,
+			CreatedAt: now, ExpiresAt: now.Add(time.Duration(st.Expiration) * time.Second)}, p.dispute.token(u, now)); err != nil {
 		return err
 	}
 	if err := s.queue(ctx, tx, now, st, u.InstitutionID, u.ID, delivery.KindResetLink, p.message); err != nil {

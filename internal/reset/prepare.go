@@ -65,11 +65,28 @@ func (s *Service) institutionUserIn(ctx context.Context, tx store.ReadTx, instit
 // renderedFor runs a flow on one user in two steps: prepare renders from
 // a read of the institution and the user, outside any write transaction;
 // write then runs in one transaction on a fresh read of both, which is
-// the same as prepare saw (else the flow starts over).
+// the same as prepare saw (else the flow starts over). Where writers do
+// not wait for each other, both run in the one write transaction.
 func (s *Service) renderedFor(ctx context.Context, institutionID, userID string,
 	prepare func(st Settings, u store.User) error,
 	write func(tx store.Tx, now time.Time, st Settings, u store.User) error,
 ) error {
+	if !s.store.SerialWrites() {
+		// Writers run side by side (PostgreSQL): prepare in the write
+		// transaction, on its one read, a round trip fewer and no
+		// snapshot to compare.
+		return s.store.Update(ctx, func(tx store.Tx) error {
+			now := s.now()
+			_, st, u, err := s.institutionUserIn(ctx, tx, institutionID, userID)
+			if err != nil {
+				return err
+			}
+			if err := prepare(st, u); err != nil {
+				return err
+			}
+			return write(tx, now, st, u)
+		})
+	}
 	for try := 0; ; try++ {
 		var snap snapshot
 		var st Settings

@@ -48,6 +48,8 @@ type Store interface {
 	Update(ctx context.Context, fn func(store.Tx) error) error
 	// View runs fn against a consistent read-only view.
 	View(ctx context.Context, fn func(store.ReadTx) error) error
+	// SerialWrites reports whether write transactions run one at a time.
+	SerialWrites() bool
 	// InstitutionUser reads both in one statement, outside a transaction.
 	InstitutionUser(ctx context.Context, institutionID, userID string) (store.Institution, store.User, error)
 	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error)

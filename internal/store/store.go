@@ -426,6 +426,12 @@ type SecretWriter interface {
 	// KillTokens ends the user's live tokens of the given purposes (all
 	// purposes when none are given).
 	KillTokens(ctx context.Context, institutionID, userID string, now time.Time, purposes ...string) error
+	// ReplaceTokens is KillTokens of the user's tokens of the purposes
+	// kill (at least one), then InsertTokens of toks — in one statement
+	// where the backend can (a send's older links die as its new link and
+	// dispute token are written). ErrConflict as InsertTokens; the caller's
+	// transaction then rolls back the kill with it.
+	ReplaceTokens(ctx context.Context, institutionID, userID string, now time.Time, kill []string, toks ...Token) error
 
 	// PutOTP stores a user's OTP, replacing (killing) any older one.
 	PutOTP(ctx context.Context, o OTP) error
@@ -508,6 +514,10 @@ type Transactor interface {
 	Update(ctx context.Context, fn func(Tx) error) error
 	// View runs fn against a consistent read-only view.
 	View(ctx context.Context, fn func(ReadTx) error) error
+	// SerialWrites reports whether write transactions run one at a time
+	// (SQLite's one writer): a flow then does its slow preparation — a
+	// render — before its write transaction rather than in it.
+	SerialWrites() bool
 	// InstitutionUser reads an institution and one of its users in one
 	// statement, outside any transaction: ReadTx.InstitutionUser without
 	// the round trips of beginning and ending one, for a flow that reads

@@ -164,6 +164,9 @@ func scanUser(row pgx.Row) (store.User, error) {
 	return u, err
 }
 
+// SerialWrites: PostgreSQL runs write transactions side by side.
+func (s *Store) SerialWrites() bool { return false }
+
 // InstitutionUser reads on the pool, outside a transaction: one round
 // trip where a transaction would take three.
 func (s *Store) InstitutionUser(ctx context.Context, institutionID, userID string) (store.Institution, store.User, error) {
@@ -490,6 +493,42 @@ func (t *txn) ConsumeToken(ctx context.Context, hash []byte, now time.Time) (sto
 	}
 	tk.CreatedAt, tk.ExpiresAt = fromTS(c), fromTS(e)
 	return tk, nil
+}
+
+// ReplaceTokens kills and inserts in one statement, one round trip: the
+// kill is a data-modifying WITH, which runs on the snapshot before the
+// insert, so the new tokens are never among those it kills.
+func (t *txn) ReplaceTokens(ctx context.Context, institutionID, userID string, now time.Time, kill []string, toks ...store.Token) error {
+	if len(kill) == 0 {
+		return errors.New("postgres: replace tokens: no purpose to kill")
+	}
+	if !storable(institutionID, userID) || len(toks) == 0 {
+		if err := t.KillTokens(ctx, institutionID, userID, now, kill...); err != nil {
+			return err
+		}
+		return t.InsertTokens(ctx, toks...)
+	}
+	hashes := make([][]byte, len(toks))
+	insts, users, purposes := make([]string, len(toks)), make([]string, len(toks)), make([]string, len(toks))
+	created, expires := make([]time.Time, len(toks)), make([]time.Time, len(toks))
+	for i, tk := range toks {
+		hashes[i], insts[i], users[i], purposes[i], created[i], expires[i] = tk.Hash, tk.InstitutionID, tk.UserID, tk.Purpose, ts(tk.CreatedAt), ts(tk.ExpiresAt)
+	}
+	tag, err := t.q.Exec(ctx, `WITH killed AS (
+			UPDATE tokens SET used_at = $7 WHERE institution_id = $8 AND user_id = $9 AND used_at IS NULL AND purpose = ANY($10)
+		)
+		INSERT INTO tokens (hash, institution_id, user_id, purpose, created_at, expires_at)
+		SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+		WHERE NOT EXISTS (SELECT 1 FROM tokens WHERE hash = ANY($1::bytea[]))
+		ON CONFLICT (hash) DO NOTHING`,
+		hashes, insts, users, purposes, created, expires, ts(now), institutionID, userID, kill)
+	if err != nil {
+		return wrap(err, "replace tokens")
+	}
+	if tag.RowsAffected() != int64(len(toks)) {
+		return fmt.Errorf("postgres: replace tokens: %w", store.ErrConflict)
+	}
+	return nil
 }
 
 func (t *txn) KillTokens(ctx context.Context, institutionID, userID string, now time.Time, purposes ...string) error {

@@ -132,6 +132,9 @@ func (t *txn) User(ctx context.Context, institutionID, userID string) (store.Use
 	return u, nil
 }
 
+// SerialWrites: SQLite has one writer.
+func (s *Store) SerialWrites() bool { return true }
+
 // InstitutionUser reads on the read pool, outside a transaction.
 func (s *Store) InstitutionUser(ctx context.Context, institutionID, userID string) (store.Institution, store.User, error) {
 	return (&txn{q: s.read, s: s}).InstitutionUser(ctx, institutionID, userID)
@@ -422,6 +425,18 @@ func (t *txn) ConsumeToken(ctx context.Context, hash []byte, now time.Time) (sto
 	}
 	tk.CreatedAt, tk.ExpiresAt = fromMS(c), fromMS(e)
 	return tk, nil
+}
+
+// ReplaceTokens is two statements: on SQLite a statement costs no round
+// trip.
+func (t *txn) ReplaceTokens(ctx context.Context, institutionID, userID string, now time.Time, kill []string, toks ...store.Token) error {
+	if len(kill) == 0 {
+		return errors.New("sqlite: replace tokens: no purpose to kill")
+	}
+	if err := t.KillTokens(ctx, institutionID, userID, now, kill...); err != nil {
+		return err
+	}
+	return t.InsertTokens(ctx, toks...)
 }
 
 func (t *txn) KillTokens(ctx context.Context, institutionID, userID string, now time.Time, purposes ...string) error {

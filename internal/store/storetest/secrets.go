@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -261,4 +262,46 @@ func testConcurrentOTP(t *testing.T, s store.Store) {
 	if o := lockOTP(t, s, "i", "u"); o.Attempts != concurrency {
 		t.Errorf("%d concurrent wrong tries counted %d", concurrency, o.Attempts)
 	}
+}
+
+// ReplaceTokens kills the user's tokens of the purposes given, keeps the
+// others and other users', and inserts the new ones live (never among
+// those it kills); a taken hash is ErrConflict and inserts none.
+func testReplaceTokens(t *testing.T, s store.Store) {
+	exp := t0.Add(time.Hour)
+	update(t, s, func(tx store.Tx) error {
+		return tx.InsertTokens(ctx(t), token("r1", "a", "reset", t0, exp), token("r2", "a", "otp", t0, exp), token("r3", "b", "reset", t0, exp))
+	})
+	update(t, s, func(tx store.Tx) error {
+		return tx.ReplaceTokens(ctx(t), "i", "a", t0, []string{"reset", "selfservice"},
+			token("n1", "a", "reset", t0, exp), token("n2", "a", "dispute", t0, exp))
+	})
+	live := map[string]bool{}
+	view(t, s, func(tx store.ReadTx) error {
+		for _, h := range []string{"r1", "r2", "r3", "n1", "n2"} {
+			_, err := tx.LookupToken(ctx(t), []byte(h), t0)
+			live[h] = err == nil
+		}
+		return nil
+	})
+	if want := map[string]bool{"r1": false, "r2": true, "r3": true, "n1": true, "n2": true}; !maps.Equal(live, want) {
+		t.Errorf("live after ReplaceTokens = %v, want %v", live, want)
+	}
+	errConflict := errors.New("rolled back")
+	err := s.Update(ctx(t), func(tx store.Tx) error {
+		wantErr(t, "ReplaceTokens with a taken hash", tx.ReplaceTokens(ctx(t), "i", "a", t0, []string{"reset"},
+			token("n3", "a", "reset", t0, exp), token("n1", "a", "reset", t0, exp)), store.ErrConflict)
+		return errConflict
+	})
+	if !errors.Is(err, errConflict) {
+		t.Fatal(err)
+	}
+	view(t, s, func(tx store.ReadTx) error {
+		if _, err := tx.LookupToken(ctx(t), []byte("n1"), t0); err != nil {
+			t.Errorf("a rolled-back ReplaceTokens killed n1: %v", err)
+		}
+		_, err := tx.LookupToken(ctx(t), []byte("n3"), t0)
+		wantErr(t, "the other token of a conflicting ReplaceTokens", err, store.ErrNotFound)
+		return nil
+	})
 }

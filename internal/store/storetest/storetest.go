@@ -62,6 +62,7 @@ func Run(t *testing.T, open Opener) {
 		{"Tokens", testTokens},
 		{"InsertTokens", testInsertTokens},
 		{"KillTokens", testKillTokens},
+		{"ReplaceTokens", testReplaceTokens},
 		{"ConcurrentConsumeOneWinner", testConcurrentConsume},
 		{"OTP", testOTP},
 		{"ConcurrentOTPAttemptsCounted", testConcurrentOTP},
