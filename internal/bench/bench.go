@@ -262,7 +262,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	t.http = &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			DialContext:         loopbackSpread(),
 			MaxIdleConns:        4096,
 			MaxIdleConnsPerHost: 4096,
 			IdleConnTimeout:     90 * time.Second,
@@ -580,4 +580,23 @@ func (h quietHandler) WithGroup(name string) slog.Handler {
 
 func serverLogger(quiet *atomic.Bool) *slog.Logger {
 	return slog.New(quietHandler{slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), quiet})
+}
+
+// loopbackSpread dials a loopback server from the source addresses
+// 127.0.0.2–127.0.0.9 in turn, as clients of many addresses would reach a
+// server: from one address the server's cap on connections per address
+// (256) would refuse the overload flow's 320 clients at accept, before
+// any reached the handler whose answer (503 and Retry-After) the flow
+// measures. Any other server is dialled from the default address.
+func loopbackSpread() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	var next atomic.Uint32
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: 5 * time.Second}
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			if ip := net.ParseIP(host); ip != nil && ip.To4() != nil && ip.IsLoopback() {
+				d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+next.Add(1)%8))}
+			}
+		}
+		return d.DialContext(ctx, network, addr)
+	}
 }

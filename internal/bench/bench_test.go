@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -144,5 +145,38 @@ func TestCheckTargets(t *testing.T) {
 	pg := got(&Report{Store: "postgres", Flows: []FlowResult{send, light}})
 	if !pg["PostgreSQL send-reset ≥ 1,000 req/s"] || len(pg) != 2 {
 		t.Errorf("postgres targets: %v", pg)
+	}
+}
+
+// The load generator reaches a loopback server from several addresses,
+// so the server's cap on connections per address does not refuse the
+// overload flow's clients before they reach the handler.
+func TestLoopbackSpread(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	seen := map[string]bool{}
+	dial := loopbackSpread()
+	for range 8 {
+		c, err := dial(t.Context(), "tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, _, _ := net.SplitHostPort(s.RemoteAddr().String())
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() || host == "127.0.0.1" {
+			t.Errorf("dialled from %s", host)
+		}
+		seen[host] = true
+		c.Close()
+		s.Close()
+	}
+	if len(seen) != 8 {
+		t.Errorf("8 dials came from %d addresses: %v", len(seen), seen)
 	}
 }
