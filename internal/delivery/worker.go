@@ -66,7 +66,12 @@ func messageAD(ref []byte) string { return sealContextV2 + "/" + hex.EncodeToStr
 
 // OpenMessage opens what SealMessage sealed.
 func OpenMessage(key *seal.Key, ref, sealed []byte) (Message, error) {
-	b, err := key.Open(sealed, messageAD(ref))
+	return openPacked(key, sealed, messageAD(ref))
+}
+
+// openPacked opens a sealed message under its associated data.
+func openPacked(key *seal.Key, sealed []byte, ad string) (Message, error) {
+	b, err := key.Open(sealed, ad)
 	if err != nil {
 		return Message{}, fmt.Errorf("delivery: open: %w", err)
 	}
@@ -92,15 +97,7 @@ func ResealMessage(key *seal.Key, ref, sealed []byte) (out []byte, changed bool,
 
 // Open unpacks the message an earlier version sealed into a job.
 func Open(key *seal.Key, a SendArgs) (Message, error) {
-	b, err := key.Open(a.Sealed, fmt.Sprintf("%s/%d", sealContext, a.DeliveryID))
-	if err != nil {
-		return Message{}, fmt.Errorf("delivery: open: %w", err)
-	}
-	m, err := unpack(b)
-	if err != nil {
-		return Message{}, fmt.Errorf("delivery: open: %w", err)
-	}
-	return m, nil
+	return openPacked(key, a.Sealed, fmt.Sprintf("%s/%d", sealContext, a.DeliveryID))
 }
 
 // Recorder keeps the support-staff view of a delivery up to date; state

@@ -47,7 +47,13 @@ func setupWorker(t *testing.T) workerBundle {
 // queued writes a delivery row with m sealed in it, as a send does.
 func (b workerBundle) queued(t *testing.T, m delivery.Message) int64 {
 	t.Helper()
-	ref, sealed, err := delivery.SealMessage(b.key, m)
+	return b.queuedUnder(t, b.key, m)
+}
+
+// queuedUnder is queued with m sealed under key.
+func (b workerBundle) queuedUnder(t *testing.T, key *seal.Key, m delivery.Message) int64 {
+	t.Helper()
+	ref, sealed, err := delivery.SealMessage(key, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,19 +164,7 @@ func TestWorkerFailsAnUndecryptableMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, sealed, err := delivery.SealMessage(other, workerMessage("x@customer.example"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var id int64
-	err = b.st.Update(testCtx(t), func(tx store.Tx) error {
-		id, err = tx.InsertDelivery(testCtx(t), store.Delivery{InstitutionID: "i", UserID: "u", Kind: delivery.KindResetLink, Channel: delivery.ChannelEmail,
-			State: store.DeliveryQueued, CreatedAt: time.Now(), MessageRef: ref, Message: sealed})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := b.queuedUnder(t, other, workerMessage("x@customer.example"))
 	err = b.work(t, delivery.SendArgs{DeliveryID: id}, 1)
 	var cancel *river.JobCancelError
 	if !errors.As(err, &cancel) {
