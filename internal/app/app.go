@@ -409,7 +409,10 @@ func openStore(ctx context.Context, cfg Config, workers *river.Workers, mw []riv
 		// Webhook events on a queue of their own (SPEC §11).
 		// Bulk forced resets on queues of their own: a bulk never stands
 		// between an ordinary message and its worker.
-		Queues:     map[string]int{delivery.QueueWebhook: delivery.WebhookWorkers, delivery.QueueBulk: delivery.BulkWorkers, delivery.QueueBulkSend: delivery.BulkSendWorkers},
+		Queues: map[string]int{delivery.QueueWebhook: delivery.WebhookWorkers, delivery.QueueBulk: delivery.BulkWorkers, delivery.QueueBulkSend: delivery.BulkSendWorkers},
+		// Events and a bulk's steps may wait a second after a quiet spell;
+		// a bulk's paced sends may not (they keep its rate).
+		Quiet:      []string{delivery.QueueWebhook, delivery.QueueBulk},
 		Middleware: mw,
 		// A message cut off by a crash goes out again within seconds; so
 		// does a bulk's step (a slice of seconds, inside the attempt timeout).
