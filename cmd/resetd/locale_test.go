@@ -31,17 +31,8 @@ func userLocale(t *testing.T, db, institution, username string) string {
 // opened.
 func TestUserLocaleFromTheCommandLine(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	db := "sqlite:" + filepath.Join(dir, "resetd.db")
-	k := []string{"--db", db, "--secret-key", testKey}
-	okCLI(t, "", append([]string{"institution", "put", "acme", "--name", "Acme Bank"}, k...)...)
-	write := func(name, text string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	dir, db, k := acmeDB(t)
+	write := func(name, text string) string { return writeFile(t, dir, name, text) }
 	csv := write("users.csv", "userId,username,email,phone,locale\n"+
 		"u1,alice,alice@example.com,,fr-ca\n"+
 		"u2,bob,bob@example.com,,fr_FR\n"+

@@ -307,9 +307,7 @@ func notices(t *testing.T, db string) []string {
 // The README's operator sequence: contacts, then a password on its own.
 func TestUserPutChangesOnlyTheFieldsGiven(t *testing.T) {
 	t.Parallel()
-	db := "sqlite:" + filepath.Join(t.TempDir(), "resetd.db")
-	k := []string{"--db", db, "--secret-key", testKey}
-	okCLI(t, "", append([]string{"institution", "put", "acme", "--name", "Acme Bank"}, k...)...)
+	_, db, k := acmeDB(t)
 	okCLI(t, "", append([]string{"user", "put", "--institution", "acme", "u1", "--username", "jane", "--email", "jane@example.com", "--phone", "+14155550100"}, k...)...)
 	okCLI(t, "correct horse battery staple\n", append([]string{"user", "put", "--institution", "acme", "u1", "--password-stdin"}, k...)...)
 
@@ -364,17 +362,8 @@ func TestUserPutChangesOnlyTheFieldsGiven(t *testing.T) {
 
 func TestUserImportMergesUnlessReplace(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	db := "sqlite:" + filepath.Join(dir, "resetd.db")
-	k := []string{"--db", db, "--secret-key", testKey}
-	okCLI(t, "", append([]string{"institution", "put", "acme", "--name", "Acme Bank"}, k...)...)
-	write := func(name, text string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	dir, db, k := acmeDB(t)
+	write := func(name, text string) string { return writeFile(t, dir, name, text) }
 	full := write("full.csv", "userId,username,email,phone\n"+
 		"u1,alice,alice@example.com,+14155550101\n"+
 		"u2,bob,bob@example.com,+14155550102\n")
@@ -622,4 +611,26 @@ func TestReadmeOperatorCommands(t *testing.T) {
 			t.Errorf("README.md does not list the scope %s", s)
 		}
 	}
+}
+
+// acmeDB makes, through the CLI, a SQLite database holding the
+// institution acme, and returns its directory, its --db value and the
+// flags that open it.
+func acmeDB(t *testing.T) (dir, db string, k []string) {
+	t.Helper()
+	dir = t.TempDir()
+	db = "sqlite:" + filepath.Join(dir, "resetd.db")
+	k = []string{"--db", db, "--secret-key", testKey}
+	okCLI(t, "", append([]string{"institution", "put", "acme", "--name", "Acme Bank"}, k...)...)
+	return dir, db, k
+}
+
+// writeFile writes text to the file name in dir and returns its path.
+func writeFile(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
