@@ -438,17 +438,12 @@ func (t *txn) InsertTokens(ctx context.Context, toks ...store.Token) error {
 	if len(toks) == 0 {
 		return nil
 	}
-	hashes := make([][]byte, len(toks))
-	insts, users, purposes := make([]string, len(toks)), make([]string, len(toks)), make([]string, len(toks))
-	created, expires := make([]time.Time, len(toks)), make([]time.Time, len(toks))
-	for i, tk := range toks {
-		hashes[i], insts[i], users[i], purposes[i], created[i], expires[i] = tk.Hash, tk.InstitutionID, tk.UserID, tk.Purpose, ts(tk.CreatedAt), ts(tk.ExpiresAt)
-	}
+	cols := tokenColumns(toks)
 	tag, err := t.q.Exec(ctx, `INSERT INTO tokens (hash, institution_id, user_id, purpose, created_at, expires_at)
 		SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])
 		WHERE NOT EXISTS (SELECT 1 FROM tokens WHERE hash = ANY($1::bytea[]))
 		ON CONFLICT (hash) DO NOTHING`,
-		hashes, insts, users, purposes, created, expires)
+		cols...)
 	if err != nil {
 		return wrap(err, "insert tokens")
 	}
@@ -495,6 +490,18 @@ func (t *txn) ConsumeToken(ctx context.Context, hash []byte, now time.Time) (sto
 	return tk, nil
 }
 
+// tokenColumns are toks as the six arrays, column by column, that
+// InsertTokens and ReplaceTokens unnest ($1 to $6).
+func tokenColumns(toks []store.Token) []any {
+	hashes := make([][]byte, len(toks))
+	insts, users, purposes := make([]string, len(toks)), make([]string, len(toks)), make([]string, len(toks))
+	created, expires := make([]time.Time, len(toks)), make([]time.Time, len(toks))
+	for i, tk := range toks {
+		hashes[i], insts[i], users[i], purposes[i], created[i], expires[i] = tk.Hash, tk.InstitutionID, tk.UserID, tk.Purpose, ts(tk.CreatedAt), ts(tk.ExpiresAt)
+	}
+	return []any{hashes, insts, users, purposes, created, expires}
+}
+
 // ReplaceTokens kills and inserts in one statement, one round trip: the
 // kill is a data-modifying WITH, which runs on the snapshot before the
 // insert, so the new tokens are never among those it kills.
@@ -508,12 +515,7 @@ func (t *txn) ReplaceTokens(ctx context.Context, institutionID, userID string, n
 		}
 		return t.InsertTokens(ctx, toks...)
 	}
-	hashes := make([][]byte, len(toks))
-	insts, users, purposes := make([]string, len(toks)), make([]string, len(toks)), make([]string, len(toks))
-	created, expires := make([]time.Time, len(toks)), make([]time.Time, len(toks))
-	for i, tk := range toks {
-		hashes[i], insts[i], users[i], purposes[i], created[i], expires[i] = tk.Hash, tk.InstitutionID, tk.UserID, tk.Purpose, ts(tk.CreatedAt), ts(tk.ExpiresAt)
-	}
+	cols := tokenColumns(toks)
 	tag, err := t.q.Exec(ctx, `WITH killed AS (
 			UPDATE tokens SET used_at = $7 WHERE institution_id = $8 AND user_id = $9 AND used_at IS NULL AND purpose = ANY($10)
 		)
@@ -521,7 +523,7 @@ func (t *txn) ReplaceTokens(ctx context.Context, institutionID, userID string, n
 		SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])
 		WHERE NOT EXISTS (SELECT 1 FROM tokens WHERE hash = ANY($1::bytea[]))
 		ON CONFLICT (hash) DO NOTHING`,
-		hashes, insts, users, purposes, created, expires, ts(now), institutionID, userID, kill)
+		append(cols, ts(now), institutionID, userID, kill)...)
 	if err != nil {
 		return wrap(err, "replace tokens")
 	}
