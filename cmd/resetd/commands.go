@@ -174,6 +174,9 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		return g.keyFailure(err)
 	}
 	defer a.Close()
+	if tuneRuntime {
+		tuneGC(logger, os.LookupEnv, a.Hasher.MaxMemory()+a.LoginHasher.MaxMemory())
+	}
 	email, sms := a.Carriers()
 	if c.Dev {
 		if err := seedDemo(ctx, a, g.stdout, email); err != nil {

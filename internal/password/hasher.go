@@ -122,6 +122,13 @@ func (h *Hasher) Full() bool {
 	return len(h.slots) == cap(h.slots) && h.waiting.Load() >= h.maxWaiters
 }
 
+// MaxMemory is the most memory h's computations hold at once, in bytes:
+// a buffer of Params.Memory KiB for each slot, allocated afresh by every
+// computation and garbage as soon as it ends.
+func (h *Hasher) MaxMemory() uint64 {
+	return uint64(cap(h.slots)) * uint64(h.params.Memory) * 1024
+}
+
 // InFlight reports how many argon2id computations are running now.
 func (h *Hasher) InFlight() int { return len(h.slots) }
 

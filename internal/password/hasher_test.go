@@ -429,3 +429,10 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+func TestMaxMemory(t *testing.T) {
+	p := Params{Memory: 8, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}
+	if got := NewHasher(p, 3, 0).MaxMemory(); got != 3*8*1024 {
+		t.Errorf("MaxMemory = %d, want 3 slots of 8 KiB = %d", got, 3*8*1024)
+	}
+}
