@@ -180,3 +180,33 @@ func TestLoopbackSpread(t *testing.T) {
 		t.Errorf("8 dials came from %d addresses: %v", len(seen), seen)
 	}
 }
+
+// TestChangeFlowsRefuseAReusedDatabase: a second run on the same --db
+// finds the first run's users with a password history, which the change
+// figure must not include, and says to use a fresh database.
+func TestChangeFlowsRefuseAReusedDatabase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server and hashes passwords")
+	}
+	cfg := Config{
+		DB:    "sqlite:" + t.TempDir() + "/bench.db",
+		Users: 400, Concurrency: 2, Duration: 500 * time.Millisecond, LimitDuration: 100 * time.Millisecond,
+		Flows: []string{FlowChange},
+	}
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("first run, a fresh database: %v", err)
+	}
+	if len(rep.Flows) != 1 || rep.Flows[0].Ops[0].Requests == 0 {
+		t.Fatalf("first run changed nothing: %+v", rep.Flows)
+	}
+	_, err = Run(t.Context(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "give --db a fresh database") {
+		t.Fatalf("second run on the same database: %v; want the refusal", err)
+	}
+	// Without change flows the reused users are fine.
+	cfg.Flows = []string{FlowSendReset}
+	if _, err := Run(t.Context(), cfg); err != nil {
+		t.Fatalf("send-reset on the reused database: %v", err)
+	}
+}
