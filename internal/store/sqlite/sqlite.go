@@ -97,7 +97,9 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 
 // DSN returns the database/sql data source name resetd opens path with:
 // its pragmas (WAL, busy timeout, synchronous, foreign keys, secure_delete:
-// deleted content is zeroed, so an erased user leaves no bytes) and, for the
+// deleted content is zeroed, so an erased user leaves no bytes; temp_store
+// in memory: the page images a statement or savepoint journal keeps never
+// spill to a deleted temporary file, whose blocks nobody zeroes) and, for the
 // write connection, IMMEDIATE transactions; read connections are
 // query-only. `resetd bench` measures the raw commit rate with it, so the
 // raw figure and the service run on identical settings.
@@ -113,7 +115,7 @@ func DSN(path, synchronous string, write bool) (string, error) {
 		return "", fmt.Errorf("sqlite: synchronous must be full or normal, not %q", synchronous)
 	}
 	q := url.Values{}
-	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(" + sync + ")", "foreign_keys(1)", "secure_delete(1)"} {
+	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(" + sync + ")", "foreign_keys(1)", "secure_delete(1)", "temp_store(MEMORY)"} {
 		q.Add("_pragma", p)
 	}
 	if write {

@@ -1,0 +1,14 @@
+package sqlite
+
+import (
+	"context"
+
+	"github.com/resetd/resetd/internal/store"
+)
+
+// ExecInUpdate runs q on the open write transaction of an Update's
+// function, for tests that need SQLite to do what no store method does.
+func ExecInUpdate(ctx context.Context, tx store.Tx, q string) error {
+	_, err := tx.RecordWriter.(*txn).q.ExecContext(ctx, q)
+	return err
+}
