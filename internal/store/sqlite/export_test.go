@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 
 	"github.com/resetd/resetd/internal/store"
 )
@@ -12,3 +13,6 @@ func ExecInUpdate(ctx context.Context, tx store.Tx, q string) error {
 	_, err := tx.RecordWriter.(*txn).q.ExecContext(ctx, q)
 	return err
 }
+
+// Pools returns the store's write connection and read pool.
+func Pools(s *Store) (write, read *sql.DB) { return s.write, s.read }

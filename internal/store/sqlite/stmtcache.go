@@ -27,8 +27,9 @@ type cachingConnector struct {
 	uninterruptible bool
 }
 
-// newCachingConnector opens connections to dsn with a statement cache.
-// With uninterruptible set (the write connection), a statement already
+// newCachingConnector opens connections to dsn with a statement cache and
+// the query planner's stability guarantee (stablePlans: a cached statement
+// is not prepared again when other values are bound). With uninterruptible set (the write connection), a statement already
 // running is not interrupted when its caller's context ends: SQLite
 // answers an interrupted write by rolling back the whole transaction,
 // and under group commit that transaction holds other callers' work too.
@@ -45,6 +46,10 @@ func newCachingConnector(dsn string, uninterruptible bool) (driver.Connector, er
 func (c cachingConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	conn, err := c.Connector.Connect(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := stablePlans(conn); err != nil {
+		conn.Close()
 		return nil, err
 	}
 	return &cachingConn{Conn: conn, stmts: map[string]*cachedStmt{}, uninterruptible: c.uninterruptible}, nil
