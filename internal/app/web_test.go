@@ -354,6 +354,26 @@ func newBrowser(t *testing.T) context.Context {
 		}
 		t.Skipf("SKIPPED: browser test needs Chromium at %s (apt-get install chromium); set RESETD_REQUIRE_ALL=1 to fail instead", chromiumPath)
 	}
+	// A browser that exits before it says where DevTools listens (seen once
+	// in a CI run of this suite, with every other browser of the run
+	// starting) is started again, twice at most: the test is about the
+	// page, not about Chromium's start-up.
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var ctx context.Context
+		if ctx, err = startBrowser(t); err == nil {
+			return ctx
+		}
+		t.Logf("starting %s, attempt %d: %v", chromiumPath, attempt, err)
+	}
+	t.Fatalf("starting %s: %v", chromiumPath, err)
+	return nil
+}
+
+// startBrowser starts one headless Chromium with a fresh profile; it is
+// stopped when the test ends.
+func startBrowser(t *testing.T) (context.Context, error) {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath),
 		chromedp.UserDataDir(t.TempDir()), // removed after the browser exits: cleanups run last-in first-out
@@ -376,11 +396,13 @@ func newBrowser(t *testing.T) context.Context {
 	// The first Do starts the browser; it lives as long as ctx, so the
 	// time limit goes on a context derived after it.
 	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting %s: %v", chromiumPath, err)
+		cancelBrowser()
+		cancelAlloc()
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(cancel)
-	return ctx
+	return ctx, nil
 }
 
 // browse runs browser steps, failing the test with what was being done.
