@@ -29,8 +29,9 @@ type cachingConnector struct {
 
 // newCachingConnector opens connections to dsn with a statement cache and
 // the query planner's stability guarantee (stablePlans: a cached statement
-// is not prepared again when other values are bound). With uninterruptible set (the write connection), a statement already
-// running is not interrupted when its caller's context ends: SQLite
+// is not prepared again when other values are bound). With uninterruptible
+// set (the write connection), a statement already running is not
+// interrupted when its caller's context ends: SQLite
 // answers an interrupted write by rolling back the whole transaction,
 // and under group commit that transaction holds other callers' work too.
 // database/sql still refuses to start a statement for a context that has
