@@ -358,16 +358,16 @@ func newBrowser(t *testing.T) context.Context {
 	// in a CI run of this suite, with every other browser of the run
 	// starting) is started again, twice at most: the test is about the
 	// page, not about Chromium's start-up.
-	var err error
-	for attempt := 1; attempt <= 3; attempt++ {
-		var ctx context.Context
-		if ctx, err = startBrowser(t); err == nil {
+	for attempt := 1; ; attempt++ {
+		ctx, err := startBrowser(t)
+		if err == nil {
 			return ctx
+		}
+		if attempt == 3 {
+			t.Fatalf("starting %s: %v", chromiumPath, err)
 		}
 		t.Logf("starting %s, attempt %d: %v", chromiumPath, attempt, err)
 	}
-	t.Fatalf("starting %s: %v", chromiumPath, err)
-	return nil
 }
 
 // startBrowser starts one headless Chromium with a fresh profile; it is

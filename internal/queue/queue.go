@@ -141,8 +141,8 @@ func New[TTx any](driver riverdriver.Driver[TTx], o Options) (*Queue[TTx], error
 	if o.Poll {
 		// While jobs flow, fetches come every FetchCooldown (a finished
 		// job or a full fetch calls for the next); the poll only finds
-		// the first job after a quiet spell. Before the SQLite store fixed
-		// query plans (sqlite.stablePlans), River's fetch was prepared
+		// the first job after a quiet spell. Before the SQLite store pinned
+		// its connections' query plans, River's fetch was prepared
 		// again on nearly every run (about 1 ms of CPU), and a 50 ms poll
 		// cost an idle server 48 ms of CPU a second; 100 ms cost 29, for
 		// at most 50 ms more lag on a lone message.
